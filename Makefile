@@ -23,6 +23,9 @@ test: setup
 # The cocotb suite only (SIM=icarus for the second simulator, WAVES=1 for waveforms),
 # then the efficiency table of the GEMMs it ran.
 sim: setup
+	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
+	  echo "SIM=icarus needs Icarus Verilog (iverilog) on PATH: install it, or use SIM=verilator"; \
+	  exit 1; fi
 	$(BIN)/python -m pytest -q -m sim
 	$(BIN)/python -m sim.efficiency
 

@@ -64,6 +64,8 @@ class SystolicArray(wiring.Component):
     k_max : int
         Largest number of steps summed into one output; sets the accumulator width so that no sum
         of ``k_max`` products can overflow (:func:`hw.numerics.acc_bits`).
+    acc_width : int, optional
+        A wider accumulator than ``k_max`` needs (a narrower one is refused).
 
     Attributes
     ----------
@@ -71,12 +73,17 @@ class SystolicArray(wiring.Component):
         Bits of each signed output.
     """
 
-    def __init__(self, rows: int, cols: int, width: int = 16, k_max: int = 1024):
+    def __init__(self, rows: int, cols: int, width: int = 16, k_max: int = 1024,
+                 acc_width: int | None = None):
         for name, value in (("rows", rows), ("cols", cols), ("width", width), ("k_max", k_max)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        need = acc_bits(width, width, k_max)
+        if acc_width is not None and acc_width < need:
+            raise ValueError(f"acc_width {acc_width} can overflow: k_max={k_max} products of "
+                             f"{width}-bit operands need {need} bits")
         self.rows, self.cols, self.width, self.k_max = rows, cols, width, k_max
-        self.acc_width = acc_bits(width, width, k_max)
+        self.acc_width = need if acc_width is None else acc_width
         super().__init__({
             "i": In(stream.Signature(StepLayout(rows, cols, width))),
             "o": Out(stream.Signature(RowLayout(cols, self.acc_width))),

@@ -61,7 +61,8 @@ class Fixed:
         x = np.asarray(x, dtype=np.float64)
         if np.isnan(x).any():
             raise ValueError("cannot quantize NaN: clean the data first")
-        q = np.rint(np.clip(x * self.one, self.min, self.max))
+        with np.errstate(over="ignore"):  # huge inputs overflow to inf, which saturates
+            q = np.rint(np.clip(x * self.one, self.min, self.max))
         return q.astype(np.int64)
 
     def dequantize(self, q) -> np.ndarray:

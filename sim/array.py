@@ -72,7 +72,7 @@ def array_model(steps: Steps, rows: int, cols: int) -> np.ndarray:
     """The rows the array emits for ``steps``: one R×C block per ``last`` step, stacked."""
     acc = np.zeros((rows, cols), dtype=np.int64)
     out = []
-    for a, b, first, last in zip(steps.a, steps.b, steps.first, steps.last):
+    for a, b, first, last in zip(steps.a, steps.b, steps.first, steps.last, strict=True):
         acc = (0 if first else acc) + np.outer(a, b)
         if last:
             out.append(acc.copy())

@@ -24,6 +24,9 @@ def test_golden_model_tiles_add_up_to_the_product(transposes):
 def test_rejects_bad_parameters():
     with pytest.raises(ValueError, match="rows"):
         SystolicArray(0, 4)
+    with pytest.raises(ValueError, match="need 38 bits"):
+        SystolicArray(4, 4, width=16, k_max=64, acc_width=37)
+    assert SystolicArray(4, 4, width=16, k_max=64).acc_width == 38
 
 
 @pytest.mark.sim
