@@ -23,6 +23,7 @@ __all__ = ["ROOT", "BUILD", "simulator", "run", "tb_params"]
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
 
+TIMESCALE = ("1ns", "1ps")
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
                   "--x-assign", "fast", "--x-initial", "fast"]
 
@@ -73,7 +74,7 @@ def run(design, name: str, test_module: str, params: dict | None = None,
     source = verilog.convert(design, name=name, emit_src=False)
     waves = _waves()
     args = VERILATOR_ARGS if sim == "verilator" else []
-    key = hashlib.sha256(json.dumps([source, sim, args, waves]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([source, sim, args, TIMESCALE, waves]).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim" / f"{name}-{sim}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     source_file = build_dir / f"{name}.v"
@@ -82,7 +83,7 @@ def run(design, name: str, test_module: str, params: dict | None = None,
     if not stamp.exists():
         source_file.write_text(source)
         runner.build(sources=[source_file], hdl_toplevel=name, build_dir=build_dir,
-                     build_args=args, waves=waves, always=True)
+                     build_args=args, waves=waves, always=True, timescale=TIMESCALE)
         stamp.touch()
     test_dir = build_dir / f"run-{test_module.rsplit('.', 1)[-1]}"
     test_dir.mkdir(exist_ok=True)
