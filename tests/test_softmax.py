@@ -1,0 +1,21 @@
+# amaranth: UnusedElaboratable=no
+"""The softmax unit against its golden model (cocotb on Verilator), and its parameter checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from hw.softmax import Softmax
+from sim.runner import run
+
+
+@pytest.mark.sim
+def test_softmax():
+    run(Softmax(lanes=4, max_rows=10), "softmax_l4", "sim.tb_softmax",
+        {"lanes": 4, "max_rows": 10})
+
+
+@pytest.mark.parametrize("kwargs, bad", [({"lanes": 0}, "0"), ({"max_rows": 0}, "0")])
+def test_bad_parameters(kwargs, bad):
+    with pytest.raises(ValueError, match=bad):
+        Softmax(**kwargs)
