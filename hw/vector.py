@@ -20,11 +20,14 @@ __all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index", "pw
 
 
 class VecOp(enum.Enum, shape=2):
-    """How the operands combine: ``a + (b << b_shift)``, ``a - (b << b_shift)`` or ``a * b``."""
+    """How the operands combine: ``a + (b << b_shift)``, ``a - (b << b_shift)``, ``a * b``, or the
+    SGD step ``(b << b_shift) - a * scale`` (``b`` a weight, ``a`` its gradient, ``scale`` the
+    learning rate)."""
 
     ADD = 0
     SUB = 1
     MUL = 2
+    SGD = 3
 
 
 class Rounding(enum.Enum, shape=1):
@@ -106,7 +109,7 @@ class VectorUnit(wiring.Component):
 
     Per lane, with ``fmt`` the format of ``b`` and ``y``::
 
-        t = a + (b << b_shift) | a - (b << b_shift) | a * b                    (op)
+        t = a + (b << b_shift) | a - (b << b_shift) | a * b | (b << b_shift) - a * scale   (op)
         x = requantize(t, shift, fmt.bits)               (round = NEAREST_EVEN)
           | requantize_stochastic(t, shift, rand, fmt.bits)   (round = STOCHASTIC)
         y = activation(act, deriv, x, slope, fmt, segments)
@@ -144,6 +147,8 @@ class VectorUnit(wiring.Component):
         Compute ``g'`` instead of ``g``.
     slope : In(signed(16))
         Leaky-ReLU slope, raw in :data:`numerics.SLOPE`.
+    scale : In(signed(16))
+        Multiplier of ``a`` in the SGD step.
     seed : In(32)
     seed_load : In(1)
 
@@ -188,6 +193,7 @@ class VectorUnit(wiring.Component):
             "act": In(Shape.cast(Act)),
             "deriv": In(1),
             "slope": In(signed(SLOPE.bits)),
+            "scale": In(signed(16)),
             "seed": In(32),
             "seed_load": In(1),
         })
@@ -198,7 +204,7 @@ class VectorUnit(wiring.Component):
         table = self.tables[0]
         lo, hi = fmt.min, fmt.max
         one = min(fmt.one, hi)
-        t_width = max(self.acc_width + bits, max(self.acc_width, bits + 31) + 1)
+        t_width = max(self.acc_width + 16, self.acc_width, bits + 31) + 1
         stochastic = self.round == Rounding.STOCHASTIC
 
         adv = ~self.o.valid | self.o.ready
@@ -249,8 +255,10 @@ class VectorUnit(wiring.Component):
             # Stage 2: combine the operands.
             a, b = a1[lane], b1[lane]
             shifted = b << self.b_shift
-            t = Mux(self.op == VecOp.MUL, a * b,
-                    Mux(self.op == VecOp.SUB, a - shifted, a + shifted))
+            product = a * Mux(self.op == VecOp.SGD, self.scale, b)
+            t = Mux(self.op == VecOp.MUL, product,
+                    Mux(self.op == VecOp.SGD, shifted - product,
+                        Mux(self.op == VecOp.SUB, a - shifted, a + shifted)))
             # Stage 3: requantise. Stage 4: table read, and the functions that need no table.
             x = requantize_hdl(t2[lane], self.shift, bits, stochastic=stochastic,
                                rand=rand2[lane])

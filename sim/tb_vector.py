@@ -172,16 +172,16 @@ class VectorBench:
         self.model.seed(seed)
 
     async def batch(self, a, b, last=None, *, op=VecOp.ADD, b_shift=0, shift=0,
-                    round=Rounding.NEAREST_EVEN, act=Act.IDENTITY, deriv=False, slope=0):
+                    round=Rounding.NEAREST_EVEN, act=Act.IDENTITY, deriv=False, slope=0, scale=0):
         """Send the beats ``a``, ``b`` with one configuration and check every result."""
         dut = self.dut
         last = np.zeros(len(a), dtype=np.int64) if last is None else last
         for name, value in [("op", op.value), ("b_shift", b_shift), ("shift", shift),
                             ("round", round.value), ("act", int(act)), ("deriv", int(deriv)),
-                            ("slope", slope)]:
+                            ("slope", slope), ("scale", scale)]:
             getattr(dut, name).value = value
         y = self.model(a, b, op=op, b_shift=b_shift, shift=shift, round=round, act=act,
-                       deriv=deriv, slope=slope)
+                       deriv=deriv, slope=slope, scale=scale)
         self.board.expect(zip(map(tuple, y.tolist()), last.tolist(), strict=True))
         self.source.queue.extend(pack([(a, self.acc_width), (b, self.bits), (last, 1)]))
         await pump(dut.clk, [self.source, self.sink], lambda: not self.board.expected)
@@ -226,28 +226,29 @@ def _operands(rng, beats: int, lanes: int, acc_width: int, bits: int):
 
 @cocotb.test()
 async def test_random_ops(dut):
-    """ADD/SUB/MUL with random shifts, both roundings, reseeds, activations and stalls."""
+    """ADD/SUB/MUL/SGD with random shifts, both roundings, reseeds, activations and stalls."""
     rng = await start(dut)
     bench = _bench(dut, rng)
     p = tb_params()
     lanes, acc_width, bits = bench.lanes, bench.acc_width, bench.bits
     saturated = set()
-    for k in range(p.get("batches", 36)):
-        op, round = VecOp(k % 3), Rounding(k // 3 % 2)
+    for k in range(p.get("batches", 48)):
+        op, round = VecOp(k % 4), Rounding(k // 4 % 2)
         if k % 7 == 6:
             await bench.reseed(int(rng.integers(0, 1 << 32)))
         bench.source.p_idle, bench.sink.p_stall = rng.choice([0.0, 0.3, 0.7], 2)
         a, b = _operands(rng, p.get("beats", 300), lanes, acc_width, bits)
         b_shift = int(rng.integers(0, 32))
-        # The first six batches (every op and rounding) shift little enough that the extreme a
+        # The first eight batches (every op and rounding) shift little enough that the extreme a
         # saturate; later ones range over every shift.
-        shift = int(rng.integers(0, acc_width - bits if k < 6 else 63))
+        shift = int(rng.integers(0, acc_width - bits if k < 8 else 63))
+        scale = int(rng.integers(-(1 << 15), 1 << 15))
         act, deriv, slope = Act.IDENTITY, False, 0
-        if k >= 12:
+        if k >= 16:
             act, deriv = Act(int(rng.integers(0, len(Act)))), bool(rng.integers(0, 2))
             slope = int(rng.integers(SLOPE.min, SLOPE.max + 1))
         # The floor of t / 2**shift, which either rounding raises by at most one.
-        floor = VectorModel.combine(a, b, op, b_shift) >> shift
+        floor = VectorModel.combine(a, b, op, b_shift, scale) >> shift
         if act == Act.IDENTITY and not deriv:
             saturated |= {(op, round, "max")} if (floor > ACT.max).any() else set()
             saturated |= {(op, round, "min")} if (floor + 1 < ACT.min).any() else set()
@@ -255,7 +256,7 @@ async def test_random_ops(dut):
         dut._log.info("batch %d: %s %s b_shift %d shift %d %s%s", k, op.name, round.name,
                       b_shift, shift, act.name, "'" if deriv else "")
         await bench.batch(a, b, last, op=op, b_shift=b_shift, shift=shift, round=round, act=act,
-                          deriv=deriv, slope=slope)
+                          deriv=deriv, slope=slope, scale=scale)
     bench.board.check_done()
     missing = {(op, r, s) for op in VecOp for r in Rounding for s in ("max", "min")} - saturated
     assert not missing, f"stimulus never saturated: {sorted(missing, key=str)}"

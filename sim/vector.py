@@ -41,18 +41,20 @@ class VectorModel:
                               dtype=np.int64)
 
     @staticmethod
-    def combine(a, b, op: VecOp, b_shift: int = 0) -> np.ndarray:
+    def combine(a, b, op: VecOp, b_shift: int = 0, scale: int = 0) -> np.ndarray:
         """``t``: the operands combined at full precision."""
         a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
         if op == VecOp.MUL:
             return a * b
+        if op == VecOp.SGD:
+            return (b << b_shift) - a * scale
         return a + (b << b_shift) if op == VecOp.ADD else a - (b << b_shift)
 
     def __call__(self, a, b, *, op: VecOp = VecOp.ADD, b_shift: int = 0, shift: int = 0,
                  round: Rounding = Rounding.NEAREST_EVEN, act: Act = Act.IDENTITY,
-                 deriv: bool = False, slope: int = 0) -> np.ndarray:
+                 deriv: bool = False, slope: int = 0, scale: int = 0) -> np.ndarray:
         """The outputs ``y`` of the beats ``a``, ``b`` (``(beats, lanes)``), advancing the LFSRs."""
-        t = self.combine(a, b, op, b_shift)
+        t = self.combine(a, b, op, b_shift, scale)
         if round == Rounding.STOCHASTIC:
             rand = np.empty_like(t)
             for k in range(len(t)):
