@@ -56,6 +56,9 @@ class ErrorCode(enum.IntEnum):
     """The length field, or the bytes received, exceed the receiver's buffer."""
     UNKNOWN_TYPE = 0x05
     """A type the controller does not implement (sent by the controller, not the link)."""
+    BAD_ARGUMENT = 0x06
+    """A command whose arguments the controller rejects: an address past a buffer, a wrong payload
+    size (sent by the controller, not the link)."""
 
 
 class FrameError(ValueError):

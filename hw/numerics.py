@@ -25,6 +25,7 @@ __all__ = [
     "lfsr_seed", "lfsr_step", "lfsr_advance", "lfsr_matrix", "product_bits", "acc_bits",
     "Act", "PwlTable", "pwl_table", "activation", "activation_float", "softmax",
     "softmax_float", "SOFTMAX_RECIP_BITS", "TABLE_RANGE", "activation_table", "exp_table",
+    "ln_table", "cross_entropy", "argmax",
 ]
 
 
@@ -339,3 +340,34 @@ def softmax_float(z) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     e = np.exp(z - z.max(axis=0, keepdims=True))
     return e / e.sum(axis=0, keepdims=True)
+
+
+# -- loss and predictions ----------------------------------------------------------------------------
+
+MANTISSA = Fixed(17, 15)
+"""A positive value normalised into [1, 2) by a left shift: the input of :func:`ln_table`."""
+
+
+@cache
+def ln_table(fmt: Fixed = ACT, segments: int = 64) -> PwlTable:
+    """``ln(m)`` for a mantissa ``m`` in [1, 2) (raw in :data:`MANTISSA`), out in ``fmt``."""
+    return pwl_table(np.log, 1.0, 2.0, MANTISSA, fmt, segments)
+
+
+def cross_entropy(p, fmt: Fixed = ACT) -> np.ndarray:
+    """``-ln(p)`` of raw probabilities ``p`` in ``fmt``, saturated; ``p`` below one LSB counts as one LSB.
+
+    ``p = m · 2**e`` with ``e`` the position of its top bit and ``m`` in [1, 2) (a left shift), so
+    ``-ln(p) = (fmt.frac - e)·ln 2 - ln(m)``: an integer times the constant ``round(ln 2 · 2**frac)``
+    minus a table read.
+    """
+    p = np.maximum(np.asarray(p, dtype=np.int64), 1)
+    e = np.frexp(p)[1].astype(np.int64) - 1  # exact for integers below 2**53
+    m = p << (MANTISSA.frac - e)
+    ln2 = round(math.log(2) * fmt.one)
+    return saturate((fmt.frac - e) * ln2 - ln_table(fmt)(m), fmt.bits)
+
+
+def argmax(z) -> np.ndarray:
+    """Row index of the largest value of each column (the first one on ties)."""
+    return np.argmax(np.asarray(z, dtype=np.int64), axis=0)

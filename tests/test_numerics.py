@@ -26,6 +26,8 @@ from hw.numerics import (
     activation,
     activation_float,
     activation_table,
+    argmax,
+    cross_entropy,
     exp_table,
     lfsr_advance,
     lfsr_matrix,
@@ -470,3 +472,22 @@ def test_softmax_extremes():
     z = np.array([[ACT.max, ACT.min], [ACT.min, ACT.max]])
     assert softmax(z).tolist() == [[ACT.one, 0], [0, ACT.one]]
     assert softmax(np.zeros((4, 1), dtype=np.int64)).tolist() == [[ACT.one // 4]] * 4
+
+
+# -- loss and predictions ----------------------------------------------------------------------------
+
+def test_cross_entropy_within_two_lsb_of_float64_and_saturates():
+    p = np.arange(1, ACT.one + 1)
+    exact = -np.log(ACT.dequantize(p))
+    got = ACT.dequantize(cross_entropy(p))
+    unsaturated = exact < ACT.max / ACT.one
+    assert np.abs(got - exact)[unsaturated].max() <= 2 / ACT.one
+    assert (cross_entropy(p[~unsaturated]) == ACT.max).all()
+    assert cross_entropy(ACT.one) == 0
+    assert cross_entropy(0) == cross_entropy(-5) == cross_entropy(1)
+    assert (np.diff(cross_entropy(p)) <= 0).all(), "-ln must not rise with p"
+
+
+def test_argmax_takes_the_first_of_equal_maxima():
+    z = np.array([[1, 5, 7], [3, 5, 7], [2, 0, 7]])
+    assert argmax(z).tolist() == [1, 0, 0]

@@ -1,0 +1,62 @@
+"""The configuration of one device: everything the gateware, the golden model and the host agree on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .numerics import ACT, acc_bits
+
+__all__ = ["DeviceConfig"]
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One device: array size, buffers, link. Board tops pick one; tests build small ones.
+
+    Parameters
+    ----------
+    rows, cols : int
+        The systolic array, R×C. The vector unit has ``cols`` lanes.
+    depth : int
+        Words per bank of each of the three buffers.
+    imem : int
+        Instructions the instruction memory holds.
+    k_max : int
+        Deepest GEMM (sets the accumulator width).
+    max_rows : int
+        Most rows (classes) a softmax, argmax or loss column may have.
+    max_payload : int
+        Largest frame payload the link accepts, in bytes.
+    clk_hz, baud : int
+        Clock and UART rate (reported by ``INFO``; the virtual board has no UART).
+    """
+
+    rows: int = 4
+    cols: int = 4
+    depth: int = 1024
+    imem: int = 256
+    k_max: int = 1024
+    max_rows: int = 16
+    max_payload: int = 1024
+    clk_hz: int = 50_000_000
+    baud: int = 3_000_000
+    gateware: int = field(default=1)
+
+    def __post_init__(self):
+        for name in ("rows", "cols", "depth", "imem", "k_max", "max_rows", "max_payload"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"DeviceConfig.{name} must be a positive integer, not {value!r}")
+
+    @property
+    def banks(self) -> int:
+        """Banks per buffer: the smallest power of two covering both array edges."""
+        return 1 << (max(self.rows, self.cols) - 1).bit_length()
+
+    @property
+    def acc_width(self) -> int:
+        return acc_bits(16, 16, self.k_max)
+
+    @property
+    def act_frac(self) -> int:
+        return ACT.frac

@@ -1,0 +1,176 @@
+"""The instruction set and host commands of the Systolic device, defined once.
+
+Instructions are 64-bit words (:class:`Instruction`), stored in the device's instruction memory and
+run by the controller; host commands are frames (``hw/frame.py``) whose payloads are the byte
+layouts below. The controller decodes these layouts in hardware; the golden model and the host
+encode and decode them with :func:`encode` / :func:`decode`, so one definition describes the bits.
+``docs/isa.md`` explains the semantics.
+"""
+
+from __future__ import annotations
+
+from amaranth.lib import data, enum
+
+from .vector import Rounding, VecOp
+
+__all__ = [
+    "Buf", "Opcode", "Reg", "Command", "Status", "Epilogue", "Instruction", "TENSORS",
+    "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
+    "encode", "decode", "instruction", "INSTRUCTION_BYTES", "VERSION",
+]
+
+VERSION = 1
+"""Version of this instruction set and command protocol, reported by ``INFO``."""
+
+TENSORS = 16
+"""Tensor registers of the controller."""
+
+
+class Buf(enum.Enum, shape=2):
+    """On-chip buffers: weights, activations (inputs and ``g(Z)``), and the rest (``Z``, ``dZ``, labels)."""
+
+    W = 0
+    A = 1
+    G = 2
+
+
+class Opcode(enum.Enum, shape=4):
+    NOP = 0
+    TENSOR = 1
+    GEMM = 2
+    VEC = 3
+    SOFTMAX = 4
+    ARGMAX = 5
+    LOSS = 6
+    SET = 7
+    END = 15
+
+
+class Reg(enum.Enum, shape=4):
+    """Run-time registers written by ``SET``."""
+
+    SLOPE = 0   # leaky-ReLU slope, raw in numerics.SLOPE
+    SCALE = 1   # multiplier of the SGD step (learning rate / minibatch, scaled)
+    SEED = 2    # reseeds the stochastic-rounding LFSRs: lane l := lfsr_seed(SEED, l)
+
+
+class Epilogue(data.StructLayout):
+    """What the vector unit does to each result: see :class:`hw.vector.VectorUnit`."""
+
+    def __init__(self):
+        super().__init__({
+            "op": VecOp, "act": 3, "deriv": 1, "round": Rounding, "shift": 6, "b_shift": 5,
+        })
+
+
+_T = 4  # bits of a tensor register number
+
+
+class Instruction(data.StructLayout):
+    """One 64-bit instruction: an opcode and the arguments of that opcode."""
+
+    def __init__(self):
+        super().__init__({
+            "op": Opcode,
+            "args": data.UnionLayout({
+                "tensor": data.StructLayout({
+                    "t": _T, "buf": Buf, "base": 16, "rows": 12, "cols": 12, "pitch": 12}),
+                "gemm": data.StructLayout({
+                    "a": _T, "ta": 1, "b": _T, "tb": 1, "c": _T, "use_c": 1, "out": _T,
+                    "epi": Epilogue()}),
+                "vec": data.StructLayout({
+                    "a": _T, "b": _T, "use_b": 1, "out": _T, "epi": Epilogue()}),
+                "unary": data.StructLayout({"a": _T, "out": _T}),
+                "loss": data.StructLayout({"a": _T, "y": _T, "out": _T}),
+                "set": data.StructLayout({"reg": Reg, "value": 32}),
+            }),
+            "_pad": 64 - 4 - 58,
+        })
+
+
+INSTRUCTION_BYTES = 8
+
+
+class Command(enum.IntEnum):
+    """Frame types of host commands; a reply carries the command's type, or ``FrameType.ERROR``."""
+
+    INFO = 0x01
+    WRITE = 0x02
+    READ = 0x03
+    PROGRAM = 0x04
+    RUN = 0x05
+
+
+class Status(enum.IntEnum):
+    """Result of ``RUN``: the first fault stops the program."""
+
+    OK = 0
+    BAD_OPCODE = 1
+    BAD_TENSOR = 2      # a tensor runs past its buffer, or register not defined
+    BAD_SHAPE = 3       # operand shapes do not agree
+    TOO_DEEP = 4        # a GEMM's K exceeds the array's k_max
+    NO_END = 5          # ran off the end of the instruction memory
+
+
+class InfoReply(data.StructLayout):
+    """Payload of the ``INFO`` reply: what the host needs to compile for this device."""
+
+    def __init__(self):
+        super().__init__({
+            "version": 16, "rows": 8, "cols": 8, "banks": 8, "depth": 32, "imem": 16,
+            "k_max": 32, "acc_width": 8, "act_frac": 8, "clk_hz": 32, "baud": 32,
+            "max_payload": 16, "gateware": 32,
+        })
+
+
+class WriteArgs(data.StructLayout):
+    """``WRITE`` payload header; 16-bit little-endian words to flat addresses ``addr, addr+1, …``."""
+
+    def __init__(self):
+        super().__init__({"buf": 8, "addr": 32})
+
+
+class ReadArgs(data.StructLayout):
+    """``READ`` payload; the reply is ``count`` 16-bit little-endian words."""
+
+    def __init__(self):
+        super().__init__({"buf": 8, "addr": 32, "count": 16})
+
+
+class ProgramArgs(data.StructLayout):
+    """``PROGRAM`` payload header; 8-byte little-endian instructions from ``addr`` on."""
+
+    def __init__(self):
+        super().__init__({"addr": 16})
+
+
+class RunArgs(data.StructLayout):
+    """``RUN`` payload: run from ``entry`` to ``END``, then return ``count`` words of ``buf`` at ``addr``."""
+
+    def __init__(self):
+        super().__init__({"entry": 16, "buf": 8, "addr": 32, "count": 16})
+
+
+class RunReply(data.StructLayout):
+    """``RUN`` reply header, followed by the ``count`` words asked for."""
+
+    def __init__(self):
+        super().__init__({"status": 8, "pc": 16, "cycles": 32})
+
+
+def encode(layout: data.Layout, fields: dict) -> bytes:
+    """The little-endian bytes of ``fields`` laid out by ``layout``."""
+    return layout.const(fields).as_bits().to_bytes((layout.size + 7) // 8, "little")
+
+
+def decode(layout: data.Layout, raw: bytes) -> data.Const:
+    """A view of the first bytes of ``raw`` through ``layout`` (``view.field`` reads a field)."""
+    size = (layout.size + 7) // 8
+    if len(raw) < size:
+        raise ValueError(f"{type(layout).__name__} needs {size} bytes, got {len(raw)}")
+    return layout.from_bits(int.from_bytes(raw[:size], "little"))
+
+
+def instruction(op: Opcode, **args) -> int:
+    """One instruction word: ``instruction(Opcode.GEMM, gemm={...})``; no arguments for NOP/END."""
+    return Instruction().const({"op": op, "args": args}).as_bits()
