@@ -1,0 +1,226 @@
+"""On-chip buffers: banked memories that read or write a row or a column segment of a matrix per cycle."""
+
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from .layout import Layout
+
+__all__ = ["Mode", "ReadRequest", "WriteRequest", "ReadResponse", "Buffer"]
+
+
+class Mode(enum.Enum, shape=2):
+    """How an access walks the stored matrix; lane ``l`` of the access is element ``l`` of the walk.
+
+    - ``ROW``: elements ``(p, q + l)``, a row segment.
+    - ``COLUMN``: elements ``(p + l, q)``, a column segment.
+    - ``FLAT``: host words ``base + l``; ``p``, ``q`` and ``pitch`` are ignored.
+    """
+
+    ROW = 0
+    COLUMN = 1
+    FLAT = 2
+
+
+def _address_fields(banks: int, depth: int) -> dict:
+    word = unsigned(max(1, ceil_log2(banks * depth)))
+    address = unsigned(max(1, ceil_log2(depth)))
+    return {"mode": Mode, "base": word, "pitch": unsigned(depth.bit_length()), "p": address, "q": word}
+
+
+class ReadRequest(data.StructLayout):
+    """A read: ``mode``, where the matrix is (``base``, ``pitch``), where the access starts (``p``, ``q``).
+
+    ``base`` and ``q`` have ``ceil_log2(banks·depth)`` bits (a host word number fits), ``p``
+    ``ceil_log2(depth)`` and ``pitch`` enough for ``depth``; ``tag`` is returned with the data.
+    """
+
+    def __init__(self, banks: int, depth: int, tag_width: int):
+        super().__init__({**_address_fields(banks, depth), "tag": unsigned(tag_width)})
+
+
+class WriteRequest(data.StructLayout):
+    """A write: the fields of :class:`ReadRequest` (no ``tag``), ``data`` per lane, ``mask`` bit per lane."""
+
+    def __init__(self, banks: int, depth: int, width: int):
+        super().__init__({**_address_fields(banks, depth),
+                          "data": data.ArrayLayout(signed(width), banks), "mask": unsigned(banks)})
+
+
+class ReadResponse(data.StructLayout):
+    """The lanes of a read, lane ``l`` being element ``l`` of the access, and the request's ``tag``."""
+
+    def __init__(self, banks: int, width: int, tag_width: int):
+        super().__init__({"data": data.ArrayLayout(signed(width), banks), "tag": unsigned(tag_width)})
+
+
+class Buffer(wiring.Component):
+    """A buffer of ``banks`` memory banks holding matrices in the skewed layout of :mod:`hw.layout`.
+
+    Element ``(p, q)`` of a matrix at ``base`` with rows ``pitch`` addresses apart is in bank
+    ``(p + q) mod B``, address ``base + p·pitch + (q >> log2 B)``; host word ``w`` is bank ``w mod B``,
+    address ``w >> log2 B``. An access of :class:`Mode` ``ROW`` or ``COLUMN`` from ``(p, q)`` therefore
+    touches every bank once: bank ``b`` serves lane ``l = (b − p − q) mod B`` and computes its own
+    address from the rotation (row: one carry; column: ``l·pitch`` by shifts and adds; ``p·pitch`` by
+    shifts and adds shared by all banks, so no multiplier block is used). Each bank is one memory
+    with one read and one write port, which synthesis maps to block RAM. Addresses wrap at
+    ``ceil_log2(depth)`` bits; an access reaching past ``depth`` is undefined.
+
+    Cycle contract:
+
+    - ``rd``: a request transfers on a cycle with ``rd.valid & rd.ready``; the banks are read at the
+      end of that cycle. ``rd.ready = ~rd_data.valid | rd_data.ready`` (it depends on
+      ``rd_data.ready`` in the same cycle), so with ``rd_data`` always ready one read is accepted
+      every cycle.
+    - ``rd_data``: the response of each read, in request order, ``latency = 1`` cycle after its
+      transfer; ``valid`` and the payload hold until ``ready``, during which ``rd`` waits.
+    - ``wr``: always ready; a write transfers on every cycle with ``wr.valid`` and changes the banks
+      at the end of that cycle. Lane ``l`` is written if ``mask[l]`` is set; a ``FLAT`` write stores
+      lane 0 at word ``base`` (if ``mask[0]``) and nothing else.
+    - Ordering: a read sees every write transferred on an earlier cycle, and not a write transferred
+      on the same cycle (reads return the old data). A response waiting on ``rd_data`` keeps the
+      data read when its request transferred, whatever is written meanwhile.
+
+    The request arithmetic is combinational from the ``rd`` and ``wr`` payloads to the banks: drive
+    them from registers.
+
+    Parameters
+    ----------
+    banks : int
+        Number of banks ``B``, a power of two; also the lanes of an access.
+    depth : int
+        Words per bank.
+    width : int
+        Bits of each signed word (default 16).
+    tag_width : int
+        Bits of ``tag`` carried from ``rd`` to ``rd_data`` (default 2).
+
+    Attributes
+    ----------
+    rd : In(stream.Signature(ReadRequest))
+        Read requests.
+    rd_data : Out(stream.Signature(ReadResponse))
+        Read responses: ``data[l]`` is lane ``l``; ``FLAT`` reads give words ``base … base+B−1``.
+    wr : In(stream.Signature(WriteRequest))
+        Write requests.
+    layout : Layout
+        The mapping of matrices to banks.
+    latency : int
+        Cycles from a read's transfer to its response (1).
+
+    Raises
+    ------
+    ValueError
+        If a parameter is out of range.
+    """
+
+    latency = 1
+
+    def __init__(self, banks: int, depth: int, width: int = 16, tag_width: int = 2):
+        if not isinstance(banks, int) or banks < 1 or banks & (banks - 1):
+            raise ValueError(f"banks must be a positive power of two, not {banks!r}")
+        for name, value in (("depth", depth), ("width", width), ("tag_width", tag_width)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        self.banks, self.depth, self.width, self.tag_width = banks, depth, width, tag_width
+        self.layout = Layout(banks)
+        super().__init__({
+            "rd": In(stream.Signature(ReadRequest(banks, depth, tag_width))),
+            "rd_data": Out(stream.Signature(ReadResponse(banks, width, tag_width))),
+            "wr": In(stream.Signature(WriteRequest(banks, depth, width))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        banks = []
+        for b in range(self.banks):
+            memory = Memory(shape=signed(self.width), depth=self.depth, init=[])
+            m.submodules[f"bank_{b}"] = memory
+            banks.append((memory.read_port(), memory.write_port()))
+
+        # Reads: each bank reads its address on the accepting cycle and holds its output while
+        # the response waits; the lanes are the bank outputs rotated back into access order.
+        rd, out = self.rd, self.rd_data
+        addresses, rotation = self._addresses(m, rd.payload, "rd")
+        held_rotation = Signal.like(rotation)
+        held_tag = Signal(self.tag_width)
+        m.d.comb += rd.ready.eq(~out.valid | out.ready)
+        for (read, _), address in zip(banks, addresses, strict=True):
+            m.d.comb += [read.en.eq(rd.ready), read.addr.eq(address)]
+        with m.If(rd.ready):
+            m.d.sync += [out.valid.eq(rd.valid), held_rotation.eq(rotation),
+                         held_tag.eq(rd.payload.tag)]
+        lanes = _rotate(m, [read.data for read, _ in banks], held_rotation, "rd_lane")
+        m.d.comb += out.payload.tag.eq(held_tag)
+        for lane, value in enumerate(lanes):
+            m.d.comb += out.payload.data[lane].eq(value)
+
+        # Writes: lanes rotated into bank order; a FLAT write keeps lane 0 only.
+        wr = self.wr
+        addresses, rotation = self._addresses(m, wr.payload, "wr")
+        flat = wr.payload.mode == Mode.FLAT
+        enables = [wr.valid & wr.payload.mask[lane] & (~flat if lane else 1) for lane in range(self.banks)]
+        back = Signal.like(rotation)
+        m.d.comb += [wr.ready.eq(1), back.eq((-rotation)[:self.layout.shift])]
+        data_in = _rotate(m, list(wr.payload.data), back, "wr_data")
+        enable_in = _rotate(m, enables, back, "wr_en")
+        for (_, write), address, value, enable in zip(banks, addresses, data_in, enable_in, strict=True):
+            m.d.comb += [write.addr.eq(address), write.data.eq(value), write.en.eq(enable)]
+        return m
+
+    def _addresses(self, m: Module, request, name: str):
+        """Per-bank addresses of ``request`` and rotation ``r``: bank ``b`` serves lane ``(b − r) mod B``."""
+        count, shift = self.banks, self.layout.shift
+        bits = max(1, ceil_log2(self.depth))
+        flat = request.mode == Mode.FLAT
+        column = request.mode == Mode.COLUMN
+        start = Signal(bits, name=f"{name}_start")      # address of lane 0
+        rotation_bits = max(1, shift)                   # avoids zero-width signals when B = 1
+        low = Signal(rotation_bits, name=f"{name}_low")  # q mod B of lane 0 (word mod B if FLAT)
+        rotation = Signal(rotation_bits, name=f"{name}_rotation")
+        row_offset = _times(request.pitch, request.p, bits)
+        m.d.comb += [
+            start.eq(Mux(flat, request.base >> shift, request.base + row_offset + (request.q >> shift))),
+            low.eq(Mux(flat, request.base, request.q)[:shift]),
+            rotation.eq(Mux(flat, request.base, request.p + request.q)[:shift]),
+        ]
+        addresses = []
+        for bank in range(count):
+            lane = Signal(rotation_bits, name=f"{name}_lane_of_bank_{bank}")
+            step = Signal(bits, name=f"{name}_step_{bank}")
+            address = Signal(bits, name=f"{name}_address_{bank}")
+            m.d.comb += [lane.eq((bank - rotation)[:shift]), address.eq(start + step)]
+            with m.Switch(lane):
+                for k in range(count):
+                    with m.Case(k):
+                        # Column: lane k is k rows down; row: a carry once q mod B + k wraps a pitch.
+                        m.d.comb += step.eq(Mux(column, _times(request.pitch, k, bits), low >= count - k))
+            addresses.append(address)
+        return addresses, rotation
+
+
+def _times(value, factor, bits: int):
+    """``value · factor`` modulo ``2**bits`` by shifts and adds (``factor`` an int or a Value)."""
+    if isinstance(factor, int):
+        terms = [value << i for i in range(factor.bit_length()) if factor >> i & 1]
+    else:
+        terms = [Mux(factor[i], value << i, 0) for i in range(min(len(factor), bits))]
+    total = 0
+    for term in terms:
+        total = (total + term)[:bits]
+    return total
+
+
+def _rotate(m: Module, values: list, amount, name: str) -> list:
+    """``out[l] = values[(amount + l) mod n]`` for ``n = len(values)``."""
+    if len(values) == 1:
+        return values
+    shape = Value.cast(values[0]).shape()
+    out = [Signal(shape, name=f"{name}_{lane}") for lane in range(len(values))]
+    with m.Switch(amount):
+        for k in range(len(values)):
+            with m.Case(k):
+                m.d.comb += [o.eq(values[(k + lane) % len(values)]) for lane, o in enumerate(out)]
+    return out
