@@ -25,7 +25,7 @@ __all__ = [
     "lfsr_seed", "lfsr_step", "lfsr_advance", "lfsr_matrix", "product_bits", "acc_bits",
     "Act", "PwlTable", "pwl_table", "activation", "activation_float", "softmax",
     "softmax_float", "SOFTMAX_RECIP_BITS", "TABLE_RANGE", "activation_table", "exp_table",
-    "ln_table", "cross_entropy", "argmax",
+    "ln_table", "cross_entropy", "argmax", "MANTISSA",
 ]
 
 
