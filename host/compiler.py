@@ -1,0 +1,473 @@
+"""Compile a multilayer perceptron into a device program: instructions, buffer map and formats.
+
+A :class:`Network` (layer sizes, hidden activation, softmax + cross-entropy or one sigmoid unit +
+binary cross-entropy, minibatch, learning rate) and a :class:`DeviceConfig` give a :class:`Program`:
+one instruction-memory image with three entry points,
+
+- ``setup``: ``SET`` the leaky-ReLU slope, the SGD multiplier and the LFSR seed (run once after
+  loading; the training step never reseeds, so successive steps draw fresh random bits);
+- ``train``: one training step on the minibatch in the buffers (forward, loss gradient ``A − Y``,
+  backward, SGD with stochastic rounding), leaving per-sample losses and predictions in one
+  contiguous output region that the ``RUN`` reply returns;
+- ``infer``: the forward pass and predictions only.
+
+Columns are samples (course notation). Placement follows ``docs/isa.md``, so no instruction reads
+two operands from one buffer:
+
+=========  =================================================================================
+buffer     regions
+=========  =================================================================================
+``W``      ``W[l]``: ``n_l × (n_{l-1} + 1)``, the bias as the last column
+``A``      ``[A[l]; 1]`` for ``l < L`` (``A[0] = X``; the row of ones is written at load),
+           ``g'(Z[l])`` for hidden layers, the output probabilities ``A[L]``
+``G``      labels ``Y``, ``Z[l]`` (overwritten by ``dZ[l]`` in the backward pass), outputs
+=========  =================================================================================
+
+Formats (power-of-two scales, raw value ``q`` stands for ``q / 2**frac``): inputs, activations,
+``Z``, ``dZ``, ``g'(Z)``, labels, probabilities and losses in :data:`numerics.ACT` (``Fixed(16, 12)``,
+the format of the activation tables); weights and biases in ``Fixed(16, 12)``. Hence
+
+- ``Z = W·[A; 1]``: accumulators at frac 24, requantised by ``forward_shift = 12``;
+- ``dZ[l-1] = (Wᵀ·dZ[l]) ⊙ g'(Z[l-1])``: the product at frac 36, ``backward_shift = 24``;
+- ``W -= α/m · dZ·[A; 1]ᵀ``: the SGD epilogue ``((W << s) − acc·SCALE) >> s`` with stochastic
+  rounding, ``s = b_shift = sgd_shift`` the largest shift (at most 31) that keeps
+  ``SCALE = round(α/m · 2**(s + 12 − 24))`` within 15 bits.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hw.config import DeviceConfig
+from hw.isa import TENSORS, Buf, Opcode, Reg, instruction
+from hw.layout import Layout
+from hw.numerics import ACT, SLOPE, Act, Fixed
+from hw.vector import Rounding, VecOp
+
+__all__ = ["Output", "Network", "Formats", "Region", "Write", "Program", "compile_network", "WEIGHT"]
+
+WEIGHT = Fixed(16, 12)
+"""Format of weights and biases."""
+
+_FIELD_MAX = {"rows": (1 << 12) - 1, "cols": (1 << 12) - 1, "pitch": (1 << 12) - 1, "base": (1 << 16) - 1}
+_SCALE_MAX = (1 << 15) - 1
+_SHIFT_MAX = 31  # b_shift field
+
+
+class Output(enum.Enum):
+    """The output layer and its loss."""
+
+    SOFTMAX = "softmax"   # softmax + cross-entropy, one row per class
+    SIGMOID = "sigmoid"   # one sigmoid unit + binary cross-entropy
+
+
+@dataclass(frozen=True)
+class Network:
+    """A multilayer perceptron and how to train it.
+
+    Parameters
+    ----------
+    sizes : tuple[int, ...]
+        Units per layer, inputs first: ``(64, 32, 10)`` is 64 inputs, 32 hidden units, 10 classes.
+    hidden : Act
+        Activation of the hidden layers.
+    output : Output
+        Softmax + cross-entropy (two or more classes) or sigmoid + binary cross-entropy (one unit).
+    batch : int
+        Samples per minibatch, ``m``.
+    learning_rate : float
+        SGD step ``α``.
+    slope : float
+        Negative-side slope of ``Act.LEAKY_RELU``.
+
+    Raises
+    ------
+    ValueError
+        If a field is out of range.
+    """
+
+    sizes: tuple[int, ...]
+    hidden: Act = Act.RELU
+    output: Output = Output.SOFTMAX
+    batch: int = 32
+    learning_rate: float = 0.1
+    slope: float = 0.01
+
+    def __post_init__(self):
+        object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
+        if len(self.sizes) < 2 or min(self.sizes) < 1:
+            raise ValueError(f"sizes must list at least inputs and outputs, all positive: {self.sizes}")
+        if self.output == Output.SOFTMAX and self.sizes[-1] < 2:
+            raise ValueError("softmax needs at least 2 classes: use Output.SIGMOID for one unit")
+        if self.output == Output.SIGMOID and self.sizes[-1] != 1:
+            raise ValueError(f"a sigmoid output has 1 unit, not {self.sizes[-1]}: use Output.SOFTMAX")
+        if self.batch < 1:
+            raise ValueError(f"batch must be at least 1, not {self.batch}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, not {self.learning_rate}")
+
+    @property
+    def layers(self) -> int:
+        """Weight layers, ``L``."""
+        return len(self.sizes) - 1
+
+
+@dataclass(frozen=True)
+class Formats:
+    """The fixed-point formats and shifts a program uses (see the module docstring)."""
+
+    act: Fixed
+    weight: Fixed
+    forward_shift: int
+    backward_shift: int
+    sgd_shift: int
+    scale: int
+    slope: int
+
+    @property
+    def effective_rate(self) -> float:
+        """The learning rate the device applies, ``α`` after rounding ``SCALE``, times ``m``⁻¹."""
+        return self.scale * 2.0 ** (2 * self.act.frac - self.weight.frac - self.sgd_shift)
+
+
+@dataclass(frozen=True)
+class Region:
+    """A matrix in a buffer: ``rows × cols`` at ``base`` with rows ``pitch`` addresses apart.
+
+    Its words are the contiguous flat range ``[first, first + words)`` (``hw.layout``), in which the
+    elements sit skewed; :meth:`pack` and :meth:`unpack` convert.
+    """
+
+    buf: Buf
+    base: int
+    rows: int
+    cols: int
+    pitch: int
+    banks: int
+
+    @property
+    def first(self) -> int:
+        return self.base * self.banks
+
+    @property
+    def words(self) -> int:
+        return self.rows * self.pitch * self.banks
+
+    def view(self, rows: int | None = None, cols: int | None = None) -> Region:
+        """The top-left ``rows × cols`` corner, with this region's pitch (the skew is unchanged)."""
+        return Region(self.buf, self.base, rows or self.rows, cols or self.cols, self.pitch, self.banks)
+
+    def _where(self, shape: tuple[int, int]):
+        p, q = np.indices(shape)
+        bank, address = Layout(self.banks).locate(p, q, 0, self.pitch)
+        return address * self.banks + bank
+
+    def pack(self, matrix) -> np.ndarray:
+        """The flat words of ``matrix`` (the top rows of this region, raw 16-bit) from :attr:`first` on.
+
+        Fewer rows than the region write only those rows' words; unused words are zero.
+        """
+        matrix = np.asarray(matrix, dtype=np.int64)
+        if matrix.shape[1] != self.cols or matrix.shape[0] > self.rows:
+            raise ValueError(f"a {matrix.shape} matrix does not fit a {self.rows}×{self.cols} region")
+        words = np.zeros(matrix.shape[0] * self.pitch * self.banks, dtype=np.int64)
+        words[self._where(matrix.shape)] = matrix
+        return words
+
+    def unpack(self, words) -> np.ndarray:
+        """The matrix from its flat words (as :meth:`pack` lays them out)."""
+        return np.asarray(words, dtype=np.int64)[self._where((self.rows, self.cols))]
+
+    def tensor(self, t: int) -> int:
+        """The ``TENSOR`` instruction loading this region into register ``t``."""
+        return instruction(Opcode.TENSOR, tensor={"t": t, "buf": self.buf, "base": self.base,
+                                                  "rows": self.rows, "cols": self.cols,
+                                                  "pitch": self.pitch})
+
+
+Write = tuple[Buf, int, np.ndarray]
+"""A ``WRITE``: buffer, first flat word, the words."""
+
+
+@dataclass(frozen=True)
+class Program:
+    """A compiled network: the instruction-memory image, its entry points and the buffer map.
+
+    Attributes
+    ----------
+    words : tuple[int, ...]
+        Instructions from address 0 (``PROGRAM`` them at 0).
+    setup, train, infer : int
+        Entry points (see the module docstring).
+    weights : tuple[Region, ...]
+        ``W[l]`` for ``l = 1 … L`` (index ``l - 1``), bias last column.
+    inputs : tuple[Region, ...]
+        ``[A[l]; 1]`` for ``l = 0 … L-1``; ``inputs[0]`` holds the minibatch.
+    labels, losses, predictions : Region
+        ``Y`` (one-hot, or 0/1 for a sigmoid output), and the two rows of the output region.
+    regions : dict[str, Region]
+        Every region by name (``W1``, ``A0``, ``D1``, ``Z2``, ``Y``, ``loss``, ``prediction``, …).
+    output : tuple[Buf, int, int]
+        ``(buf, first flat word, count)`` for ``RUN``: losses then predictions, one read.
+    """
+
+    network: Network
+    config: DeviceConfig
+    formats: Formats
+    words: tuple[int, ...]
+    setup: int
+    train: int
+    infer: int
+    weights: tuple[Region, ...]
+    inputs: tuple[Region, ...]
+    labels: Region
+    losses: Region
+    predictions: Region
+    regions: dict[str, Region] = field(repr=False)
+
+    @property
+    def output(self) -> tuple[Buf, int, int]:
+        count = self.predictions.first + self.network.batch - self.losses.first
+        return self.losses.buf, self.losses.first, count
+
+    def initial_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """Random raw weights: He (ReLU family, swish) or Glorot (others, and the output layer) normal,
+        zero biases, quantised to :data:`WEIGHT`."""
+        net, out = self.network, []
+        for k, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:], strict=True), 1):
+            he = k < net.layers and net.hidden in (Act.RELU, Act.LEAKY_RELU, Act.SWISH)
+            std = math.sqrt(2 / fan_in) if he else math.sqrt(2 / (fan_in + fan_out))
+            w = np.concatenate([rng.normal(0, std, (fan_out, fan_in)), np.zeros((fan_out, 1))], axis=1)
+            out.append(self.formats.weight.quantize(w))
+        return out
+
+    def load_writes(self, weights: list[np.ndarray]) -> list[Write]:
+        """The ``WRITE``s that load raw ``weights`` and the constant rows of ones."""
+        writes = [(r.buf, r.first, r.pack(w)) for r, w in zip(self.weights, weights, strict=True)]
+        for r in self.inputs:
+            ones = np.zeros((r.rows, r.cols), dtype=np.int64)
+            ones[-1] = self.formats.act.one
+            writes.append((r.buf, r.first, r.pack(ones)))
+        return writes
+
+    def batch_writes(self, x, y=None) -> list[Write]:
+        """The ``WRITE``s of a minibatch: ``x`` is ``m × n_0`` (a sample per row) in real units,
+        ``y`` the ``m`` class numbers (0/1 for a sigmoid output), or ``None`` for inference."""
+        x = np.asarray(x, dtype=np.float64)
+        if x.shape != (self.network.batch, self.network.sizes[0]):
+            raise ValueError(f"x must be {self.network.batch}×{self.network.sizes[0]} "
+                             f"(batch × inputs), not {x.shape}")
+        r = self.inputs[0]
+        writes = [(r.buf, r.first, r.pack(self.formats.act.quantize(x.T)))]
+        if y is not None:
+            writes.append((self.labels.buf, self.labels.first, self.labels.pack(self.one_hot(y))))
+        return writes
+
+    def one_hot(self, y) -> np.ndarray:
+        """Raw labels ``Y`` (``n_L × m`` in ACT) of class numbers ``y``."""
+        y = np.asarray(y, dtype=np.int64)
+        classes = self.labels.rows
+        if y.shape != (self.network.batch,) or y.min() < 0 or y.max() >= max(classes, 2):
+            raise ValueError(f"y must be {self.network.batch} class numbers in 0..{max(classes, 2) - 1}")
+        if classes == 1:
+            return (y * self.formats.act.one)[None, :]
+        return (np.arange(classes)[:, None] == y[None, :]) * self.formats.act.one
+
+    def decode_output(self, words) -> tuple[np.ndarray, np.ndarray]:
+        """``(losses, predictions)`` from the words a ``RUN`` returns: real losses, class numbers."""
+        words = np.asarray(words, dtype=np.int64)
+        m, start = self.network.batch, self.predictions.first - self.losses.first
+        losses = self.formats.act.dequantize(words[:m])
+        predictions = words[start:start + m]
+        if self.network.output == Output.SIGMOID:
+            predictions = (predictions >= self.formats.act.one >> 1).astype(np.int64)
+        return losses, predictions
+
+
+class _Emitter:
+    """Instruction words with tensor registers allocated on demand (least recently used evicted)."""
+
+    def __init__(self):
+        self.words: list[int] = []
+        self.entry()
+
+    def entry(self) -> int:
+        """Start an entry point: registers are unknown there. Returns its address."""
+        self.loaded: dict[int, Region] = {}
+        self.used: list[int] = []
+        return len(self.words)
+
+    def _regs(self, *regions: Region) -> list[int]:
+        regs = []
+        for region in regions:
+            reg = next((t for t, r in self.loaded.items() if r == region), None)
+            if reg is None:
+                free = [t for t in range(TENSORS) if t not in self.loaded]
+                reg = free[0] if free else next(t for t in self.used if t not in regs)
+                self.loaded[reg] = region
+                self.words.append(region.tensor(reg))
+            if reg in self.used:
+                self.used.remove(reg)
+            self.used.append(reg)
+            regs.append(reg)
+        return regs
+
+    def gemm(self, a: Region, b: Region, out: Region, epi: dict, c: Region | None = None,
+             ta: bool = False, tb: bool = False) -> None:
+        ra, rb, ro, *rc = self._regs(a, b, out, *([c] if c is not None else []))
+        self.words.append(instruction(Opcode.GEMM, gemm={
+            "a": ra, "ta": ta, "b": rb, "tb": tb, "c": rc[0] if rc else 0, "use_c": bool(rc),
+            "out": ro, "epi": epi}))
+
+    def vec(self, a: Region, out: Region, epi: dict, b: Region | None = None) -> None:
+        ra, ro, *rb = self._regs(a, out, *([b] if b is not None else []))
+        self.words.append(instruction(Opcode.VEC, vec={
+            "a": ra, "b": rb[0] if rb else 0, "use_b": bool(rb), "out": ro, "epi": epi}))
+
+    def unary(self, op: Opcode, a: Region, out: Region) -> None:
+        ra, ro = self._regs(a, out)
+        self.words.append(instruction(op, unary={"a": ra, "out": ro}))
+
+    def loss(self, a: Region, y: Region, out: Region) -> None:
+        ra, ry, ro = self._regs(a, y, out)
+        self.words.append(instruction(Opcode.LOSS, loss={"a": ra, "y": ry, "out": ro}))
+
+    def set(self, reg: Reg, value: int) -> None:
+        self.words.append(instruction(Opcode.SET, set={"reg": reg, "value": value & 0xFFFFFFFF}))
+
+    def end(self) -> None:
+        self.words.append(instruction(Opcode.END))
+
+
+def _epi(op: VecOp = VecOp.ADD, act: Act = Act.IDENTITY, deriv: bool = False, shift: int = 0,
+         b_shift: int = 0, round: Rounding = Rounding.NEAREST_EVEN) -> dict:
+    return {"op": op, "act": int(act), "deriv": deriv, "round": round, "shift": shift, "b_shift": b_shift}
+
+
+def _formats(net: Network) -> Formats:
+    acc_frac = 2 * ACT.frac   # dZ · Aᵀ
+    rate = net.learning_rate / net.batch * 2.0 ** (WEIGHT.frac - acc_frac)
+    shift = min(_SHIFT_MAX, math.floor(math.log2(_SCALE_MAX / rate)))
+    scale = round(rate * 2 ** shift)
+    if scale < 1:
+        raise ValueError(f"learning_rate / batch = {net.learning_rate / net.batch:.3g} is too small for "
+                         f"the SGD multiplier: raise the learning rate or shrink the minibatch")
+    if scale > _SCALE_MAX:
+        raise ValueError(f"learning_rate / batch = {net.learning_rate / net.batch:.3g} is too large for "
+                         f"the SGD multiplier: lower the learning rate")
+    return Formats(act=ACT, weight=WEIGHT, forward_shift=WEIGHT.frac,
+                   backward_shift=WEIGHT.frac + ACT.frac, sgd_shift=shift, scale=scale,
+                   slope=int(SLOPE.quantize(net.slope)))
+
+
+class _Allocator:
+    """Bump allocation of regions in the three buffers."""
+
+    def __init__(self, config: DeviceConfig):
+        self.config, self.layout = config, Layout(config.banks)
+        self.top = dict.fromkeys(Buf, 0)
+        self.regions: dict[str, Region] = {}
+
+    def __call__(self, name: str, buf: Buf, rows: int, cols: int) -> Region:
+        region = Region(buf, self.top[buf], rows, cols, self.layout.pitch(cols), self.config.banks)
+        for what in ("rows", "cols", "pitch", "base"):
+            if getattr(region, what) > _FIELD_MAX[what]:
+                raise ValueError(f"{name} needs {what} {getattr(region, what)}, past the TENSOR field's "
+                                 f"{_FIELD_MAX[what]}: shrink the layer sizes or the minibatch")
+        self.top[buf] += rows * region.pitch
+        if self.top[buf] > self.config.depth:
+            raise ValueError(f"buffer {buf.name} needs more than its {self.config.depth} words per bank "
+                             f"(at {name}): shrink the minibatch or the layer sizes, or use a deeper device")
+        self.regions[name] = region
+        return region
+
+
+def _check_fits(net: Network, config: DeviceConfig) -> None:
+    m, sizes = net.batch, net.sizes
+    k = max([n + 1 for n in sizes[:-1]] + list(sizes[1:]) + [m])
+    if k > config.k_max:
+        raise ValueError(f"a GEMM of depth {k} exceeds k_max = {config.k_max}: shrink the minibatch "
+                         f"or the layer sizes")
+    if sizes[-1] > config.max_rows:
+        raise ValueError(f"{sizes[-1]} outputs exceed the softmax unit's max_rows = {config.max_rows}: "
+                         f"use fewer classes")
+
+
+def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Program:
+    """Compile ``net`` for ``config``; ``seed`` is the LFSR seed ``setup`` loads.
+
+    Raises
+    ------
+    ValueError
+        If the network does not fit the device (buffer words, ``k_max``, ``max_rows``, the
+        instruction memory, the ``RUN`` reply): the message says what to shrink.
+    """
+    _check_fits(net, config)
+    fmt = _formats(net)
+    m, sizes, last = net.batch, net.sizes, net.layers
+    alloc = _Allocator(config)
+    weights = [alloc(f"W{k}", Buf.W, sizes[k], sizes[k - 1] + 1) for k in range(1, last + 1)]
+    inputs = [alloc(f"A{k}", Buf.A, sizes[k] + 1, m) for k in range(last)]
+    derivs = {k: alloc(f"D{k}", Buf.A, sizes[k], m) for k in range(1, last)}
+    probs = alloc(f"A{last}", Buf.A, sizes[last], m)
+    labels = alloc("Y", Buf.G, sizes[last], m)
+    z = {k: alloc(f"Z{k}", Buf.G, sizes[k], m) for k in range(1, last + 1)}
+    losses = alloc("loss", Buf.G, 1, m)
+    predictions = alloc("prediction", Buf.G, 1, m)
+    reply = 7 + 2 * (predictions.first + m - losses.first)
+    if reply > config.max_payload:
+        raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
+                         f"shrink the minibatch")
+
+    g = net.hidden
+    emit = _Emitter()
+    setup = emit.entry()
+    emit.set(Reg.SLOPE, fmt.slope)
+    emit.set(Reg.SCALE, fmt.scale)
+    emit.set(Reg.SEED, seed)
+    emit.end()
+
+    def head() -> None:
+        """Output probabilities and predictions from ``Z[L]``."""
+        if net.output == Output.SOFTMAX:
+            emit.unary(Opcode.SOFTMAX, z[last], probs)
+            emit.unary(Opcode.ARGMAX, probs, predictions)
+        else:
+            emit.vec(z[last], probs, _epi(act=Act.SIGMOID))
+            emit.vec(probs, predictions, _epi())
+
+    train = emit.entry()
+    for k in range(1, last):
+        emit.gemm(weights[k - 1], inputs[k - 1], z[k], _epi(shift=fmt.forward_shift))
+        emit.vec(z[k], inputs[k].view(rows=sizes[k]), _epi(act=g))
+        emit.vec(z[k], derivs[k], _epi(act=g, deriv=True))
+    emit.gemm(weights[last - 1], inputs[last - 1], z[last], _epi(shift=fmt.forward_shift))
+    head()
+    emit.loss(probs, labels, losses)
+    emit.vec(probs, z[last], _epi(op=VecOp.SUB), b=labels)  # dZ[L] = A[L] - Y over Z[L]
+    for k in range(last, 0, -1):
+        if k > 1:  # dZ[k-1] = W[k]ᵀ·dZ[k] ⊙ g'(Z[k-1]) over Z[k-1], before W[k] changes
+            emit.gemm(weights[k - 1].view(cols=sizes[k - 1]), z[k], z[k - 1],
+                      _epi(op=VecOp.MUL, shift=fmt.backward_shift), c=derivs[k - 1], ta=True)
+        emit.gemm(z[k], inputs[k - 1], weights[k - 1],
+                  _epi(op=VecOp.SGD, shift=fmt.sgd_shift, b_shift=fmt.sgd_shift,
+                       round=Rounding.STOCHASTIC), c=weights[k - 1], tb=True)
+    emit.end()
+
+    infer = emit.entry()
+    for k in range(1, last):
+        emit.gemm(weights[k - 1], inputs[k - 1], inputs[k].view(rows=sizes[k]),
+                  _epi(shift=fmt.forward_shift, act=g))
+    emit.gemm(weights[last - 1], inputs[last - 1], z[last], _epi(shift=fmt.forward_shift))
+    head()
+    emit.end()
+
+    if len(emit.words) > config.imem:
+        raise ValueError(f"the program needs {len(emit.words)} instructions, the instruction memory "
+                         f"holds {config.imem}: use fewer layers or a device with a larger imem")
+    return Program(net, config, fmt, tuple(emit.words), setup, train, infer, tuple(weights),
+                   tuple(inputs), labels, losses, predictions, alloc.regions)

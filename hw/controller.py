@@ -1,0 +1,562 @@
+"""The controller: runs programs of the instruction set (``docs/isa.md``) on the compute core.
+
+It owns the instruction memory, the tensor registers, the three buffers and the units: the systolic
+array, the vector unit, the softmax unit and the reduce unit. An instruction streams its operands
+out of the buffers through one unit and writes the results back; the host reaches the buffers and
+the instruction memory through flat-word ports while no program runs.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .array import SystolicArray
+from .buffers import Buffer, Mode
+from .config import DeviceConfig
+from .isa import Buf, Instruction, Opcode, Reg, Status
+from .numerics import Act
+from .reduce import Reduce, ReduceOp
+from .softmax import Softmax
+from .vector import VectorUnit
+
+__all__ = ["Controller", "TensorReg"]
+
+
+class TensorReg(data.StructLayout):
+    """A tensor register: a matrix of ``rows × cols`` at ``base`` of ``buf``, rows ``pitch`` apart.
+
+    Registers are undefined after reset until a ``TENSOR`` instruction writes them.
+    """
+
+    def __init__(self):
+        super().__init__({"buf": Buf, "base": 16, "rows": 12, "cols": 12, "pitch": 12})
+
+
+class _Tag(data.StructLayout):
+    """Carried from a read request to its response: step flags and how many lanes are in the matrix."""
+
+    def __init__(self, lanes: int):
+        super().__init__({"first": 1, "last": 1, "n": range(lanes + 1)})
+
+
+class Controller(wiring.Component):
+    """Runs a program from ``entry`` to ``END`` (or a fault), one instruction at a time.
+
+    Cycle contract:
+
+    - ``start`` (a one-cycle pulse while not ``busy``) begins a run at ``entry``; ``busy`` is high
+      from the next cycle until the run ends; then ``status``, ``pc`` and ``cycles`` describe it.
+    - ``imem_w``, ``host_wr`` and ``host_rd`` are ready only while not ``busy``. ``host_wr`` and
+      ``imem_w`` complete in one cycle; ``host_rd`` returns one ``host_rd_data`` word per request, in
+      order. A host read sees every host write transferred before it.
+    - Within an instruction the operands stream at one beat per cycle: a GEMM issues one array step
+      per cycle whenever the array accepts it, so its efficiency is the array's.
+
+    Parameters
+    ----------
+    config : DeviceConfig
+    """
+
+    def __init__(self, config: DeviceConfig):
+        self.config = config
+        self.words = config.banks * config.depth
+        super().__init__({
+            "start": In(1), "entry": In(16),
+            "busy": Out(1), "status": Out(8), "pc": Out(16), "cycles": Out(32),
+            "imem_w": In(stream.Signature(data.StructLayout({"addr": 16, "data": 64}))),
+            "host_wr": In(stream.Signature(data.StructLayout({"buf": 2, "addr": 32, "data": signed(16)}))),
+            "host_rd": In(stream.Signature(data.StructLayout({"buf": 2, "addr": 32}))),
+            "host_rd_data": Out(stream.Signature(signed(16))),
+        })
+
+    def elaborate(self, platform):
+        cfg = self.config
+        R, C, B = cfg.rows, cfg.cols, cfg.banks
+        m = Module()
+
+        # -- parts ----------------------------------------------------------------------------------
+        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem, init=[])
+        imem_rd, imem_wr = imem.read_port(), imem.write_port()
+        m.submodules.tregs = tregs = Memory(shape=TensorReg(), depth=16, init=[])
+        treg_rd, treg_wr = tregs.read_port(), tregs.write_port()
+        tag_width = _Tag(B).size
+        bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
+        for buf, unit in zip(Buf, bufs, strict=True):
+            m.submodules[f"buf_{buf.name.lower()}"] = unit
+        m.submodules.array = array = SystolicArray(R, C, 16, k_max=cfg.k_max)
+        m.submodules.vector = vec = VectorUnit(lanes=C, acc_width=array.acc_width)
+        m.submodules.softmax = smax = Softmax(lanes=C, max_rows=cfg.max_rows)
+        m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows)
+
+        # -- state ----------------------------------------------------------------------------------
+        ins = Signal(Instruction())
+        pc = Signal(16)
+        slope, scale = Signal(signed(16)), Signal(signed(16))
+        desc = [Signal(TensorReg(), name=f"desc_{n}") for n in ("a", "b", "c", "out")]
+        da, db, dc, dout = desc
+        M, N, K, k_b = Signal(12), Signal(12), Signal(12), Signal(12)
+        gemm = Signal()                   # the running instruction streams through the array
+        use_y, use_z = Signal(), Signal()  # the second operand (b or y) and the GEMM's c are read
+        xbuf, ybuf, zbuf, obuf = (Signal(2, name=n) for n in ("xbuf", "ybuf", "zbuf", "obuf"))
+        writing_done = Signal()
+        defined = Signal(16)               # tensor registers written since reset
+        running = Signal()                 # an instruction's operands are streaming
+
+        m.d.comb += [self.pc.eq(pc), vec.slope.eq(slope), vec.scale.eq(scale)]
+        with m.If(self.busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+
+        # -- host access and instruction memory writes (idle only) --------------------------------
+        m.d.comb += [
+            self.imem_w.ready.eq(~self.busy),
+            imem_wr.addr.eq(self.imem_w.payload.addr),
+            imem_wr.data.eq(self.imem_w.payload.data),
+            imem_wr.en.eq(self.imem_w.valid & ~self.busy),
+        ]
+        host_w_valid, host_w = Signal(), Signal.like(self.host_wr.payload)
+        m.d.comb += self.host_wr.ready.eq(~self.busy)
+        m.d.sync += host_w_valid.eq(self.host_wr.valid & ~self.busy)
+        with m.If(self.host_wr.valid):
+            m.d.sync += host_w.eq(self.host_wr.payload)
+        host_r_valid, host_r = Signal(), Signal.like(self.host_rd.payload)
+        host_r_buf = Signal(2)
+        host_r_ready = Signal()
+        m.d.comb += self.host_rd.ready.eq(~self.busy & (~host_r_valid | host_r_ready))
+        with m.If(self.host_rd.ready):
+            m.d.sync += [host_r_valid.eq(self.host_rd.valid), host_r.eq(self.host_rd.payload)]
+            with m.If(self.host_rd.valid):
+                m.d.sync += host_r_buf.eq(self.host_rd.payload.buf)
+
+        # -- readers: X (a), Y (b or y), Z (c); each a registered request ----------------------------
+        request = bufs[0].rd.payload.shape()
+        x_req, y_req, z_req = (Signal(request, name=n) for n in ("x_req", "y_req", "z_req"))
+        x_valid, z_valid = Signal(), Signal()
+        x_tag, y_tag = _Tag(B)(x_req.tag), _Tag(B)(y_req.tag)
+
+        for index, unit in enumerate(bufs):
+            pick_x = x_valid & (xbuf == index)
+            pick_y = x_valid & use_y & (ybuf == index)
+            pick_z = z_valid & use_z & (zbuf == index)
+            pick_h = host_r_valid & (host_r.buf == index)
+            m.d.comb += [
+                unit.rd.valid.eq(pick_x | pick_y | pick_z | pick_h),
+                unit.rd.payload.eq(Mux(pick_x, x_req, Mux(pick_y, y_req, z_req))),
+            ]
+            with m.If(pick_h):
+                m.d.comb += [
+                    unit.rd.payload.mode.eq(Mode.FLAT),
+                    unit.rd.payload.base.eq(host_r.addr),
+                    host_r_ready.eq(unit.rd.ready),
+                ]
+
+        def rd_data(buf_sel):
+            """The response stream of the buffer named by ``buf_sel``."""
+            valid = Mux(buf_sel == 0, bufs[0].rd_data.valid,
+                        Mux(buf_sel == 1, bufs[1].rd_data.valid, bufs[2].rd_data.valid))
+            payload = Mux(buf_sel == 0, bufs[0].rd_data.payload.as_value(),
+                          Mux(buf_sel == 1, bufs[1].rd_data.payload.as_value(),
+                              bufs[2].rd_data.payload.as_value()))
+            return valid, bufs[0].rd_data.payload.shape()(payload)
+
+        x_valid_r, x_data = rd_data(xbuf)
+        y_valid_r, y_data = rd_data(ybuf)
+        z_valid_r, z_data = rd_data(zbuf)
+        h_valid_r, h_data = rd_data(host_r_buf)
+        x_ready, y_ready, z_ready = Signal(), Signal(), Signal()
+        for index, unit in enumerate(bufs):
+            m.d.comb += unit.rd_data.ready.eq(
+                Mux(self.busy,
+                    ((xbuf == index) & x_ready) | (use_y & (ybuf == index) & y_ready)
+                    | (use_z & (zbuf == index) & z_ready),
+                    (host_r_buf == index) & self.host_rd_data.ready))
+        m.d.comb += [
+            self.host_rd_data.valid.eq(~self.busy & h_valid_r),
+            self.host_rd_data.payload.eq(h_data.data[0]),
+        ]
+        y_valid_r = Mux(use_y, y_valid_r, 1)
+        x_tag_r, y_tag_r = _Tag(B)(x_data.tag), _Tag(B)(y_data.tag)
+
+        # -- writer: results back into the output buffer -----------------------------------------------
+        w_valid, w_req = Signal(), Signal(bufs[0].wr.payload.shape())
+        for index, unit in enumerate(bufs):
+            with m.If(self.busy):
+                m.d.comb += [unit.wr.valid.eq(w_valid & (obuf == index)), unit.wr.payload.eq(w_req)]
+            with m.Else():
+                m.d.comb += [
+                    unit.wr.valid.eq(host_w_valid & (host_w.buf == index)),
+                    unit.wr.payload.mode.eq(Mode.FLAT),
+                    unit.wr.payload.base.eq(host_w.addr),
+                    unit.wr.payload.data[0].eq(host_w.data),
+                    unit.wr.payload.mask.eq(1),
+                ]
+
+        # -- the units' inputs ---------------------------------------------------------------------------
+        def lanes_in_matrix(n):
+            return Cat(*(Const(lane) < n for lane in range(B)))
+
+        # GEMM: X and Y responses joined into array steps.
+        step_valid = x_valid_r & y_valid_r
+        for i in range(R):
+            m.d.comb += array.i.payload.a[i].eq(Mux(i < x_tag_r.n, x_data.data[i], 0))
+        for j in range(C):
+            m.d.comb += array.i.payload.b[j].eq(Mux(j < y_tag_r.n, y_data.data[j], 0))
+        m.d.comb += [
+            array.i.payload.first.eq(x_tag_r.first),
+            array.i.payload.last.eq(x_tag_r.last),
+        ]
+
+        # GEMM epilogue: array rows joined with c rows; rows past M are dropped here.
+        drain_i0, drain_r, drain_j0 = Signal(12), Signal(range(R)), Signal(12)
+        drain_p = drain_i0 + drain_r
+        keep = drain_p < M
+        z_ok = ~use_z | z_valid_r
+        epi_valid = array.o.valid & z_ok
+        epi_take = Signal()
+        m.d.comb += epi_take.eq(epi_valid & (vec.i.ready | ~keep))
+
+        # Pass instructions (VEC, SOFTMAX, ARGMAX, LOSS): X and Y responses joined into beats.
+        pass_valid = x_valid_r & y_valid_r
+        opcode = ins.op
+        with m.If(gemm):
+            m.d.comb += [
+                array.i.valid.eq(running & step_valid),
+                x_ready.eq(array.i.ready & y_valid_r),
+                y_ready.eq(array.i.ready & x_valid_r),
+                array.o.ready.eq(epi_take),
+                z_ready.eq(epi_take),
+                vec.i.valid.eq(epi_valid & keep),
+                vec.i.payload.a.eq(array.o.payload.y),
+            ]
+            for j in range(C):
+                m.d.comb += vec.i.payload.b[j].eq(Mux(use_z, z_data.data[j], 0))
+        with m.Else():
+            for j in range(C):
+                m.d.comb += [
+                    vec.i.payload.a[j].eq(x_data.data[j]),
+                    vec.i.payload.b[j].eq(Mux(use_y, y_data.data[j], 0)),
+                    smax.i.payload.x[j].eq(x_data.data[j]),
+                    red.i.payload.a[j].eq(x_data.data[j]),
+                    red.i.payload.y[j].eq(Mux(use_y, y_data.data[j], 0)),
+                ]
+            m.d.comb += [
+                smax.i.payload.last.eq(x_tag_r.last),
+                red.i.payload.last.eq(x_tag_r.last),
+            ]
+            with m.Switch(opcode):
+                with m.Case(Opcode.VEC):
+                    m.d.comb += [
+                        vec.i.valid.eq(running & pass_valid),
+                        x_ready.eq(vec.i.ready & y_valid_r),
+                        y_ready.eq(vec.i.ready & x_valid_r),
+                    ]
+                with m.Case(Opcode.SOFTMAX):
+                    m.d.comb += [smax.i.valid.eq(running & x_valid_r), x_ready.eq(smax.i.ready)]
+                with m.Case(Opcode.ARGMAX, Opcode.LOSS):
+                    m.d.comb += [
+                        red.i.valid.eq(running & pass_valid),
+                        x_ready.eq(red.i.ready & y_valid_r),
+                        y_ready.eq(red.i.ready & x_valid_r),
+                    ]
+        m.d.comb += [
+            vec.op.eq(ins.args.gemm.epi.op),
+            vec.act.eq(ins.args.gemm.epi.act),
+            vec.deriv.eq(ins.args.gemm.epi.deriv),
+            vec.round.eq(ins.args.gemm.epi.round),
+            vec.shift.eq(ins.args.gemm.epi.shift),
+            vec.b_shift.eq(ins.args.gemm.epi.b_shift),
+            red.op.eq(Mux(opcode == Opcode.LOSS, ReduceOp.LOSS, ReduceOp.ARGMAX)),
+        ]
+        with m.If(opcode == Opcode.VEC):
+            m.d.comb += [
+                vec.op.eq(ins.args.vec.epi.op),
+                vec.act.eq(ins.args.vec.epi.act),
+                vec.deriv.eq(ins.args.vec.epi.deriv),
+                vec.round.eq(ins.args.vec.epi.round),
+                vec.shift.eq(ins.args.vec.epi.shift),
+                vec.b_shift.eq(ins.args.vec.epi.b_shift),
+            ]
+
+        # The results: whichever unit the instruction uses, into the writer.
+        res_valid = Mux(opcode == Opcode.SOFTMAX, smax.o.valid,
+                        Mux((opcode == Opcode.ARGMAX) | (opcode == Opcode.LOSS), red.o.valid, vec.o.valid))
+        res = Signal(data.ArrayLayout(signed(16), C))
+        with m.Switch(opcode):
+            with m.Case(Opcode.SOFTMAX):
+                m.d.comb += [res.eq(smax.o.payload.y), smax.o.ready.eq(1)]
+            with m.Case(Opcode.ARGMAX, Opcode.LOSS):
+                m.d.comb += [res.eq(red.o.payload.y), red.o.ready.eq(1)]
+            with m.Default():
+                m.d.comb += [res.eq(vec.o.payload.y), vec.o.ready.eq(1)]
+
+        # -- iteration counters --------------------------------------------------------------------------
+        # Steps (X, Y): GEMM: tiles (i0, j0), k inside; passes: column blocks j0, rows i inside.
+        s_i0, s_j0, s_k = Signal(12), Signal(12), Signal(12)
+        # Z (GEMM c rows): tiles (i0, j0), rows r of the tile inside.
+        c_i0, c_j0, c_r = Signal(12), Signal(12), Signal(range(R))
+        # Writer: GEMM: tiles, rows of the tile below M; passes: blocks j0, rows; reductions: blocks.
+        w_i0, w_j0, w_r = Signal(12), Signal(12), Signal(12)
+        w_p = Mux(gemm, w_i0 + w_r, w_r)
+
+        def last_block(j0, width):
+            return j0 + width >= N
+
+        def access(req, transposed, row_p, row_q, d):
+            """The ROW access at ``(row_p, row_q)``, or if transposed the COLUMN one at ``(row_q, row_p)``."""
+            return [
+                req.mode.eq(Mux(transposed, Mode.COLUMN, Mode.ROW)),
+                req.p.eq(Mux(transposed, row_q, row_p)),
+                req.q.eq(Mux(transposed, row_p, row_q)),
+                req.base.eq(d.base),
+                req.pitch.eq(d.pitch),
+            ]
+
+        def gemm_steps(i0, j0, k):
+            """X and Y requests of step ``k`` of tile ``(i0, j0)``."""
+            ga = ins.args.gemm
+            return [
+                *access(x_req, ~ga.ta, k, i0, da),   # A: column k of the tile (row k of aᵀ)
+                *access(y_req, ga.tb, k, j0, db),    # B: row k of the tile (column k of bᵀ)
+                x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
+                x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
+                y_tag.n.eq(Mux(N - j0 >= C, C, N - j0)),
+            ]
+
+        def pass_beat(i, j0):
+            """X and Y requests of row ``i`` of column block ``j0``."""
+            return [
+                *access(x_req, 0, i, j0, da),
+                *access(y_req, 0, i, j0, db),
+                x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
+                x_tag.n.eq(Mux(N - j0 >= C, C, N - j0)),
+            ]
+
+        def rd_ready(buf_sel):
+            return Mux(buf_sel == 0, bufs[0].rd.ready, Mux(buf_sel == 1, bufs[1].rd.ready, bufs[2].rd.ready))
+
+        x_take, z_take = x_valid & rd_ready(xbuf), z_valid & rd_ready(zbuf)
+
+        with m.If(x_take):
+            with m.If(gemm):
+                with m.If(s_k == K - 1):
+                    m.d.sync += s_k.eq(0)
+                    with m.If(last_block(s_j0, C)):
+                        m.d.sync += s_j0.eq(0)
+                        with m.If(s_i0 + R >= M):
+                            m.d.sync += x_valid.eq(0)
+                        with m.Else():
+                            m.d.sync += [s_i0.eq(s_i0 + R), *gemm_steps(s_i0 + R, 0, 0)]
+                    with m.Else():
+                        m.d.sync += [s_j0.eq(s_j0 + C), *gemm_steps(s_i0, s_j0 + C, 0)]
+                with m.Else():
+                    m.d.sync += [s_k.eq(s_k + 1), *gemm_steps(s_i0, s_j0, s_k + 1)]
+            with m.Else():
+                with m.If(s_k == M - 1):
+                    m.d.sync += s_k.eq(0)
+                    with m.If(last_block(s_j0, C)):
+                        m.d.sync += x_valid.eq(0)
+                    with m.Else():
+                        m.d.sync += [s_j0.eq(s_j0 + C), *pass_beat(0, s_j0 + C)]
+                with m.Else():
+                    m.d.sync += [s_k.eq(s_k + 1), *pass_beat(s_k + 1, s_j0)]
+
+        with m.If(z_take):
+            with m.If(c_r == R - 1):
+                m.d.sync += c_r.eq(0)
+                with m.If(last_block(c_j0, C)):
+                    m.d.sync += c_j0.eq(0)
+                    with m.If(c_i0 + R >= M):
+                        m.d.sync += z_valid.eq(0)
+                    with m.Else():
+                        m.d.sync += [c_i0.eq(c_i0 + R), *access(z_req, 0, c_i0 + R, 0, dc)]
+                with m.Else():
+                    m.d.sync += [c_j0.eq(c_j0 + C), *access(z_req, 0, c_i0, c_j0 + C, dc)]
+            with m.Else():
+                m.d.sync += [c_r.eq(c_r + 1), *access(z_req, 0, c_i0 + c_r + 1, c_j0, dc)]
+
+        with m.If(epi_take):
+            with m.If(drain_r == R - 1):
+                m.d.sync += drain_r.eq(0)
+                with m.If(last_block(drain_j0, C)):
+                    m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R)]
+                with m.Else():
+                    m.d.sync += drain_j0.eq(drain_j0 + C)
+            with m.Else():
+                m.d.sync += drain_r.eq(drain_r + 1)
+
+        # Writer: one registered write per result beat.
+        reduce_op = (opcode == Opcode.ARGMAX) | (opcode == Opcode.LOSS)
+        m.d.sync += w_valid.eq(0)
+        with m.If(running & res_valid & ~writing_done):
+            m.d.sync += [
+                w_valid.eq(1),
+                w_req.mode.eq(Mode.ROW),
+                w_req.base.eq(dout.base),
+                w_req.pitch.eq(dout.pitch),
+                w_req.p.eq(w_p),
+                w_req.q.eq(w_j0),
+                w_req.mask.eq(lanes_in_matrix(Mux(N - w_j0 >= C, C, N - w_j0))),
+            ]
+            for j in range(C):
+                m.d.sync += w_req.data[j].eq(res[j])
+            row_end = Mux(gemm, (w_r == R - 1) | (w_p == M - 1), reduce_op | (w_r == M - 1))
+            with m.If(row_end):
+                m.d.sync += w_r.eq(0)
+                with m.If(last_block(w_j0, C)):
+                    m.d.sync += w_j0.eq(0)
+                    with m.If(~gemm | (w_p == M - 1)):
+                        m.d.sync += writing_done.eq(1)
+                    with m.Else():
+                        m.d.sync += w_i0.eq(w_i0 + R)
+                with m.Else():
+                    m.d.sync += w_j0.eq(w_j0 + C)
+            with m.Else():
+                m.d.sync += w_r.eq(w_r + 1)
+
+        # -- instruction sequencing ----------------------------------------------------------------------
+        m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
+        a_reg, b_reg, c_reg, out_reg = _operand_registers(ins)
+
+        def finish(status):
+            return [self.status.eq(status), self.busy.eq(0)]
+
+        def next_instruction():
+            m.d.sync += pc.eq(pc + 1)
+            m.next = "FETCH"
+
+        def stop(status):
+            m.d.sync += finish(status)
+            m.next = "IDLE"
+
+        t = ins.args.tensor
+        op = ins.op
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(self.entry), self.busy.eq(1), self.cycles.eq(0)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If(pc >= cfg.imem):
+                    stop(Status.NO_END)
+                with m.Else():
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += ins.eq(imem_rd.data)
+                m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                with m.Switch(op):
+                    with m.Case(Opcode.NOP):
+                        next_instruction()
+                    with m.Case(Opcode.END):
+                        stop(Status.OK)
+                    with m.Case(Opcode.SET):
+                        with m.Switch(ins.args.set.reg):
+                            with m.Case(Reg.SLOPE):
+                                m.d.sync += slope.eq(ins.args.set.value)
+                            with m.Case(Reg.SCALE):
+                                m.d.sync += scale.eq(ins.args.set.value)
+                            with m.Case(Reg.SEED):
+                                m.d.comb += vec.seed_load.eq(1)
+                        with m.If(ins.args.set.reg.as_value() > max(r.value for r in Reg)):
+                            stop(Status.BAD_OPCODE)
+                        with m.Else():
+                            next_instruction()
+                    with m.Case(Opcode.TENSOR):
+                        with m.If((t.buf.as_value() == 3) | (t.rows == 0) | (t.cols == 0)
+                                  | (t.pitch * B < t.cols) | (t.base + t.rows * t.pitch > cfg.depth)):
+                            stop(Status.BAD_TENSOR)
+                        with m.Else():
+                            m.d.comb += [
+                                treg_wr.addr.eq(t.t), treg_wr.en.eq(1),
+                                treg_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
+                            ]
+                            m.d.sync += defined.bit_select(t.t, 1).eq(1)
+                            next_instruction()
+                    with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
+                        m.d.comb += treg_rd.addr.eq(a_reg)
+                        m.next = "LOAD_B"
+                    with m.Default():
+                        stop(Status.BAD_OPCODE)
+            # The register file answers a cycle after its address: a, b, c, out arrive in turn.
+            for state, reg, target, following in (("LOAD_B", b_reg, da, "LOAD_C"),
+                                                  ("LOAD_C", c_reg, db, "LOAD_OUT"),
+                                                  ("LOAD_OUT", out_reg, dc, "LOADED")):
+                with m.State(state):
+                    m.d.comb += treg_rd.addr.eq(reg)
+                    m.d.sync += target.eq(treg_rd.data)
+                    m.next = following
+            with m.State("LOADED"):
+                m.d.sync += dout.eq(treg_rd.data)
+                m.next = "SHAPE"
+            with m.State("SHAPE"):
+                g, v = ins.args.gemm, ins.args.vec
+                is_gemm = op == Opcode.GEMM
+                m.d.sync += [
+                    gemm.eq(is_gemm),
+                    M.eq(Mux(is_gemm & g.ta, da.cols, da.rows)),
+                    N.eq(Mux(is_gemm, Mux(g.tb, db.rows, db.cols), da.cols)),
+                    K.eq(Mux(g.ta, da.rows, da.cols)),
+                    k_b.eq(Mux(g.tb, db.cols, db.rows)),
+                    use_y.eq(is_gemm | (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b)),
+                    use_z.eq(is_gemm & g.use_c),
+                    xbuf.eq(da.buf), ybuf.eq(db.buf), zbuf.eq(dc.buf), obuf.eq(dout.buf),
+                ]
+                m.next = "CHECK"
+            with m.State("CHECK"):
+                same = _same_shape
+                reduce_out = (dout.rows == 1) & (dout.cols == N)
+                bad_shape = Mux(gemm,
+                                (K != k_b) | ~same(dout, M, N) | (xbuf == ybuf)
+                                | (use_z & (~same(dc, M, N) | (zbuf == xbuf) | (zbuf == ybuf))),
+                                (use_y & (~same(db, M, N) | (ybuf == xbuf)))
+                                | Mux((op == Opcode.ARGMAX) | (op == Opcode.LOSS), ~reduce_out,
+                                      ~same(dout, M, N))
+                                | ((op != Opcode.VEC) & (M > cfg.max_rows)))
+                def undefined(reg):
+                    return ~defined.bit_select(reg, 1)
+
+                with m.If(undefined(a_reg) | (use_y & undefined(b_reg)) | (use_z & undefined(c_reg))
+                          | undefined(out_reg)):
+                    stop(Status.BAD_TENSOR)
+                with m.Elif(bad_shape):
+                    stop(Status.BAD_SHAPE)
+                with m.Elif(gemm & (K > cfg.k_max)):
+                    stop(Status.TOO_DEEP)
+                with m.Elif((gemm | (op == Opcode.VEC)) & (vec.act > max(Act).value)):
+                    stop(Status.BAD_OPCODE)
+                with m.Else():
+                    m.next = "START"
+            with m.State("START"):
+                m.d.sync += [
+                    s_i0.eq(0), s_j0.eq(0), s_k.eq(0), x_valid.eq(1),
+                    c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z), *access(z_req, 0, 0, 0, dc),
+                    drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0),
+                    w_i0.eq(0), w_j0.eq(0), w_r.eq(0), writing_done.eq(0),
+                ]
+                with m.If(gemm):
+                    m.d.sync += gemm_steps(0, 0, 0)
+                with m.Else():
+                    m.d.sync += pass_beat(0, 0)
+                m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += running.eq(1)
+                with m.If(writing_done & ~w_valid & (~gemm | (drain_i0 >= M))):
+                    next_instruction()
+        return m
+
+
+def _same_shape(d, rows, cols):
+    return (d.rows == rows) & (d.cols == cols)
+
+
+def _operand_registers(ins):
+    """Registers holding ``a``, ``b`` (or ``y``), ``c`` and ``out`` of ``ins``, by opcode."""
+    g, v, u, loss = ins.args.gemm, ins.args.vec, ins.args.unary, ins.args.loss
+    op = ins.op
+    is_gemm, is_vec, is_loss = op == Opcode.GEMM, op == Opcode.VEC, op == Opcode.LOSS
+    a = Mux(is_gemm, g.a, Mux(is_vec, v.a, Mux(is_loss, loss.a, u.a)))
+    b = Mux(is_gemm, g.b, Mux(is_vec, v.b, loss.y))
+    out = Mux(is_gemm, g.out, Mux(is_vec, v.out, Mux(is_loss, loss.out, u.out)))
+    return a, b, g.c, out

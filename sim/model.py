@@ -1,0 +1,462 @@
+"""Golden model of the whole device: buffers, controller, array, vector unit and command layer.
+
+:class:`Device` executes the instruction set and the host commands of ``docs/isa.md`` bit-exactly,
+from wire bytes in to wire bytes out. It is the scoreboard of the controller's tests, the host's
+``--target model`` and the executable definition of the instruction set. Every number comes from
+:mod:`hw.numerics` (through :class:`sim.vector.VectorModel`), every bit of an instruction or a
+command from :mod:`hw.isa`, and every address from :class:`hw.layout.Layout`.
+
+Semantics that the prose of ``docs/isa.md`` leaves to the model:
+
+- ``TENSOR`` checks its register when it runs: a buffer number that is not a :class:`Buf`, zero rows
+  or columns, ``pitch·banks < cols`` or ``base + rows·pitch > depth`` is ``BAD_TENSOR`` at that
+  ``TENSOR``. Using a register never defined is ``BAD_TENSOR`` at the instruction using it.
+- Checks of one instruction, first failing wins: undefined registers (``BAD_TENSOR``), shapes and
+  operand buffers (``BAD_SHAPE``), then ``K > k_max`` (``TOO_DEEP``). An activation code that is not
+  a :class:`numerics.Act` and a ``SET`` of an unknown register are ``BAD_OPCODE``.
+- An instruction reads all its operands before it writes ``out``. A GEMM whose ``out`` overlaps ``a``
+  or ``b`` is outside what the hardware promises (``out`` may be ``c``, as in the SGD step); the
+  compiler never emits one.
+- ``NO_END`` reports ``pc = imem``, the address it failed to fetch; ``OK`` reports the ``END``'s pc.
+- ``SET SLOPE`` and ``SET SCALE`` keep the low 16 bits of ``value`` as a signed number (the vector
+  unit's ports); ``SET SEED`` uses all 32 bits. At reset ``SLOPE = SCALE = 0`` and ``SEED = 1``.
+- ``BAD_ARGUMENT`` also rejects a ``READ`` or ``RUN`` whose reply would exceed ``max_payload`` and
+  a ``RUN`` whose ``entry`` is past the instruction memory. A rejected command is not executed and
+  not remembered for duplicate detection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Shape
+from amaranth.lib import data
+
+from hw import numerics
+from hw.config import DeviceConfig
+from hw.frame import ErrorCode, encode_error
+from hw.isa import (
+    INSTRUCTION_BYTES,
+    TENSORS,
+    VERSION,
+    Buf,
+    Command,
+    InfoReply,
+    Instruction,
+    Opcode,
+    ProgramArgs,
+    ReadArgs,
+    Reg,
+    RunArgs,
+    RunReply,
+    Status,
+    WriteArgs,
+    decode,
+    encode,
+)
+from hw.layout import Layout
+from hw.reduce import ReduceOp
+from hw.vector import Rounding, VecOp
+from sim.link import ErrorReply, LinkModel
+from sim.reduce import reduce_group
+from sim.vector import VectorModel
+
+__all__ = ["Tensor", "Device"]
+
+WORD_BITS = 16
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """What a tensor register holds: a ``rows × cols`` matrix at ``base`` of ``buf``, rows ``pitch`` apart."""
+
+    buf: Buf
+    base: int
+    rows: int
+    cols: int
+    pitch: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows, self.cols
+
+
+class _Fault(Exception):
+    """Stops ``run`` with ``status``."""
+
+    def __init__(self, status: Status):
+        super().__init__(status.name)
+        self.status = status
+
+
+class _BadArgument(Exception):
+    """A command the controller rejects with ``ErrorCode.BAD_ARGUMENT``."""
+
+
+def _fields(layout: data.Layout, bits: int) -> dict:
+    """The raw integer fields of ``bits`` viewed through a struct ``layout``, nested structs as dicts.
+
+    Raw integers, unlike a ``data.Const`` view, let out-of-range enum codes reach the fault checks.
+    """
+    out = {}
+    for name, field in layout:
+        width = Shape.cast(field.shape).width
+        value = (bits >> field.offset) & ((1 << width) - 1)
+        out[name] = _fields(field.shape, value) if isinstance(field.shape, data.StructLayout) else value
+    return out
+
+
+_ARGS = {name: field.shape for name, field in Instruction()["args"].shape}
+_OPCODE_BITS = Shape.cast(Opcode).width
+_SIDE_EFFECTS = (Command.WRITE, Command.PROGRAM, Command.RUN)
+_ARG_NAME = {Opcode.TENSOR: "tensor", Opcode.GEMM: "gemm", Opcode.VEC: "vec", Opcode.SOFTMAX: "unary",
+             Opcode.ARGMAX: "unary", Opcode.LOSS: "loss", Opcode.SET: "set"}
+
+
+class Device:
+    """The device as the host sees it, bit-exact with the gateware except for ``RunReply.cycles``.
+
+    ``cycles`` is the one field a functional model cannot predict: :meth:`feed` reports 0, and a
+    scoreboard comparing this model with the gateware must compare every other field and word but
+    not that one.
+
+    Parameters
+    ----------
+    config : DeviceConfig
+        Array size, buffer depth, instruction memory and link limits.
+
+    Attributes
+    ----------
+    buffers : dict[Buf, numpy.ndarray]
+        The three buffers, each a ``(banks, depth)`` image of signed 16-bit words.
+    imem : list[int]
+        The instruction memory, ``config.imem`` 64-bit words (0 is ``NOP``).
+    tensors : list[Tensor | None]
+        The 16 tensor registers (``None`` until defined).
+    registers : dict[Reg, int]
+        ``SLOPE``, ``SCALE`` and ``SEED``.
+    vector : VectorModel
+        The vector unit with its ``cols`` lane LFSRs.
+    """
+
+    def __init__(self, config: DeviceConfig):
+        self.config = config
+        self.layout = Layout(config.banks)
+        self.buffers = {buf: np.zeros((config.banks, config.depth), dtype=np.int64) for buf in Buf}
+        self.imem = [0] * config.imem
+        self.tensors: list[Tensor | None] = [None] * TENSORS
+        self.registers = {Reg.SLOPE: 0, Reg.SCALE: 0, Reg.SEED: 1}
+        self.vector = VectorModel(lanes=config.cols)
+        self.link = LinkModel(config.max_payload)
+        self._last: tuple[int, int] | None = None   # (seq, type) of the last executed command
+        self._last_run: tuple[bytes, int, int, int] | None = None  # reply header, buf, addr, count
+
+    # -- matrices -------------------------------------------------------------------------------
+
+    def _locate(self, t: Tensor, p, q):
+        return self.layout.locate(p, q, t.base, t.pitch)
+
+    def load(self, t: Tensor) -> np.ndarray:
+        """The matrix a tensor register describes."""
+        p, q = np.indices(t.shape)
+        return self.buffers[t.buf][self._locate(t, p, q)]
+
+    def store(self, t: Tensor, matrix: np.ndarray) -> None:
+        """Write ``matrix`` (of ``t``'s shape, 16-bit values) where ``t`` says."""
+        p, q = np.indices(t.shape)
+        self.buffers[t.buf][self._locate(t, p, q)] = matrix
+
+    def write_matrix(self, buf: Buf, base: int, pitch: int, matrix) -> None:
+        """Store a matrix of signed 16-bit values at ``base`` of ``buf`` with rows ``pitch`` apart.
+
+        Raises
+        ------
+        ValueError
+            If a value does not fit 16 bits or the matrix does not fit the buffer at that pitch.
+        """
+        matrix = np.atleast_2d(np.asarray(matrix, dtype=np.int64))
+        lo, hi = -(1 << (WORD_BITS - 1)), (1 << (WORD_BITS - 1)) - 1
+        if matrix.size and (matrix.min() < lo or matrix.max() > hi):
+            raise ValueError(f"matrix values must be 16-bit signed words in [{lo}, {hi}]: quantize first")
+        t = Tensor(Buf(buf), base, *matrix.shape, pitch)
+        if self._check(t) is not None:
+            raise ValueError(f"a {matrix.shape[0]}×{matrix.shape[1]} matrix at base {base} with pitch "
+                             f"{pitch} does not fit {self.config.banks} banks of {self.config.depth} words")
+        self.store(t, matrix)
+
+    def read_matrix(self, buf: Buf, base: int, pitch: int, rows: int, cols: int) -> np.ndarray:
+        """The ``rows × cols`` matrix at ``base`` of ``buf`` with rows ``pitch`` apart."""
+        return self.load(Tensor(Buf(buf), base, rows, cols, pitch))
+
+    def write_words(self, buf: Buf, addr: int, words) -> None:
+        """Store 16-bit words at flat addresses ``addr, addr + 1, …`` of ``buf`` (what ``WRITE`` does)."""
+        words = np.asarray(words, dtype=np.int64)
+        bank, address = self.layout.unflat(np.arange(addr, addr + len(words)))
+        self.buffers[Buf(buf)][bank, address] = words
+
+    def read_words(self, buf: Buf, addr: int, count: int) -> np.ndarray:
+        """``count`` signed words from flat address ``addr`` of ``buf`` on (what ``READ`` returns)."""
+        bank, address = self.layout.unflat(np.arange(addr, addr + count))
+        return self.buffers[Buf(buf)][bank, address]
+
+    def _check(self, t: Tensor) -> Status | None:
+        if t.rows < 1 or t.cols < 1 or t.pitch < self.layout.pitch(t.cols):
+            return Status.BAD_TENSOR
+        return Status.BAD_TENSOR if t.base + t.rows * t.pitch > self.config.depth else None
+
+    # -- instructions ---------------------------------------------------------------------------
+
+    def run(self, entry: int) -> tuple[Status, int]:
+        """Execute from ``entry`` until ``END`` or the first fault: ``(status, pc)``."""
+        pc = entry
+        while pc < self.config.imem:
+            word = self.imem[pc]
+            code = word & ((1 << _OPCODE_BITS) - 1)
+            if code not in Opcode._value2member_map_:
+                return Status.BAD_OPCODE, pc
+            op = Opcode(code)
+            if op == Opcode.END:
+                return Status.OK, pc
+            try:
+                self._execute(op, word >> _OPCODE_BITS)
+            except _Fault as fault:
+                return fault.status, pc
+            pc += 1
+        return Status.NO_END, pc
+
+    def _execute(self, op: Opcode, bits: int) -> None:
+        if op == Opcode.NOP:
+            return
+        args = _fields(_ARGS[_ARG_NAME[op]], bits)
+        if op == Opcode.TENSOR:
+            self._tensor(**args)
+        elif op == Opcode.GEMM:
+            self._gemm(**args)
+        elif op == Opcode.VEC:
+            self._vec(**args)
+        elif op == Opcode.SOFTMAX:
+            self._softmax(**args)
+        elif op == Opcode.ARGMAX:
+            self._argmax(**args)
+        elif op == Opcode.LOSS:
+            self._loss(**args)
+        else:
+            self._set(**args)
+
+    def _reg(self, t: int) -> Tensor:
+        tensor = self.tensors[t]
+        if tensor is None:
+            raise _Fault(Status.BAD_TENSOR)
+        return tensor
+
+    @staticmethod
+    def _distinct(*tensors: Tensor) -> None:
+        """Operands read by one instruction come from different buffers (one read port each)."""
+        if len({t.buf for t in tensors}) != len(tensors):
+            raise _Fault(Status.BAD_SHAPE)
+
+    @staticmethod
+    def _require(ok: bool) -> None:
+        if not ok:
+            raise _Fault(Status.BAD_SHAPE)
+
+    def _tensor(self, t: int, buf: int, base: int, rows: int, cols: int, pitch: int) -> None:
+        if buf not in Buf._value2member_map_:
+            raise _Fault(Status.BAD_TENSOR)
+        tensor = Tensor(Buf(buf), base, rows, cols, pitch)
+        if self._check(tensor) is not None:
+            raise _Fault(Status.BAD_TENSOR)
+        self.tensors[t] = tensor
+
+    def _epilogue(self, a: np.ndarray, b: np.ndarray, epi: dict) -> np.ndarray:
+        """The vector unit on beats ``a``, ``b`` (``(beats, lanes)``), in order."""
+        if epi["act"] not in numerics.Act._value2member_map_:
+            raise _Fault(Status.BAD_OPCODE)
+        return self.vector(a, b, op=VecOp(epi["op"]), b_shift=epi["b_shift"], shift=epi["shift"],
+                           round=Rounding(epi["round"]), act=numerics.Act(epi["act"]),
+                           deriv=bool(epi["deriv"]), slope=self.registers[Reg.SLOPE],
+                           scale=self.registers[Reg.SCALE])
+
+    def _beats(self, a: np.ndarray, b: np.ndarray, order: list[tuple[int, int]], epi: dict) -> np.ndarray:
+        """Run M×N matrices ``a``, ``b`` through the vector unit as beats ``(row, first column)``.
+
+        Each beat is ``cols`` lanes wide; lanes past ``N`` carry zeros, are computed (they advance
+        nothing but their own LFSR, as every lane does) and are not written back.
+        """
+        n = a.shape[1]
+        rows = np.array([i for i, _ in order], dtype=np.int64)[:, None]
+        cols = np.array([j for _, j in order], dtype=np.int64)[:, None] + np.arange(self.config.cols)
+        valid = cols < n
+        clipped = np.minimum(cols, n - 1)
+        y = self._epilogue(np.where(valid, a[rows, clipped], 0), np.where(valid, b[rows, clipped], 0), epi)
+        out = np.empty_like(a)
+        out[np.broadcast_to(rows, cols.shape)[valid], cols[valid]] = y[valid]
+        return out
+
+    def _gemm(self, a: int, ta: int, b: int, tb: int, c: int, use_c: int, out: int, epi: dict) -> None:
+        ta_, tb_, to = self._reg(a), self._reg(b), self._reg(out)
+        tc = self._reg(c) if use_c else None
+        operands = (ta_, tb_) if tc is None else (ta_, tb_, tc)
+        m, k = ta_.shape[::-1] if ta else ta_.shape
+        k_b, n = tb_.shape[::-1] if tb else tb_.shape
+        self._require(k == k_b and to.shape == (m, n) and (tc is None or tc.shape == (m, n)))
+        self._distinct(*operands)
+        if k > self.config.k_max:
+            raise _Fault(Status.TOO_DEEP)
+        lhs, rhs = self.load(ta_), self.load(tb_)
+        acc = (lhs.T if ta else lhs) @ (rhs.T if tb else rhs)   # exact int64 sums of the array
+        addend = self.load(tc) if tc is not None else np.zeros_like(acc)
+        r, cl = self.config.rows, self.config.cols
+        order = [(i, j0) for i0 in range(0, m, r) for j0 in range(0, n, cl)
+                 for i in range(i0, min(i0 + r, m))]
+        self.store(to, self._beats(acc, addend, order, epi))
+
+    def _vec(self, a: int, b: int, use_b: int, out: int, epi: dict) -> None:
+        ta_, to = self._reg(a), self._reg(out)
+        tb_ = self._reg(b) if use_b else None
+        self._require(to.shape == ta_.shape and (tb_ is None or tb_.shape == ta_.shape))
+        if tb_ is not None:
+            self._distinct(ta_, tb_)
+        lhs = self.load(ta_)
+        rhs = self.load(tb_) if tb_ is not None else np.zeros_like(lhs)
+        m, n = ta_.shape
+        order = [(i, j0) for j0 in range(0, n, self.config.cols) for i in range(m)]
+        self.store(to, self._beats(lhs, rhs, order, epi))
+
+    def _reduction(self, a: Tensor, out: Tensor) -> None:
+        """Shape rules of SOFTMAX/ARGMAX/LOSS: columns reduce in the softmax unit of ``max_rows``."""
+        self._require(a.rows <= self.config.max_rows and out.cols == a.cols)
+
+    def _softmax(self, a: int, out: int) -> None:
+        ta_, to = self._reg(a), self._reg(out)
+        self._reduction(ta_, to)
+        self._require(to.shape == ta_.shape)
+        self.store(to, numerics.softmax(self.load(ta_)))
+
+    def _argmax(self, a: int, out: int) -> None:
+        ta_, to = self._reg(a), self._reg(out)
+        self._reduction(ta_, to)
+        self._require(to.rows == 1)
+        z = self.load(ta_)
+        self.store(to, reduce_group(ReduceOp.ARGMAX, z, np.zeros_like(z))[None, :])
+
+    def _loss(self, a: int, y: int, out: int) -> None:
+        ta_, ty, to = self._reg(a), self._reg(y), self._reg(out)
+        self._reduction(ta_, to)
+        self._require(ty.shape == ta_.shape and to.rows == 1)
+        self._distinct(ta_, ty)
+        self.store(to, reduce_group(ReduceOp.LOSS, self.load(ta_), self.load(ty))[None, :])
+
+    def _set(self, reg: int, value: int) -> None:
+        if reg not in Reg._value2member_map_:
+            raise _Fault(Status.BAD_OPCODE)
+        reg = Reg(reg)
+        if reg == Reg.SEED:
+            self.vector.seed(value)
+        else:
+            value = ((value & 0xFFFF) ^ 0x8000) - 0x8000
+        self.registers[reg] = value
+
+    # -- host commands ------------------------------------------------------------------------------
+
+    def program(self, words, addr: int = 0) -> None:
+        """Write instruction words from ``addr`` on (what ``PROGRAM`` does)."""
+        words = [int(w) for w in words]
+        if addr < 0 or addr + len(words) > self.config.imem:
+            raise ValueError(f"{len(words)} instructions at {addr} overrun the instruction memory of "
+                             f"{self.config.imem}: shorten the program")
+        self.imem[addr:addr + len(words)] = words
+
+    def feed(self, wire: bytes) -> bytes:
+        """Consume wire bytes, execute the commands they complete, return the reply wire bytes."""
+        replies = bytearray()
+        for event in self.link.feed(wire):
+            replies += event.wire if isinstance(event, ErrorReply) else self._command(event)
+        return bytes(replies)
+
+    def _command(self, frame) -> bytes:
+        if frame.type not in Command._value2member_map_:
+            return encode_error(ErrorCode.UNKNOWN_TYPE, frame.seq)
+        command = Command(frame.type)
+        if (frame.seq, frame.type) == self._last and command in _SIDE_EFFECTS:
+            payload = self._replay(command)
+        else:
+            try:
+                payload = self._HANDLERS[command](self, frame.payload)
+            except _BadArgument:
+                return encode_error(ErrorCode.BAD_ARGUMENT, frame.seq)
+            self._last = frame.seq, frame.type
+        return self.link.reply(frame.type, frame.seq, payload)
+
+    def _replay(self, command: Command) -> bytes:
+        """The reply to a retransmission of the last WRITE, PROGRAM or RUN, which does not run again.
+
+        ``INFO`` and ``READ`` have no side effects: their retransmissions simply execute again.
+        """
+        if command == Command.RUN:
+            header, buf, addr, count = self._last_run
+            return header + self._words(buf, addr, count)
+        return b""
+
+    def _buffer_range(self, buf: int, addr: int, count: int, reply_bytes: int = 0) -> Buf:
+        size = self.config.banks * self.config.depth
+        if buf not in Buf._value2member_map_ or addr + count > size:
+            raise _BadArgument
+        if reply_bytes > self.config.max_payload:
+            raise _BadArgument
+        return Buf(buf)
+
+    def _words(self, buf: Buf, addr: int, count: int) -> bytes:
+        return self.read_words(buf, addr, count).astype("<i2").tobytes()
+
+    @staticmethod
+    def _args(layout: data.Layout, payload: bytes, exact: bool = True) -> tuple[data.Const, bytes]:
+        size = (layout.size + 7) // 8
+        if len(payload) < size or (exact and len(payload) != size):
+            raise _BadArgument
+        return decode(layout, payload), payload[size:]
+
+    def _info(self, payload: bytes) -> bytes:
+        if payload:
+            raise _BadArgument
+        c = self.config
+        return encode(InfoReply(), {
+            "version": VERSION, "rows": c.rows, "cols": c.cols, "banks": c.banks, "depth": c.depth,
+            "imem": c.imem, "k_max": c.k_max, "acc_width": c.acc_width, "act_frac": c.act_frac,
+            "clk_hz": c.clk_hz, "baud": c.baud, "max_payload": c.max_payload, "gateware": c.gateware})
+
+    def _write(self, payload: bytes) -> bytes:
+        args, rest = self._args(WriteArgs(), payload, exact=False)
+        if len(rest) % 2:
+            raise _BadArgument
+        words = np.frombuffer(rest, dtype="<i2")
+        self.write_words(self._buffer_range(args.buf, args.addr, len(words)), args.addr, words)
+        return b""
+
+    def _read(self, payload: bytes) -> bytes:
+        args, _ = self._args(ReadArgs(), payload)
+        buf = self._buffer_range(args.buf, args.addr, args.count, 2 * args.count)
+        return self._words(buf, args.addr, args.count)
+
+    def _program(self, payload: bytes) -> bytes:
+        args, rest = self._args(ProgramArgs(), payload, exact=False)
+        if len(rest) % INSTRUCTION_BYTES or args.addr + len(rest) // INSTRUCTION_BYTES > self.config.imem:
+            raise _BadArgument
+        self.program([int.from_bytes(rest[i:i + INSTRUCTION_BYTES], "little")
+                      for i in range(0, len(rest), INSTRUCTION_BYTES)], args.addr)
+        return b""
+
+    def _run(self, payload: bytes) -> bytes:
+        args, _ = self._args(RunArgs(), payload)
+        header_bytes = (RunReply().size + 7) // 8
+        buf = self._buffer_range(args.buf, args.addr, args.count, header_bytes + 2 * args.count)
+        if args.entry >= self.config.imem:
+            raise _BadArgument
+        status, pc = self.run(args.entry)
+        header = encode(RunReply(), {"status": status, "pc": pc, "cycles": 0})
+        self._last_run = header, buf, args.addr, args.count
+        return header + self._words(buf, args.addr, args.count)
+
+    _HANDLERS = {Command.INFO: _info, Command.WRITE: _write, Command.READ: _read,
+                 Command.PROGRAM: _program, Command.RUN: _run}

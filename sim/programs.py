@@ -1,0 +1,100 @@
+"""Random programs for the device: valid instruction streams with random shapes and operands.
+
+Used by the controller and SoC testbenches: the same program runs on the gateware and on the golden
+model (``sim/model.py``), and every buffer word, the status and the pc must agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hw.config import DeviceConfig
+from hw.isa import Buf, Opcode, Reg, instruction
+from hw.numerics import Act
+from hw.vector import Rounding, VecOp
+
+__all__ = ["random_program"]
+
+
+class _Allocator:
+    """Hands out regions of each buffer, bump-pointer style, and tensor registers in turn."""
+
+    def __init__(self, config: DeviceConfig):
+        self.config, self.top, self.reg = config, dict.fromkeys(Buf, 0), 0
+
+    def tensor(self, buf: Buf, rows: int, cols: int, words: list[int]) -> int | None:
+        banks = self.config.banks
+        pitch = -(-cols // banks)
+        if self.top[buf] + rows * pitch > self.config.depth:
+            return None
+        t, self.reg = self.reg, (self.reg + 1) % 16
+        words.append(instruction(Opcode.TENSOR, tensor={
+            "t": t, "buf": buf, "base": self.top[buf], "rows": rows, "cols": cols, "pitch": pitch}))
+        self.top[buf] += rows * pitch
+        return t
+
+
+def _epilogue(rng: np.random.Generator) -> dict:
+    """Mostly useful settings, now and then any value the fields can hold (an unknown act faults)."""
+    wild = rng.random() < 0.1
+    return {"op": VecOp(int(rng.integers(0, 4))), "act": int(rng.integers(0, 8 if wild else len(Act))),
+            "deriv": int(rng.integers(0, 2)), "round": Rounding(int(rng.integers(0, 2))),
+            "shift": int(rng.integers(0, 64 if wild else 40)),
+            "b_shift": int(rng.integers(0, 32 if wild else 16))}
+
+
+def random_program(rng: np.random.Generator, config: DeviceConfig, ops: int = 3,
+                   max_dim: int = 9) -> list[int]:
+    """``ops`` random instructions (with their TENSOR and SET set-up), then END."""
+    alloc, words = _Allocator(config), []
+    bufs = list(Buf)
+
+    def dims():
+        return int(rng.integers(1, max_dim + 1))
+
+    for _ in range(ops):
+        if rng.random() < 0.3:
+            reg = Reg(int(rng.integers(0, 3)))
+            words.append(instruction(Opcode.SET, set={"reg": reg, "value": int(rng.integers(0, 1 << 32))}))
+        order = [bufs[i] for i in rng.permutation(3)]
+        kind = rng.choice(["gemm", "gemm", "vec", "softmax", "argmax", "loss"])
+        m, n = dims(), dims()
+        if kind in ("softmax", "argmax", "loss"):
+            m = min(m, config.max_rows)
+        if kind == "gemm":
+            k = int(rng.integers(1, 2 * max_dim))
+            ta, tb, use_c = (int(v) for v in rng.integers(0, 2, 3))
+            a = alloc.tensor(order[0], *((k, m) if ta else (m, k)), words)
+            b = alloc.tensor(order[1], *((n, k) if tb else (k, n)), words)
+            c = alloc.tensor(order[2], m, n, words) if use_c else 0
+            out = alloc.tensor(order[int(rng.integers(0, 3))], m, n, words)
+            if None in (a, b, c, out):
+                break
+            words.append(instruction(Opcode.GEMM, gemm={
+                "a": a, "ta": ta, "b": b, "tb": tb, "c": c, "use_c": use_c, "out": out,
+                "epi": _epilogue(rng)}))
+        elif kind == "vec":
+            use_b = int(rng.integers(0, 2))
+            a = alloc.tensor(order[0], m, n, words)
+            b = alloc.tensor(order[1], m, n, words) if use_b else 0
+            out = alloc.tensor(order[int(rng.integers(0, 3))], m, n, words)
+            if None in (a, b, out):
+                break
+            words.append(instruction(Opcode.VEC, vec={
+                "a": a, "b": b, "use_b": use_b, "out": out, "epi": _epilogue(rng)}))
+        elif kind == "loss":
+            a = alloc.tensor(order[0], m, n, words)
+            y = alloc.tensor(order[1], m, n, words)
+            out = alloc.tensor(order[2], 1, n, words)
+            if None in (a, y, out):
+                break
+            words.append(instruction(Opcode.LOSS, loss={"a": a, "y": y, "out": out}))
+        else:
+            a = alloc.tensor(order[0], m, n, words)
+            out = alloc.tensor(order[1], m if kind == "softmax" else 1, n, words)
+            if None in (a, out):
+                break
+            op = Opcode.SOFTMAX if kind == "softmax" else Opcode.ARGMAX
+            words.append(instruction(op, unary={"a": a, "out": out}))
+    words.append(instruction(Opcode.END))
+    return words

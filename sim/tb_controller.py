@@ -1,0 +1,255 @@
+"""cocotb testbench of the controller: random programs on the gateware and on the golden model.
+
+Each program runs on both after the same buffer contents are loaded through the host ports; status,
+pc and every word of the three buffers must agree. Parameters: the ``DeviceConfig`` fields and
+``programs``. Stimulus is seeded from ``cocotb.RANDOM_SEED`` (``SEED=N`` replays a run).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
+
+from hw.config import DeviceConfig
+from hw.isa import Buf, Opcode, Status, instruction
+from sim.model import Device
+from sim.programs import random_program
+from sim.runner import tb_params
+
+P = tb_params()
+CONFIG = DeviceConfig(**{k: v for k, v in P.items() if k not in ("programs", "results")})
+WORDS = CONFIG.banks * CONFIG.depth
+
+
+async def start(dut) -> None:
+    Clock(dut.clk, 10, unit="ns").start()
+    for port in ("start", "imem_w__valid", "host_wr__valid", "host_rd__valid", "host_rd_data__ready"):
+        getattr(dut, port).value = 0
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    await RisingEdge(dut.clk)
+
+
+async def program(dut, words: list[int]) -> None:
+    dut.imem_w__valid.value = 1
+    for addr, word in enumerate(words):
+        dut.imem_w__payload.value = addr | word << 16
+        await RisingEdge(dut.clk)
+    dut.imem_w__valid.value = 0
+
+
+async def write_words(dut, buf: int, words: np.ndarray) -> None:
+    dut.host_wr__valid.value = 1
+    for addr, word in enumerate(words.tolist()):
+        dut.host_wr__payload.value = buf | addr << 2 | (word & 0xFFFF) << 34
+        await RisingEdge(dut.clk)
+    dut.host_wr__valid.value = 0
+
+
+async def read_words(dut, buf: int, count: int) -> np.ndarray:
+    """Flat words ``0 … count−1`` of ``buf`` through the host read port."""
+    out, sent = [], 0
+    dut.host_rd_data__ready.value = 1
+    while len(out) < count:
+        dut.host_rd__valid.value = int(sent < count)
+        dut.host_rd__payload.value = buf | sent << 2
+        await ReadOnly()
+        took = sent < count and dut.host_rd__ready.value
+        if dut.host_rd_data__valid.value:
+            out.append(dut.host_rd_data__payload.value.to_signed())
+        await RisingEdge(dut.clk)
+        sent += int(bool(took))
+    dut.host_rd__valid.value = 0
+    dut.host_rd_data__ready.value = 0
+    return np.array(out, dtype=np.int64)
+
+
+async def run(dut, entry: int = 0) -> tuple[int, int, int]:
+    dut.entry.value = entry
+    dut.start.value = 1
+    await RisingEdge(dut.clk)
+    dut.start.value = 0
+    await FallingEdge(dut.busy)
+    await RisingEdge(dut.clk)
+    return int(dut.status.value), int(dut.pc.value), int(dut.cycles.value)
+
+
+async def compare_buffers(dut, model: Device, what: str) -> None:
+    for buf in Buf:
+        got = await read_words(dut, buf.value, WORDS)
+        want = model.read_words(buf, 0, WORDS)
+        bad = np.flatnonzero(got != want)
+        if len(bad):
+            w = bad[0]
+            raise AssertionError(f"{what}: buffer {buf.name} differs in {len(bad)} words, first at word "
+                                 f"{w}: got {got[w]}, expected {want[w]} (words {bad[:8].tolist()}: "
+                                 f"got {got[bad[:8]].tolist()}, expected {want[bad[:8]].tolist()})")
+
+
+@cocotb.test()
+async def random_programs(dut):
+    """Random GEMM/VEC/SOFTMAX/ARGMAX/LOSS/SET programs: buffers, status and pc as the model."""
+    await start(dut)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    model = Device(CONFIG)
+    for buf in Buf:
+        words = rng.integers(-(1 << 15), 1 << 15, WORDS)
+        model.write_words(buf, 0, words)
+        await write_words(dut, buf.value, words)
+    for n in range(P.get("programs", 20)):
+        words = random_program(rng, CONFIG)
+        model.program(words)
+        await program(dut, words)
+        want = model.run(0)
+        status, pc, cycles = await run(dut)
+        dut._log.info("program %d: %d instructions, %s at pc %d, %d cycles", n, len(words),
+                      Status(status).name, pc, cycles)
+        assert (Status(status), pc) == want, f"program {n}: got {Status(status).name} at {pc}, not {want}"
+        await compare_buffers(dut, model, f"program {n}")
+
+
+@cocotb.test()
+async def scoreboard_bites(dut):
+    """One flipped bit in one buffer word of the model is reported."""
+    await start(dut)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED + 1)
+    model = Device(CONFIG)
+    words = rng.integers(-(1 << 15), 1 << 15, WORDS)
+    for buf in Buf:
+        model.write_words(buf, 0, words)
+        await write_words(dut, buf.value, words)
+    await compare_buffers(dut, model, "unmodified")
+    word = int(rng.integers(0, WORDS))
+    model.write_words(Buf.G, word, [model.read_words(Buf.G, word, 1)[0] ^ 1 << int(rng.integers(0, 15))])
+    try:
+        await compare_buffers(dut, model, "one bit flipped")
+    except AssertionError as error:
+        dut._log.info("caught as expected: %s", error)
+    else:
+        raise AssertionError("the scoreboard missed a flipped bit")
+
+
+def _faults() -> list[tuple[str, list[int]]]:
+    """Programs that must stop with a given fault, and where."""
+    t = {"t": 0, "buf": Buf.W, "base": 0, "rows": 4, "cols": 4, "pitch": 2}
+    tensor = {"t": 1, "buf": Buf.A, "base": 0, "rows": 4, "cols": 4, "pitch": 2}
+    ok = [instruction(Opcode.TENSOR, tensor=t), instruction(Opcode.TENSOR, tensor=tensor)]
+    gemm = {"a": 0, "ta": 0, "b": 1, "tb": 0, "c": 0, "use_c": 0, "out": 1,
+            "epi": {"op": 0, "act": 0, "deriv": 0, "round": 0, "shift": 0, "b_shift": 0}}
+    end = instruction(Opcode.END)
+    return [
+        ("bad opcode", [instruction(Opcode.NOP), 8, end]),
+        ("buffer 3", [instruction(Opcode.TENSOR, tensor=t) | 3 << 8, end]),  # buf: bits 8-9
+        ("pitch too small", [instruction(Opcode.TENSOR, tensor={**t, "cols": 4 * CONFIG.banks, "pitch": 1}),
+                             end]),
+        ("past the buffer", [instruction(Opcode.TENSOR, tensor={**t, "base": CONFIG.depth - 1}), end]),
+        ("undefined register", [*ok, instruction(Opcode.GEMM, gemm={**gemm, "a": 9}), end]),
+        ("same buffer", [*ok, instruction(Opcode.TENSOR, tensor={**tensor, "t": 2, "buf": Buf.W, "base": 8}),
+                         instruction(Opcode.GEMM, gemm={**gemm, "b": 2}), end]),
+        ("K mismatch", [*ok, instruction(Opcode.TENSOR, tensor={**tensor, "t": 2, "rows": 3}),
+                        instruction(Opcode.GEMM, gemm={**gemm, "b": 2}), end]),
+        ("softmax too tall", [instruction(Opcode.TENSOR, tensor={**t, "rows": CONFIG.max_rows + 1}),
+                              instruction(Opcode.TENSOR, tensor={**tensor, "rows": CONFIG.max_rows + 1}),
+                              instruction(Opcode.SOFTMAX, unary={"a": 0, "out": 1}), end]),
+        ("too deep", [instruction(Opcode.TENSOR, tensor={**t, "cols": CONFIG.k_max + 1,
+                                                           "pitch": -(-(CONFIG.k_max + 1) // CONFIG.banks)}),
+                      instruction(Opcode.TENSOR, tensor={**tensor, "rows": CONFIG.k_max + 1, "pitch": 1}),
+                      instruction(Opcode.TENSOR, tensor={**tensor, "t": 2, "buf": Buf.G}),
+                      instruction(Opcode.GEMM, gemm={**gemm, "out": 2}), end]),
+        ("no end", [instruction(Opcode.NOP)] * CONFIG.imem),
+    ]
+
+
+@cocotb.test()
+async def faults(dut):
+    """Every fault stops the run with the model's status and pc, and the next run works."""
+    await start(dut)
+    model = Device(CONFIG)
+    seen = set()
+    for name, words in _faults():
+        model.program(words)
+        await program(dut, words)
+        want = model.run(0)
+        status, pc, _ = await run(dut)
+        dut._log.info("%s: %s at pc %d", name, Status(status).name, pc)
+        assert want[0] != Status.OK, f"{name}: the model did not fault"
+        seen.add(want[0])
+        assert (Status(status), pc) == want, f"{name}: got {Status(status).name} at {pc}, expected {want}"
+    assert seen == set(Status) - {Status.OK}, f"faults never raised: {set(Status) - {Status.OK} - seen}"
+
+
+@cocotb.test()
+async def gemm_efficiency(dut):
+    """Cycles of one GEMM instruction (fetch and decode included) against M·N·K / (R·C)."""
+    await start(dut)
+    rng = np.random.default_rng(0)
+    model = Device(CONFIG)
+    R, C, B = CONFIG.rows, CONFIG.cols, CONFIG.banks
+    rows = []
+    for k in (4 * max(R, C), 8 * max(R, C)):
+        m, n = 4 * R, 8 * C
+        shapes = {0: (Buf.W, m, k), 1: (Buf.A, k, n), 2: (Buf.G, m, n)}
+        words, base = [], {}
+        for t, (buf, r, c) in shapes.items():
+            base[t] = 0
+            words.append(instruction(Opcode.TENSOR, tensor={"t": t, "buf": buf, "base": 0, "rows": r,
+                                                           "cols": c, "pitch": -(-c // B)}))
+        words += [instruction(Opcode.GEMM, gemm={
+            "a": 0, "ta": 0, "b": 1, "tb": 0, "c": 0, "use_c": 0, "out": 2,
+            "epi": {"op": 0, "act": 0, "deriv": 0, "round": 0, "shift": 16, "b_shift": 0}}),
+            instruction(Opcode.END)]
+        for buf in Buf:
+            data = rng.integers(-(1 << 15), 1 << 15, WORDS)
+            model.write_words(buf, 0, data)
+            await write_words(dut, buf.value, data)
+        model.program(words)
+        await program(dut, words)
+        # A run of the set-up alone, to subtract its cycles from the GEMM's.
+        _, _, setup = await _run_without_gemm(dut, words)
+        await program(dut, words)
+        assert model.run(0) == (await run(dut))[:2] == (Status.OK, len(words) - 1)
+        _, _, total = await run(dut)
+        cycles = total - setup
+        ideal = m * n * k / (R * C)
+        rows.append({"rows": R, "cols": C, "m": m, "k": k, "n": n, "cycles": cycles, "ideal": ideal,
+                     "efficiency": ideal / cycles})
+        dut._log.info("GEMM instruction M=%d K=%d N=%d: %d cycles, ideal %.0f, efficiency %.1f %%",
+                      m, k, n, cycles, ideal, 100 * ideal / cycles)
+        await compare_buffers(dut, model, f"GEMM K={k}")
+    if "results" in P:
+        Path(P["results"]).write_text(json.dumps(rows, indent=1))
+
+
+async def _run_without_gemm(dut, words):
+    """Run the program with its GEMM replaced by a NOP: the cycles of everything else."""
+    await program(dut, [*words[:-2], instruction(Opcode.NOP), words[-1]])
+    return await run(dut)
+
+
+@cocotb.test()
+async def random_words(dut):
+    """Programs with arbitrary 64-bit words among valid instructions: the same faults and results."""
+    await start(dut)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    model = Device(CONFIG)
+    for buf in Buf:
+        words = rng.integers(-(1 << 15), 1 << 15, WORDS)
+        model.write_words(buf, 0, words)
+        await write_words(dut, buf.value, words)
+    for n in range(P.get("programs", 20)):
+        words = random_program(rng, CONFIG, ops=2)
+        for _ in range(2):
+            junk = int(rng.integers(0, 1 << 62)) << 2 | int(rng.integers(0, 4))
+            words.insert(int(rng.integers(0, len(words))), junk)
+        model.program(words)
+        await program(dut, words)
+        want = model.run(0)
+        status, pc, _ = await run(dut)
+        assert (Status(status), pc) == want, f"program {n}: got {Status(status).name} at {pc}, not {want}"
+        await compare_buffers(dut, model, f"program {n}")

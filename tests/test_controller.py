@@ -1,0 +1,22 @@
+"""The controller on an HDL simulator against the golden model (see ``sim/tb_controller.py``)."""
+
+import dataclasses
+
+import pytest
+
+from hw.config import DeviceConfig
+from hw.controller import Controller
+from sim.runner import BUILD, run
+
+CONFIGS = [DeviceConfig(rows=2, cols=3, depth=160, imem=64, k_max=64, max_rows=8),
+           DeviceConfig(rows=4, cols=4, depth=256, imem=64, k_max=64, max_rows=10)]
+
+
+@pytest.mark.sim
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.rows}x{c.cols}")
+def test_controller(config):
+    params = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    results = BUILD / "efficiency" / f"program-{config.rows}x{config.cols}.json"
+    results.parent.mkdir(parents=True, exist_ok=True)
+    run(Controller(config), f"controller_{config.rows}x{config.cols}", "sim.tb_controller",
+        {**params, "programs": 20, "results": str(results)})
