@@ -15,8 +15,10 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
+from host.compiler import Network, compile_network
 from hw.config import DeviceConfig
 from hw.isa import Buf, Opcode, Status, instruction
+from hw.numerics import Act
 from sim.model import Device
 from sim.programs import random_program
 from sim.runner import tb_params
@@ -44,9 +46,9 @@ async def program(dut, words: list[int]) -> None:
     dut.imem_w__valid.value = 0
 
 
-async def write_words(dut, buf: int, words: np.ndarray) -> None:
+async def write_words(dut, buf: int, words: np.ndarray, base: int = 0) -> None:
     dut.host_wr__valid.value = 1
-    for addr, word in enumerate(words.tolist()):
+    for addr, word in enumerate(np.asarray(words).tolist(), start=base):
         dut.host_wr__payload.value = buf | addr << 2 | (word & 0xFFFF) << 34
         await RisingEdge(dut.clk)
     dut.host_wr__valid.value = 0
@@ -80,6 +82,19 @@ async def run(dut, entry: int = 0) -> tuple[int, int, int]:
     return int(dut.status.value), int(dut.pc.value), int(dut.cycles.value)
 
 
+async def fresh_model(dut, rng: np.random.Generator) -> Device:
+    """A golden model and the gateware with the same random words in every buffer.
+
+    A reset leaves memories as they were, so each test starts by making them agree.
+    """
+    model = Device(CONFIG)
+    for buf in Buf:
+        words = rng.integers(-(1 << 15), 1 << 15, WORDS)
+        model.write_words(buf, 0, words)
+        await write_words(dut, buf.value, words)
+    return model
+
+
 async def compare_buffers(dut, model: Device, what: str) -> None:
     for buf in Buf:
         got = await read_words(dut, buf.value, WORDS)
@@ -97,11 +112,7 @@ async def random_programs(dut):
     """Random GEMM/VEC/SOFTMAX/ARGMAX/LOSS/SET programs: buffers, status and pc as the model."""
     await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    model = Device(CONFIG)
-    for buf in Buf:
-        words = rng.integers(-(1 << 15), 1 << 15, WORDS)
-        model.write_words(buf, 0, words)
-        await write_words(dut, buf.value, words)
+    model = await fresh_model(dut, rng)
     for n in range(P.get("programs", 20)):
         words = random_program(rng, CONFIG)
         model.program(words)
@@ -237,11 +248,7 @@ async def random_words(dut):
     """Programs with arbitrary 64-bit words among valid instructions: the same faults and results."""
     await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    model = Device(CONFIG)
-    for buf in Buf:
-        words = rng.integers(-(1 << 15), 1 << 15, WORDS)
-        model.write_words(buf, 0, words)
-        await write_words(dut, buf.value, words)
+    model = await fresh_model(dut, rng)
     for n in range(P.get("programs", 20)):
         words = random_program(rng, CONFIG, ops=2)
         for _ in range(2):
@@ -253,3 +260,36 @@ async def random_words(dut):
         status, pc, _ = await run(dut)
         assert (Status(status), pc) == want, f"program {n}: got {Status(status).name} at {pc}, not {want}"
         await compare_buffers(dut, model, f"program {n}")
+
+
+@cocotb.test()
+async def training_steps(dut):
+    """Compiled MLP training steps (forward, loss, backward, SGD) bit for bit as the model."""
+    await start(dut)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    model = await fresh_model(dut, rng)
+    net = Network((12, 8, 4), hidden=Act.RELU, batch=2 * CONFIG.cols + 1, learning_rate=0.1)
+    compiled = compile_network(net, CONFIG)
+    model.program(list(compiled.words))
+    await program(dut, list(compiled.words))
+
+    async def write_both(writes):
+        for buf, addr, words in writes:
+            model.write_words(buf, addr, words)
+            await write_words(dut, Buf(buf).value, words, addr)
+
+    async def run_both(entry, what):
+        want = model.run(entry)
+        status, pc, cycles = await run(dut, entry)
+        assert (Status(status), pc) == want, f"{what}: got {Status(status).name} at {pc}, not {want}"
+        return cycles
+
+    await write_both(compiled.load_writes(compiled.initial_weights(rng)))
+    await run_both(compiled.setup, "setup")
+    for step in range(3):
+        x = rng.normal(0, 1, (net.batch, net.sizes[0]))
+        y = rng.integers(0, net.sizes[-1], net.batch)
+        await write_both(compiled.batch_writes(x, y))
+        cycles = await run_both(compiled.train, f"step {step}")
+        dut._log.info("training step %d: %d cycles", step, cycles)
+        await compare_buffers(dut, model, f"after training step {step}")

@@ -14,13 +14,13 @@ from hw.isa import InfoReply, decode
 from hw.soc import SoC
 from sim.runner import run
 
-CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=32, k_max=64, max_rows=4, max_payload=128,
+CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=64, k_max=64, max_rows=4, max_payload=128,
                       clk_hz=12_000_000, baud=3_000_000)
 
 
 def test_info_reply():
     reply = decode(InfoReply(), info_reply(CONFIG).to_bytes(35, "little"))
-    assert (reply.rows, reply.cols, reply.banks, reply.depth, reply.imem) == (2, 2, 2, 64, 32)
+    assert (reply.rows, reply.cols, reply.banks, reply.depth, reply.imem) == (2, 2, 2, 64, 64)
     assert (reply.max_payload, reply.clk_hz, reply.baud) == (128, 12_000_000, 3_000_000)
 
 
