@@ -6,7 +6,7 @@ SIM    ?= verilator
 WAVES  ?= 0
 export SIM WAVES
 
-.PHONY: setup test sim unit lint clean
+.PHONY: setup test sim unit lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ sim: setup
 
 unit: setup
 	$(BIN)/python -m pytest -q -m "not sim"
+
+# Device figures on the virtual board: training-step cycles, efficiency, link bytes, simulation speed.
+bench: setup
+	$(BIN)/python -m sim.bench
 
 lint: setup
 	$(BIN)/ruff check .

@@ -33,7 +33,7 @@ class DeviceConfig:
 
     rows: int = 4
     cols: int = 4
-    depth: int = 1024
+    depth: int = 2048
     imem: int = 256
     k_max: int = 1024
     max_rows: int = 16
