@@ -14,7 +14,6 @@ from .config import DeviceConfig
 from .frame import SEQ_KNOWN, ErrorCode, FrameType
 from .isa import (
     INSTRUCTION_BYTES,
-    VERSION,
     Buf,
     Command,
     InfoReply,
@@ -23,6 +22,7 @@ from .isa import (
     RunArgs,
     RunReply,
     WriteArgs,
+    info_payload,
 )
 from .link import Beat, Header
 
@@ -46,12 +46,7 @@ def _nbytes(layout: data.Layout) -> int:
 
 def info_reply(config: DeviceConfig) -> int:
     """The ``INFO`` reply payload of a device, as the integer of its little-endian bytes."""
-    c = config
-    return InfoReply().const({
-        "version": VERSION, "rows": c.rows, "cols": c.cols, "banks": c.banks, "depth": c.depth,
-        "imem": c.imem, "k_max": c.k_max, "acc_width": c.acc_width, "act_frac": c.act_frac,
-        "clk_hz": c.clk_hz, "baud": c.baud, "max_payload": c.max_payload, "gateware": c.gateware,
-    }).as_bits()
+    return int.from_bytes(info_payload(config), "little")
 
 
 class CommandHandler(wiring.Component):

@@ -16,7 +16,7 @@ from .vector import Rounding, VecOp
 __all__ = [
     "Buf", "Opcode", "Reg", "Command", "Status", "Epilogue", "Instruction", "TENSORS",
     "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
-    "encode", "decode", "instruction", "INSTRUCTION_BYTES", "VERSION",
+    "encode", "decode", "instruction", "info_payload", "INSTRUCTION_BYTES", "VERSION",
 ]
 
 VERSION = 1
@@ -119,7 +119,7 @@ class InfoReply(data.StructLayout):
         super().__init__({
             "version": 16, "rows": 8, "cols": 8, "banks": 8, "depth": 32, "imem": 16,
             "k_max": 32, "acc_width": 8, "act_frac": 8, "clk_hz": 32, "baud": 32,
-            "max_payload": 16, "gateware": 32,
+            "max_payload": 16, "gateware": 32, "max_rows": 16,
         })
 
 
@@ -156,6 +156,12 @@ class RunReply(data.StructLayout):
 
     def __init__(self):
         super().__init__({"status": 8, "pc": 16, "cycles": 32})
+
+
+def info_payload(config) -> bytes:
+    """The ``INFO`` reply payload of a device with this :class:`hw.config.DeviceConfig`."""
+    return encode(InfoReply(), {
+        "version": VERSION, **{name: getattr(config, name) for name, _ in InfoReply() if name != "version"}})
 
 
 def encode(layout: data.Layout, fields: dict) -> bytes:

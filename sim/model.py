@@ -39,10 +39,8 @@ from hw.frame import ErrorCode, encode_error
 from hw.isa import (
     INSTRUCTION_BYTES,
     TENSORS,
-    VERSION,
     Buf,
     Command,
-    InfoReply,
     Instruction,
     Opcode,
     ProgramArgs,
@@ -54,6 +52,7 @@ from hw.isa import (
     WriteArgs,
     decode,
     encode,
+    info_payload,
 )
 from hw.layout import Layout
 from hw.reduce import ReduceOp
@@ -420,11 +419,7 @@ class Device:
     def _info(self, payload: bytes) -> bytes:
         if payload:
             raise _BadArgument
-        c = self.config
-        return encode(InfoReply(), {
-            "version": VERSION, "rows": c.rows, "cols": c.cols, "banks": c.banks, "depth": c.depth,
-            "imem": c.imem, "k_max": c.k_max, "acc_width": c.acc_width, "act_frac": c.act_frac,
-            "clk_hz": c.clk_hz, "baud": c.baud, "max_payload": c.max_payload, "gateware": c.gateware})
+        return info_payload(self.config)
 
     def _write(self, payload: bytes) -> bytes:
         args, rest = self._args(WriteArgs(), payload, exact=False)
