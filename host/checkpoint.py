@@ -1,0 +1,79 @@
+"""Checkpoints: everything a training run needs to continue exactly where it stopped, in one ``.npz``.
+
+A checkpoint holds the raw device weights (``W1 … WL``, each ``out × in+1``, bias last), the network,
+the epoch just finished, the seed, the state of the data-order generator and the history so far.
+Plain SGD has no optimizer state beyond the weights; the device's rounding LFSRs are reseeded from
+``(seed, epoch)`` at the start of every epoch, so an epoch boundary captures the whole state. Files
+are written atomically: a temporary file in the same folder, then a rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from host.compiler import Network, Output
+from hw.numerics import Act
+
+__all__ = ["Checkpoint", "network_to_dict", "network_from_dict"]
+
+
+def network_to_dict(net: Network) -> dict:
+    spec = asdict(net)
+    spec.update(sizes=list(net.sizes), hidden=Act(net.hidden).name, output=net.output.name)
+    return spec
+
+
+def network_from_dict(spec: dict) -> Network:
+    return Network(tuple(spec["sizes"]), hidden=Act[spec["hidden"]], output=Output[spec["output"]],
+                   batch=spec["batch"], learning_rate=spec["learning_rate"], slope=spec["slope"])
+
+
+@dataclass
+class Checkpoint:
+    """The state of a training run at the end of ``epoch`` (0: before the first)."""
+
+    network: Network
+    weights: list[np.ndarray]
+    epoch: int
+    seed: int
+    rng_state: dict
+    history: dict = field(default_factory=dict)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically: a crash leaves the previous checkpoint or the new one, never half of one."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"network": network_to_dict(self.network), "epoch": self.epoch, "seed": self.seed,
+                "rng_state": self.rng_state, "history": self.history}
+        arrays = {f"W{k}": w.astype(np.int16) for k, w in enumerate(self.weights, 1)}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Checkpoint:
+        path = Path(path)
+        if not path.exists():
+            raise ValueError(f"no checkpoint at {path}: train without --resume first")
+        try:
+            with np.load(path) as npz:
+                meta = json.loads(str(npz["meta"]))
+                layers = len(meta["network"]["sizes"]) - 1
+                weights = [npz[f"W{k}"].astype(np.int64) for k in range(1, layers + 1)]
+        except (OSError, KeyError, ValueError) as error:
+            raise ValueError(f"{path} is not a Systolic checkpoint ({error})") from None
+        return cls(network_from_dict(meta["network"]), weights, meta["epoch"], meta["seed"],
+                   meta["rng_state"], meta.get("history", {}))

@@ -1,0 +1,274 @@
+"""The ``systolic`` command: train and run networks on a board, the virtual board or the golden model.
+
+With no ``--port``, ``train``, ``infer``, ``eval`` and ``info`` start a virtual board (the real
+gateware under Verilator) for the duration of the command; ``--target model`` uses the golden model
+instead (bit-identical, much faster). User mistakes end in one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from host.checkpoint import Checkpoint
+from host.compiler import Network, Output
+from hw.config import DeviceConfig
+from hw.numerics import Act
+
+__all__ = ["main"]
+
+
+def _network(args) -> Network:
+    try:
+        sizes = tuple(int(v) for v in args.layers.split(","))
+    except ValueError:
+        raise ValueError(f"--layers must be sizes like 64,32,10, not {args.layers!r}") from None
+    try:
+        hidden = Act[args.activation.upper().replace("-", "_")]
+    except KeyError:
+        names = ", ".join(a.name.lower() for a in Act)
+        raise ValueError(f"--activation must be one of {names}, not {args.activation!r}") from None
+    return Network(sizes, hidden=hidden, output=Output[args.output.upper()], batch=args.batch,
+                   learning_rate=args.lr, slope=args.slope)
+
+
+@contextlib.contextmanager
+def _driver(args):
+    """A driver on ``--port``, on the golden model, or on a virtual board started for the command."""
+    from host.driver import Driver
+
+    if args.target == "model":
+        with Driver.open("model", config=DeviceConfig()) as driver:
+            yield driver
+    elif args.port:
+        with Driver.open(args.port, baud=args.baud) as driver:
+            yield driver
+    else:
+        from sim.virtual import VirtualBoard
+
+        print("starting the virtual board (the first run builds the simulator) …", file=sys.stderr)
+        with VirtualBoard(DeviceConfig()) as url, Driver.open(url, timeout=30.0) as driver:
+            yield driver
+
+
+def _progress(epoch: int, epochs: int):
+    started = time.monotonic()
+
+    def show(step: int, steps: int) -> None:
+        bar = "#" * (30 * step // steps)
+        print(f"\repoch {epoch}/{epochs} [{bar:<30}] {step}/{steps} {time.monotonic() - started:5.1f} s",
+              end="", file=sys.stderr, flush=True)
+        if step == steps:
+            print(file=sys.stderr)
+    return show
+
+
+def _train(args) -> None:
+    from host import data
+    from host.train import Trainer, confusion_matrix
+
+    train, test = data.digits(seed=args.seed) if args.data is None else (data.load(args.data), None)
+    if args.resume:
+        state = Checkpoint.load(args.checkpoint)
+        network, seed = state.network, state.seed
+    else:
+        network, seed = _network(args), args.seed
+    data.check_features(train, network.sizes[0])
+    data.check_range(train)
+    with _driver(args) as driver:
+        trainer = Trainer(driver, network, seed)
+        if args.resume:
+            trainer.load(state.weights)
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state.rng_state
+            first, history = state.epoch + 1, state.history
+            print(f"resuming after epoch {state.epoch} from {args.checkpoint}", file=sys.stderr)
+        else:
+            trainer.load(trainer.initial_weights())
+            rng, first, history = np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
+        sent = received = 0
+        for epoch in range(first, args.epochs + 1):
+            began = time.monotonic()
+            driver.reset_stats()
+            result = trainer.train_epoch(train.x, train.y, rng, epoch, _progress(epoch, args.epochs))
+            sent, received = sent + driver.bytes_sent, received + driver.bytes_received
+            line = f"epoch {epoch}: loss {result.loss:.4f}, train accuracy {100 * result.accuracy:.2f} %"
+            history["loss"].append(result.loss)
+            history["accuracy"].append(result.accuracy)
+            if test is not None:
+                accuracy = float(np.mean(trainer.predict(test.x) == test.y))
+                history["test"].append(accuracy)
+                line += f", test accuracy {100 * accuracy:.2f} %"
+            print(f"{line} ({time.monotonic() - began:.1f} s)")
+            if args.checkpoint:
+                Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state,
+                           history).save(args.checkpoint)
+        samples = (args.epochs - first + 1) * (len(train.x) // network.batch) * network.batch
+        if samples:
+            print(f"link while training: {sent / samples:.1f} bytes in and {received / samples:.1f} out "
+                  f"per sample, for {2 * (network.sizes[0] + network.sizes[-1])} bytes of inputs and "
+                  f"labels")
+        if test is not None:
+            predictions = trainer.predict(test.x)
+            print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
+            if not args.no_reference:
+                _reference(network, trainer, train, test, seed, args.epochs)
+            if args.plot:
+                _plot(Path(args.plot), history, confusion_matrix(test.y, predictions, test.classes))
+
+
+def _reference(network, trainer, train, test, seed: int, epochs: int) -> None:
+    """The same network in float32, from the same initial weights, in the same data order."""
+    from host.data import minibatches
+    from host.reference import Reference
+
+    ref = Reference.from_raw(network, trainer.initial_weights())
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        for x, y in minibatches(train, network.batch, rng):
+            ref.train_step(x, y)
+    print(f"test accuracy of the float32 reference: {100 * np.mean(ref.predict(test.x) == test.y):.2f} %")
+
+
+def _plot(folder: Path, history: dict, confusion: np.ndarray) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = range(1, len(history["loss"]) + 1)
+    left.plot(epochs, history["loss"])
+    left.set(xlabel="epoch", ylabel="training loss (device)")
+    right.plot(epochs, [100 * a for a in history["accuracy"]], label="train")
+    if history["test"]:
+        right.plot(epochs, [100 * a for a in history["test"]], label="test")
+    right.set(xlabel="epoch", ylabel="accuracy (%)")
+    right.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "curves.png", dpi=120)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.imshow(confusion, cmap="Blues")
+    for (i, j), n in np.ndenumerate(confusion):
+        ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
+    fig.tight_layout()
+    fig.savefig(folder / "confusion.png", dpi=120)
+    print(f"plots: {folder / 'curves.png'}, {folder / 'confusion.png'}")
+
+
+def _load_for_inference(args):
+    from host import data
+    from host.train import Trainer
+
+    state = Checkpoint.load(args.checkpoint)
+    dataset = data.digits(seed=state.seed)[1] if args.data is None else data.load(args.data)
+    data.check_features(dataset, state.network.sizes[0])
+    return state, dataset, Trainer
+
+
+def _infer(args) -> None:
+    state, dataset, Trainer = _load_for_inference(args)
+    with _driver(args) as driver:
+        trainer = Trainer(driver, state.network, state.seed)
+        trainer.load(state.weights)
+        predictions = trainer.predict(dataset.x)
+    csv = "sample,prediction\n" + "".join(f"{i},{p}\n" for i, p in enumerate(predictions))
+    if args.out:
+        Path(args.out).write_text(csv)
+        print(f"{len(predictions)} predictions written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(csv)
+
+
+def _eval(args) -> None:
+    from host.train import confusion_matrix
+
+    state, dataset, Trainer = _load_for_inference(args)
+    with _driver(args) as driver:
+        trainer = Trainer(driver, state.network, state.seed)
+        trainer.load(state.weights)
+        predictions = trainer.predict(dataset.x)
+    print(f"accuracy: {100 * np.mean(predictions == dataset.y):.2f} % of {len(dataset.y)} samples")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    print(confusion_matrix(dataset.y, predictions, dataset.classes))
+
+
+def _info(args) -> None:
+    with _driver(args) as driver:
+        info = driver.info()
+    for name, value in vars(info).items():
+        print(f"{name:12} {value}")
+
+
+def _serve(args) -> None:
+    from sim.virtual import main as serve
+
+    serve(["--port", str(args.serve_port)])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="systolic", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def device(p):
+        p.add_argument("--port", help="pyserial URL of the device: /dev/ttyUSB1, socket://127.0.0.1:N "
+                                      "(default: start a virtual board)")
+        p.add_argument("--baud", type=int, default=3_000_000)
+        p.add_argument("--target", choices=["board", "model"], default="board",
+                       help="model: the golden model in this process (bit-identical to the gateware)")
+
+    p = sub.add_parser("info", help="what the device is")
+    device(p)
+    p = sub.add_parser("serve", help="run a virtual board until Ctrl-C")
+    p.add_argument("--port", dest="serve_port", type=int, default=0, help="TCP port (default: any free one)")
+    p = sub.add_parser("train", help="train a network on the device")
+    device(p)
+    p.add_argument("--layers", default="64,32,10", help="layer sizes, input first (default 64,32,10)")
+    p.add_argument("--activation", default="relu", help="hidden activation: relu, leaky_relu, sigmoid, tanh, "
+                                                       "swish, identity")
+    p.add_argument("--slope", type=float, default=0.01, help="leaky ReLU slope")
+    p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", help="CSV or NPZ training data (default: scikit-learn's digits, 25 %% held out)")
+    p.add_argument("--checkpoint", help="write a checkpoint here after every epoch")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--plot", help="folder for PNG plots of the curves and the confusion matrix")
+    p.add_argument("--no-reference", action="store_true", help="skip the float32 reference run")
+    for name, help_ in (("infer", "predictions for a file of inputs, as CSV"),
+                        ("eval", "accuracy and confusion matrix of a checkpoint")):
+        p = sub.add_parser(name, help=help_)
+        device(p)
+        p.add_argument("--checkpoint", required=True)
+        p.add_argument("--data", help="CSV or NPZ (default: the digits test split)")
+        if name == "infer":
+            p.add_argument("--out", help="CSV file to write (default: standard output)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if getattr(args, "resume", False) and not args.checkpoint:
+        print("systolic: error: --resume needs --checkpoint", file=sys.stderr)
+        return 2
+    from host.driver import DriverError
+
+    try:
+        {"train": _train, "infer": _infer, "eval": _eval, "info": _info, "serve": _serve}[args.command](args)
+    except (ValueError, DriverError, OSError) as error:
+        print(f"systolic: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The compiled training step in floating point: the float32 baseline the device is measured against.
+
+The functions compute exactly what :func:`host.compiler.compile_network`'s ``train`` entry does, in
+the precision of the weights they are given (float32 in :class:`Reference`, float64 for a tighter
+check). Columns are samples inside; ``x`` comes in a sample per row, as everywhere on the host::
+
+    [A[0]; 1] = [xᵀ; 1]
+    Z[l]  = W[l]·[A[l-1]; 1]              A[l] = g(Z[l])                       (l < L)
+    A[L]  = softmax(Z[L])  loss = −ln A[L][y]                 (softmax + cross-entropy)
+    A[L]  = σ(Z[L])        loss = −y·ln A[L] − (1 − y)·ln(1 − A[L])  (sigmoid + binary CE)
+    dZ[L] = A[L] − Y
+    dZ[l] = (W[l+1][:, :-1]ᵀ · dZ[l+1]) ⊙ g'(Z[l])       (with W[l+1] before its update)
+    dW[l] = dZ[l]·[A[l-1]; 1]ᵀ / m                       (the bias gradient is its last column)
+    W[l] −= α·dW[l]
+
+``W[l]`` is ``n_l × (n_{l-1} + 1)`` with the bias last, as on the device; ``g`` and ``g'`` are
+:func:`hw.numerics.activation_float` and the softmax :func:`hw.numerics.softmax_float`. Losses are
+evaluated from ``Z[L]`` in log-sum-exp form, which equals the formulas above without overflow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from host.compiler import WEIGHT, Network, Output
+from hw.numerics import Act, activation_float, softmax_float
+
+__all__ = ["forward", "gradients", "step", "Reference"]
+
+
+def forward(net: Network, weights: list[np.ndarray],
+            x) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """The forward pass in the precision of ``weights``.
+
+    Parameters
+    ----------
+    net : Network
+    weights : list[numpy.ndarray]
+        ``W[1] … W[L]``, real values, bias last column.
+    x : array_like
+        ``m × n_0`` inputs, a sample per row.
+
+    Returns
+    -------
+    inputs : list[numpy.ndarray]
+        ``[A[l]; 1]`` for ``l = 0 … L-1``, each ``(n_l + 1) × m``.
+    zs : list[numpy.ndarray]
+        ``Z[l]`` for ``l = 1 … L``.
+    probabilities : numpy.ndarray
+        ``A[L]``, ``n_L × m``.
+    """
+    dtype = weights[0].dtype
+    x = np.asarray(x, dtype=dtype)
+    if x.ndim != 2 or x.shape[1] != net.sizes[0]:
+        raise ValueError(f"x must be m × {net.sizes[0]} (a sample per row), not shape {x.shape}")
+    ones = np.ones((1, len(x)), dtype=dtype)
+    inputs, zs = [np.vstack([x.T, ones])], []
+    for k, w in enumerate(weights, 1):
+        zs.append(w @ inputs[-1])
+        if k < net.layers:
+            a = activation_float(net.hidden, False, zs[-1], net.slope).astype(dtype)
+            inputs.append(np.vstack([a, ones]))
+    if net.output == Output.SOFTMAX:
+        probabilities = softmax_float(zs[-1]).astype(dtype)
+    else:
+        probabilities = activation_float(Act.SIGMOID, False, zs[-1]).astype(dtype)
+    return inputs, zs, probabilities
+
+
+def _predictions(net: Network, probabilities: np.ndarray) -> np.ndarray:
+    if net.output == Output.SOFTMAX:
+        return probabilities.argmax(axis=0)
+    return (probabilities[0] >= 0.5).astype(np.int64)
+
+
+def gradients(net: Network, weights: list[np.ndarray], x,
+              y) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Losses, predictions and the gradients ``dW[l]`` of the mean loss of one minibatch.
+
+    ``x`` is ``m × n_0``, ``y`` the ``m`` class numbers (0/1 for a sigmoid output). Returns
+    ``(losses, predictions, [dW[1] … dW[L]])``, each ``dW[l]`` shaped like ``W[l]``.
+    """
+    inputs, zs, p = forward(net, weights, x)
+    y = np.asarray(y)
+    m, z = len(y), zs[-1]
+    classes = max(net.sizes[-1], 2)
+    if y.shape != (p.shape[1],) or y.min() < 0 or y.max() >= classes:
+        raise ValueError(f"y must be {p.shape[1]} class numbers in 0..{classes - 1}")
+    if net.output == Output.SOFTMAX:
+        shifted = z - z.max(axis=0)
+        losses = np.log(np.exp(shifted).sum(axis=0)) - shifted[y, np.arange(m)]
+        labels = (np.arange(len(z))[:, None] == y[None, :]).astype(p.dtype)
+    else:
+        labels = y[None, :].astype(p.dtype)
+        losses = (np.logaddexp(0, z) - labels * z)[0]
+    dz = p - labels
+    grads: list[np.ndarray] = [np.empty(0)] * net.layers
+    for k in range(net.layers, 0, -1):
+        grads[k - 1] = dz @ inputs[k - 1].T / m
+        if k > 1:
+            dz = (weights[k - 1][:, :-1].T @ dz) * activation_float(
+                net.hidden, True, zs[k - 2], net.slope).astype(dz.dtype)
+    return losses, _predictions(net, p), grads
+
+
+def step(net: Network, weights: list[np.ndarray], x,
+         y) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One SGD step: ``(losses, predictions, new weights)``; ``weights`` are left unchanged."""
+    losses, predictions, grads = gradients(net, weights, x, y)
+    return losses, predictions, [w - net.learning_rate * g for w, g in zip(weights, grads, strict=True)]
+
+
+class Reference:
+    """The network trained in float32, from the same initial weights and minibatches as the device.
+
+    Parameters
+    ----------
+    network : Network
+    weights : list[numpy.ndarray]
+        ``W[1] … W[L]`` in real units, ``n_l × (n_{l-1} + 1)`` with the bias last (see
+        :meth:`from_raw` for the device's raw weights).
+
+    Raises
+    ------
+    ValueError
+        If the number or shapes of the weight matrices do not match ``network``, or they are
+        integers (raw weights belong in :meth:`from_raw`).
+    """
+
+    def __init__(self, network: Network, weights: list[np.ndarray]):
+        shapes = [(n, k + 1) for k, n in zip(network.sizes[:-1], network.sizes[1:], strict=True)]
+        got = [np.shape(w) for w in weights]
+        if got != shapes:
+            raise ValueError(f"weights must be shaped {shapes} for sizes {network.sizes}, not {got}")
+        if any(np.issubdtype(np.asarray(w).dtype, np.integer) for w in weights):
+            raise ValueError("weights are integers, raw device weights: start from "
+                             "Reference.from_raw(network, raw) instead")
+        self.network = network
+        self._weights = [np.array(w, dtype=np.float32) for w in weights]
+
+    @classmethod
+    def from_raw(cls, network: Network, raw: list[np.ndarray]) -> Reference:
+        """A reference starting from raw device weights (:data:`host.compiler.WEIGHT`), such as
+        :meth:`host.compiler.Program.initial_weights` returns."""
+        return cls(network, [WEIGHT.dequantize(w) for w in raw])
+
+    def train_step(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """Train on one minibatch (``x`` a sample per row, ``y`` class numbers): per-sample losses and
+        the predictions made before the update, as the device's ``train`` entry returns them."""
+        losses, predictions, self._weights = step(self.network, self._weights, x, y)
+        return losses, predictions
+
+    def predict(self, x) -> np.ndarray:
+        """Class numbers of ``x`` (any number of samples, a sample per row)."""
+        return _predictions(self.network, forward(self.network, self._weights, x)[2])
+
+    def weights(self) -> list[np.ndarray]:
+        """Copies of the current float32 weights, bias last column."""
+        return [w.copy() for w in self._weights]

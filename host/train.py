@@ -1,0 +1,121 @@
+"""Training and inference on a device: the host streams minibatches, the device does the rest.
+
+The compiled program (``host/compiler.py``) and the weights are loaded once; each training step is
+then a ``WRITE`` of the minibatch and its labels and one ``RUN`` whose reply carries the per-sample
+losses and predictions. Forward pass, loss gradient, back-propagation and the SGD update all run on
+the device; weights cross the link only when a run starts or a checkpoint is taken.
+
+Reproducibility: the data order comes from one seeded generator, and the device's stochastic-
+rounding LFSRs are reseeded from ``(seed, epoch)`` at the start of every epoch (a two-word program
+after the compiled one), so a run resumed from a checkpoint at an epoch boundary ends with the same
+weights as one that never stopped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from host.compiler import Network, Program, compile_network
+from hw.isa import Opcode, Reg, instruction
+
+__all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix"]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The LFSR seed of an epoch: a fixed function of the run's seed and the epoch number."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def confusion_matrix(y, predictions, classes: int) -> np.ndarray:
+    """``c[i, j]``: samples of class ``i`` predicted as ``j``."""
+    c = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(c, (np.asarray(y), np.asarray(predictions)), 1)
+    return c
+
+
+@dataclass
+class EpochResult:
+    loss: float       # mean per-sample loss of the epoch's training steps, as the device computed it
+    accuracy: float   # fraction of training samples the device predicted right during the epoch
+
+
+class Trainer:
+    """A network compiled for, loaded into and trained on one device.
+
+    Parameters
+    ----------
+    driver : host.driver.Driver
+        An open connection to a board, the virtual board or the golden model.
+    network : Network
+    seed : int
+        Seed of the data order and of the LFSRs.
+
+    Raises
+    ------
+    ValueError
+        If the network does not fit the device (the message says what to shrink).
+    """
+
+    def __init__(self, driver, network: Network, seed: int = 0):
+        self.driver, self.network, self.seed = driver, network, seed
+        config = driver.info().config()
+        self.program: Program = compile_network(network, config, seed=seed)
+        self.reseed_at = len(self.program.words)
+        if self.reseed_at + 2 > config.imem:
+            raise ValueError(f"the program needs {self.reseed_at + 2} instructions, the device holds "
+                             f"{config.imem}: use fewer layers")
+        driver.program(list(self.program.words))
+
+    def load(self, weights: list[np.ndarray]) -> None:
+        """Put raw weights (and the constant rows of ones) on the device and set its registers."""
+        for buf, addr, words in self.program.load_writes(weights):
+            self.driver.write(buf, addr, words)
+        self.driver.run(self.program.setup)
+
+    def initial_weights(self) -> list[np.ndarray]:
+        return self.program.initial_weights(np.random.default_rng(self.seed))
+
+    def weights(self) -> list[np.ndarray]:
+        """The raw weights as they are on the device now."""
+        return [r.unpack(self.driver.read(r.buf, r.first, r.words)) for r in self.program.weights]
+
+    def train_epoch(self, x, y, rng: np.random.Generator, epoch: int,
+                    progress: Callable[[int, int], None] | None = None) -> EpochResult:
+        """One pass over ``x`` (samples × features), ``y`` in shuffled full minibatches."""
+        self.driver.program([instruction(Opcode.SET, set={"reg": Reg.SEED,
+                                                          "value": epoch_seed(self.seed, epoch)}),
+                             instruction(Opcode.END)], self.reseed_at)
+        self.driver.run(self.reseed_at)
+        m = self.network.batch
+        order = rng.permutation(len(x))
+        steps = len(x) // m
+        if steps == 0:
+            raise ValueError(f"{len(x)} training samples make no minibatch of {m}: lower --batch")
+        losses, right = [], 0
+        for step in range(steps):
+            batch = order[step * m:(step + 1) * m]
+            for buf, addr, words in self.program.batch_writes(x[batch], y[batch]):
+                self.driver.write(buf, addr, words)
+            result = self.driver.run(self.program.train, self.program.output)
+            loss, predictions = self.program.decode_output(result.words)
+            losses.append(loss.mean())
+            right += int((predictions == y[batch]).sum())
+            if progress:
+                progress(step + 1, steps)
+        return EpochResult(float(np.mean(losses)), right / (steps * m))
+
+    def predict(self, x) -> np.ndarray:
+        """Class numbers for every sample of ``x``; the last minibatch is padded with zeros."""
+        m, n = self.network.batch, len(x)
+        padded = np.zeros((-(-n // m) * m, self.network.sizes[0]))
+        padded[:n] = x
+        out = []
+        for start in range(0, len(padded), m):
+            for buf, addr, words in self.program.batch_writes(padded[start:start + m]):
+                self.driver.write(buf, addr, words)
+            result = self.driver.run(self.program.infer, self.program.output)
+            out.append(self.program.decode_output(result.words)[1])   # losses are not computed here
+        return np.concatenate(out)[:n]

@@ -1,0 +1,98 @@
+"""Training on a device through the driver: resume, bit-identical targets, the command line's errors."""
+
+import numpy as np
+import pytest
+
+from host.checkpoint import Checkpoint
+from host.cli import main
+from host.compiler import Network
+from host.driver import Driver
+from host.train import Trainer
+from hw.config import DeviceConfig
+from hw.numerics import Act
+
+SMALL = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, max_payload=256)
+NET = Network((8, 6, 3), hidden=Act.TANH, batch=4, learning_rate=0.2)
+
+
+def _data(n: int = 40):
+    rng = np.random.default_rng(7)
+    centres = rng.normal(0, 1, (3, 8))
+    y = rng.integers(0, 3, n)
+    return centres[y] + rng.normal(0, 0.3, (n, 8)), y
+
+
+def _train(driver, epochs, rng, trainer=None, first=1):
+    x, y = _data()
+    trainer = trainer or Trainer(driver, NET, seed=3)
+    if first == 1:
+        trainer.load(trainer.initial_weights())
+    for epoch in range(first, epochs + 1):
+        trainer.train_epoch(x, y, rng, epoch)
+    return trainer
+
+
+def test_resumed_training_ends_with_the_same_weights(tmp_path):
+    with Driver.open("model", config=SMALL) as driver:
+        straight = _train(driver, 3, np.random.default_rng(3)).weights()
+    path = tmp_path / "run.npz"
+    with Driver.open("model", config=SMALL) as driver:
+        rng = np.random.default_rng(3)
+        trainer = _train(driver, 1, rng)
+        Checkpoint(NET, trainer.weights(), 1, 3, rng.bit_generator.state).save(path)
+    state = Checkpoint.load(path)                  # a new process, a freshly reset device
+    with Driver.open("model", config=SMALL) as driver:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng_state
+        trainer = Trainer(driver, state.network, state.seed)
+        trainer.load(state.weights)
+        resumed = _train(driver, 3, rng, trainer, first=state.epoch + 1).weights()
+    for a, b in zip(straight, resumed, strict=True):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(straight[0], Trainer(Driver.open("model", config=SMALL), NET, 3)
+                              .initial_weights()[0]), "training changed nothing"
+
+
+def test_checkpoint_is_replaced_atomically(tmp_path):
+    path = tmp_path / "run.npz"
+    w = [np.arange(6).reshape(2, 3), np.arange(4).reshape(2, 2)]
+    Checkpoint(NET, w, 1, 0, {"a": 1}).save(path)
+    Checkpoint(NET, [w[0] + 1, w[1]], 2, 0, {"a": 2}).save(path)
+    state = Checkpoint.load(path)
+    assert state.epoch == 2 and np.array_equal(state.weights[0], w[0] + 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["run.npz"], "a temporary file was left behind"
+
+
+@pytest.mark.sim
+def test_virtual_board_and_model_train_bit_identically():
+    from sim.virtual import VirtualBoard
+
+    with Driver.open("model", config=SMALL) as driver:
+        on_model = _train(driver, 2, np.random.default_rng(5)).weights()
+    with VirtualBoard(SMALL) as url, Driver.open(url, timeout=30.0) as driver:
+        on_board = _train(driver, 2, np.random.default_rng(5)).weights()
+    for a, b in zip(on_model, on_board, strict=True):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--target", "model", "--data", "/nonexistent.csv"], "nonexistent"),
+    (["train", "--target", "model", "--layers", "64,x,10"], "--layers"),
+    (["train", "--target", "model", "--activation", "softplus"], "--activation"),
+    (["train", "--target", "model", "--layers", "64,4000,10"], "shrink"),
+    (["info", "--port", "/dev/ttyDOESNOTEXIST"], "ttyDOESNOTEXIST"),
+    (["train", "--target", "model", "--resume"], "--checkpoint"),
+    (["eval", "--target", "model", "--checkpoint", "/nonexistent.npz"], "no checkpoint"),
+])
+def test_user_mistakes_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("systolic: error:") and message in err[-1], err
+
+
+def test_bad_data_file_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("1,2,3,0\n4,5,nan,1\n")
+    assert main(["train", "--target", "model", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("systolic: error:"), err
