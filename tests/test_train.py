@@ -96,3 +96,30 @@ def test_bad_data_file_is_one_line(tmp_path, capsys):
     assert main(["train", "--target", "model", "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("systolic: error:"), err
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path):
+    """A run killed after its first checkpoint, resumed, ends where an uninterrupted run ends."""
+    import subprocess
+    import sys
+    import time
+
+    common = [sys.executable, "-m", "host.cli", "train", "--target", "model", "--epochs", "4",
+              "--no-reference", "--seed", "5"]
+    whole, part = tmp_path / "whole.npz", tmp_path / "part.npz"
+    subprocess.run([*common, "--checkpoint", str(whole)], check=True, capture_output=True)
+    run = subprocess.Popen([*common, "--checkpoint", str(part)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not part.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run.kill()
+    run.wait()
+    killed_at = Checkpoint.load(part).epoch
+    assert killed_at < 4, "the run finished before it could be killed: nothing was tested"
+    subprocess.run([*common, "--checkpoint", str(part), "--resume"], check=True, capture_output=True)
+    a, b = Checkpoint.load(whole), Checkpoint.load(part)
+    assert a.epoch == b.epoch == 4
+    for wa, wb in zip(a.weights, b.weights, strict=True):
+        assert np.array_equal(wa, wb)
+    assert a.history["loss"] == b.history["loss"]
