@@ -6,7 +6,7 @@ SIM    ?= verilator
 WAVES  ?= 0
 export SIM WAVES
 
-.PHONY: setup test sim unit lint bench clean
+.PHONY: setup train test sim unit lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
+
+# The main job: train the digits MLP (64-32-10, ReLU, softmax) on the virtual board, with the
+# float32 reference for comparison, plots in build/plots and a checkpoint in build/digits.npz.
+train: setup
+	$(BIN)/systolic train --plot build/plots --checkpoint build/digits.npz
 
 # Everything: numerics and model unit tests, then the cocotb suite.
 test: setup
