@@ -7,10 +7,12 @@ from the socket enter the SoC's ``i`` stream and bytes from ``o`` go back; one c
 the board keeps running when a client leaves. It stops on Ctrl-C, SIGTERM, ``--timeout`` seconds, or
 when the process that started it dies, and prints the simulated cycles per second on stderr.
 
-Python stays off the per-cycle path except while bytes move: when a frame is being executed and
-nothing moves, the clock (a simulator-side clock) runs in chunks that double up to ``MAX_CHUNK``
-cycles; when every frame sent has been answered, the simulation waits for the socket without
-advancing. :class:`VirtualBoard` runs all this in a subprocess and yields the URL.
+The SoC sits in :class:`sim.virtual_top.VirtualTop`, which queues bytes in words of ``WORD_BYTES``
+each way, so Python touches the simulator once per word, on a falling clock edge. Otherwise the clock
+(a simulator-side clock) runs free until a reply word is ready, the SoC falls idle, the input queue
+has room again, or ``POLL_CYCLES`` pass (to look at the socket); when every frame sent has been
+answered, the simulation waits for the socket without advancing. :class:`VirtualBoard` runs all this
+in a subprocess and yields the URL.
 
 This module is also the cocotb test module the simulator loads (:func:`serve`).
 """
@@ -18,6 +20,7 @@ This module is also the cocotb test module the simulator loads (:func:`serve`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import queue
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 from hw.config import DeviceConfig
@@ -42,7 +45,8 @@ from sim.runner import ROOT, tb_params
 __all__ = ["VirtualBoard", "serve", "main"]
 
 CLOCK_NS = 10
-MAX_CHUNK = 4096
+POLL_CYCLES = 4096
+WORD_BYTES = 8
 POLL_S = 0.05
 
 
@@ -93,6 +97,21 @@ class _Stopper:
         return self.signalled or late or os.getppid() != self.parent
 
 
+class _Drive:
+    """The top's inputs, each written to the simulator only when its value changes."""
+
+    def __init__(self, dut):
+        self.handles = {name: getattr(dut, name) for name in ("w_data", "w_count", "drop", "r_ack")}
+        self.values = dict.fromkeys(self.handles, 0)
+        for handle in self.handles.values():
+            handle.value = 0
+
+    def set(self, name: str, value: int) -> None:
+        if self.values[name] != value:
+            self.values[name] = value
+            self.handles[name].value = value
+
+
 @cocotb.test()
 async def serve(dut):
     """Serve the SoC on a TCP port until stopped (parameters from :func:`main`)."""
@@ -105,23 +124,25 @@ async def serve(dut):
     thread = threading.Thread(target=_accept_loop, args=(server, events, stop_thread), daemon=True)
     thread.start()
 
+    width = len(dut.w_data) // 8
+    drive = _Drive(dut)
     Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start()
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
+    falling = FallingEdge(dut.clk)
+    r_count, r_data, w_rdy, busy = dut.r_count, dut.r_data, dut.w_rdy, dut.busy
+    wake = (RisingEdge(dut.r_rdy), FallingEdge(busy), Timer(POLL_CYCLES * CLOCK_NS, unit="ns"))
+    await falling
 
     if params.get("ready_file"):
         Path(params["ready_file"]).write_text(url + "\n")
     print(url, flush=True)
 
     conn = None
-    pending = bytearray()        # bytes from the client not yet taken by the SoC
+    pending = bytearray()        # bytes from the client not yet queued for the SoC
     out = bytearray()            # bytes from the SoC not yet sent to the client
-    open_frames = 0              # non-empty frames taken whose reply has not ended
-    in_frame = False             # the SoC is inside a non-empty frame
-    chunk = 1
+    drop = False                 # the client left: discard what it queued
     waited = 0.0                 # wall time spent waiting for the client, not simulating
     started = time.monotonic()
     start_cycles = get_sim_time("ns") // CLOCK_NS
@@ -136,7 +157,7 @@ async def serve(dut):
         out.clear()
 
     def poll(block: bool) -> None:
-        nonlocal conn, in_frame
+        nonlocal conn, drop
         try:
             kind, item = events.get(timeout=POLL_S) if block else events.get_nowait()
         except queue.Empty:
@@ -147,8 +168,7 @@ async def serve(dut):
             elif kind == "close" and item is conn:
                 conn = None
                 pending.clear()
-                if in_frame:            # end the client's unfinished frame; its reply goes nowhere
-                    pending.append(0)
+                drop = True
             elif kind == "data" and conn is not None:
                 pending.extend(item)
             try:
@@ -156,45 +176,33 @@ async def serve(dut):
             except queue.Empty:
                 return
 
+    # Every access happens on a falling edge: outputs are settled and inputs count at the next rising one.
     while not stopped():
-        await RisingEdge(dut.clk)
         poll(block=False)
-        if not pending and chunk > 1:
-            flush()
-            if open_frames == 0:
-                dut.i__valid.value = 0
-                dut.o__ready.value = 0
-                t = time.monotonic()
-                poll(block=True)
-                waited += time.monotonic() - t
-                continue
-            dut.o__ready.value = 0
-            dut.i__valid.value = 0
-            await Timer(chunk * CLOCK_NS, unit="ns")
-            chunk = min(2 * chunk, MAX_CHUNK)
-            await RisingEdge(dut.clk)
-        offer = bool(pending)
-        dut.i__valid.value = int(offer)
-        if offer:
-            dut.i__payload.value = pending[0]
-        dut.o__ready.value = 1
-        await ReadOnly()
-        moved = False
-        if offer and dut.i__ready.value:
-            byte = pending.pop(0)
-            if byte:
-                in_frame = True
-            elif in_frame:
-                in_frame, open_frames = False, open_frames + 1
-            moved = True
-        if dut.o__valid.value:
-            byte = int(dut.o__payload.value)
-            out.append(byte)
-            if byte == 0:
-                open_frames -= 1
+        count = r_count.value.to_unsigned()
+        if count:
+            out += r_data.value.to_unsigned().to_bytes(width, "little")[:count]
+            if out[-1] == 0:
                 flush()
-            moved = True
-        chunk = 1 if moved else max(chunk, 2)
+        drive.set("r_ack", int(bool(count)))
+        drive.set("drop", int(drop))
+        push = bytes(pending[:width]) if pending and not drop and w_rdy.value else b""
+        if push:
+            del pending[:width]
+            drive.set("w_data", int.from_bytes(push, "little"))
+        drive.set("w_count", len(push))
+        if count or push or drop:
+            drop = False
+            await falling
+            continue
+        flush()
+        if not pending and not busy.value:
+            t = time.monotonic()
+            poll(block=True)
+            waited += time.monotonic() - t
+            continue
+        await (First(*wake, RisingEdge(dut.w_low)) if pending else First(*wake))
+        await falling
 
     flush()
     stop_thread.set()
@@ -295,6 +303,54 @@ class VirtualBoard:
         self._proc = None
 
 
+def _run(design, params: dict) -> None:
+    """Simulate ``design`` under :func:`serve`; under Verilator only the top's ports are public.
+
+    cocotb's runner makes every signal writable through VPI (``--public-flat-rw``), so the model
+    re-evaluates all of its combinational logic at every evaluation, several times per clock cycle;
+    the virtual board only touches the top's ports, and without that flag (and with ``-O2`` C++) it
+    simulates several times faster. Other simulators go through :func:`sim.runner.run`.
+    """
+    from amaranth.back import verilog
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import Verilator
+
+    from sim.runner import BUILD, TIMESCALE, VERILATOR_ARGS, run, simulator
+
+    if simulator() != "verilator":
+        run(design, "virtual", "sim.virtual", params)
+        return
+
+    class PortsOnly(Verilator):
+        def _build_command(self):
+            verilate, make = super()._build_command()
+            return [[arg for arg in verilate if arg != "--public-flat-rw"], [*make, "OPT_FAST=-O2"]]
+
+    source = verilog.convert(design, name="virtual", emit_src=False)
+    waves = os.environ.get("WAVES", "0") not in ("", "0")
+    key = hashlib.sha256(json.dumps([source, VERILATOR_ARGS, TIMESCALE, waves]).encode()).hexdigest()[:12]
+    build_dir = BUILD / "sim" / f"virtual-ports-{key}"
+    runner = PortsOnly()
+    if not (build_dir / "built").exists():
+        build_dir.mkdir(parents=True, exist_ok=True)
+        (build_dir / "virtual.v").write_text(source)
+        (build_dir / "ports.vlt").write_text('`verilator_config\npublic_flat_rw -module "virtual" -var "*"\n')
+        runner.build(sources=[build_dir / "ports.vlt", build_dir / "virtual.v"], hdl_toplevel="virtual",
+                     build_dir=build_dir, build_args=VERILATOR_ARGS, waves=waves, always=True,
+                     timescale=TIMESCALE)
+        (build_dir / "built").touch()
+    results = build_dir / "run" / "results.xml"
+    env = {"SYSTOLIC_TB": json.dumps(params), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    try:
+        runner.test(hdl_toplevel="virtual", test_module="sim.virtual", build_dir=build_dir,
+                    test_dir=results.parent, waves=waves, extra_env=env, hdl_toplevel_lang="verilog",
+                    results_xml=str(results))
+    except SystemExit:
+        pass  # cocotb's runner exits on failure; the results file says what failed
+    tests, failed = get_results(results)
+    assert tests and not failed, f"the virtual board failed: see {results}"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: build the SoC, serve it until Ctrl-C, print the URL and the cycles per second."""
     parser = argparse.ArgumentParser(prog="python -m sim.virtual", description=__doc__.splitlines()[0])
@@ -311,13 +367,12 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.port <= 0xFFFF:
         parser.error(f"--port {args.port} is not a TCP port")
 
-    from hw.soc import SoC
-    from sim.runner import run
+    from sim.virtual_top import VirtualTop
 
     signal.signal(signal.SIGINT, lambda signum, frame: None)   # the simulator stops; wait for it
-    run(SoC(config), "soc", "sim.virtual",
-        {"config": asdict(config), "port": args.port, "timeout": args.timeout,
-         "ready_file": args.ready_file, "stats_file": args.stats_file})
+    _run(VirtualTop(config, WORD_BYTES),
+         {"config": asdict(config), "port": args.port, "timeout": args.timeout,
+          "ready_file": args.ready_file, "stats_file": args.stats_file})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The virtual board over TCP with pyserial, against the golden model (``sim/virtual.py``)."""
 
+import time
+
 import pytest
 import serial
 
@@ -49,7 +51,7 @@ def zero_cycles(wire: bytes) -> bytes:
 
 @pytest.mark.sim
 def test_virtual_board():
-    """INFO, WRITE/READ, a retransmitted WRITE and 20 RUNs of 24 GEMMs over pyserial, as the model says."""
+    """INFO, WRITE/READ, a retransmitted WRITE, 20 RUNs, a client leaving mid-frame: as modelled."""
     model = Device(CONFIG)
     board = VirtualBoard(CONFIG, timeout=300)
     with board as url:
@@ -69,5 +71,13 @@ def test_virtual_board():
                 got, want = exchange(port, model, run(seq, 0, Buf.G, 0, 16))
                 assert got == want
                 assert decode(RunReply(), decode_frame(want[:-1]).payload).status == Status.OK
+        with serial.serial_for_url(url, timeout=20) as port:   # a client leaving inside a frame
+            port.write(write(28, 0, 0, [5] * 8)[:12])
+            time.sleep(0.2)
+        model.feed(write(28, 0, 0, [5] * 8)[:12] + b"\x00")     # the board ends the frame; no one hears
+        time.sleep(0.2)
+        with serial.serial_for_url(url, timeout=20) as port:
+            got, want = exchange(port, model, info(29) + read(30, 0, 0, 8))
+            assert got == want
     print(f"\nvirtual board: {board.stats}")
     assert board.stats["cycles"] > 100_000, board.stats
