@@ -95,7 +95,7 @@ def _train(args) -> None:
         for epoch in range(first, args.epochs + 1):
             began = time.monotonic()
             driver.reset_stats()
-            result = trainer.train_epoch(train.x, train.y, rng, epoch, _progress(epoch, args.epochs))
+            result = trainer.train_epoch(train, rng, epoch, _progress(epoch, args.epochs))
             sent, received = sent + driver.bytes_sent, received + driver.bytes_received
             line = f"epoch {epoch}: loss {result.loss:.4f}, train accuracy {100 * result.accuracy:.2f} %"
             history["loss"].append(result.loss)
@@ -157,7 +157,8 @@ def _plot(folder: Path, history: dict, confusion: np.ndarray) -> None:
     ax.imshow(confusion, cmap="Blues")
     for (i, j), n in np.ndenumerate(confusion):
         ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)")
+    ticks = range(len(confusion))
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)", xticks=ticks, yticks=ticks)
     fig.tight_layout()
     fig.savefig(folder / "confusion.png", dpi=120)
     print(f"plots: {folder / 'curves.png'}, {folder / 'confusion.png'}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from host.compiler import Network, Program, compile_network
+from host.data import Dataset, inference_batches, minibatches
 from hw.isa import Opcode, Reg, instruction
 
 __all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix"]
@@ -82,40 +83,32 @@ class Trainer:
         """The raw weights as they are on the device now."""
         return [r.unpack(self.driver.read(r.buf, r.first, r.words)) for r in self.program.weights]
 
-    def train_epoch(self, x, y, rng: np.random.Generator, epoch: int,
+    def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
-        """One pass over ``x`` (samples × features), ``y`` in shuffled full minibatches."""
+        """One pass over ``data`` in shuffled full minibatches (:func:`host.data.minibatches`)."""
         self.driver.program([instruction(Opcode.SET, set={"reg": Reg.SEED,
                                                           "value": epoch_seed(self.seed, epoch)}),
                              instruction(Opcode.END)], self.reseed_at)
         self.driver.run(self.reseed_at)
-        m = self.network.batch
-        order = rng.permutation(len(x))
-        steps = len(x) // m
-        if steps == 0:
-            raise ValueError(f"{len(x)} training samples make no minibatch of {m}: lower --batch")
+        steps = len(data) // self.network.batch
         losses, right = [], 0
-        for step in range(steps):
-            batch = order[step * m:(step + 1) * m]
-            for buf, addr, words in self.program.batch_writes(x[batch], y[batch]):
+        for step, (x, y) in enumerate(minibatches(data, self.network.batch, rng), 1):
+            for buf, addr, words in self.program.batch_writes(x, y):
                 self.driver.write(buf, addr, words)
             result = self.driver.run(self.program.train, self.program.output)
             loss, predictions = self.program.decode_output(result.words)
             losses.append(loss.mean())
-            right += int((predictions == y[batch]).sum())
+            right += int((predictions == y).sum())
             if progress:
-                progress(step + 1, steps)
-        return EpochResult(float(np.mean(losses)), right / (steps * m))
+                progress(step, steps)
+        return EpochResult(float(np.mean(losses)), right / (steps * self.network.batch))
 
     def predict(self, x) -> np.ndarray:
-        """Class numbers for every sample of ``x``; the last minibatch is padded with zeros."""
-        m, n = self.network.batch, len(x)
-        padded = np.zeros((-(-n // m) * m, self.network.sizes[0]))
-        padded[:n] = x
+        """Class numbers for every sample of ``x`` (the last minibatch padded, its padding dropped)."""
         out = []
-        for start in range(0, len(padded), m):
-            for buf, addr, words in self.program.batch_writes(padded[start:start + m]):
+        for batch, real in inference_batches(np.asarray(x), self.network.batch):
+            for buf, addr, words in self.program.batch_writes(batch):
                 self.driver.write(buf, addr, words)
             result = self.driver.run(self.program.infer, self.program.output)
-            out.append(self.program.decode_output(result.words)[1])   # losses are not computed here
-        return np.concatenate(out)[:n]
+            out.append(self.program.decode_output(result.words)[1][:real])   # no losses when inferring
+        return np.concatenate(out)

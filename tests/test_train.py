@@ -6,6 +6,7 @@ import pytest
 from host.checkpoint import Checkpoint
 from host.cli import main
 from host.compiler import Network
+from host.data import Dataset
 from host.driver import Driver
 from host.train import Trainer
 from hw.config import DeviceConfig
@@ -15,20 +16,19 @@ SMALL = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, m
 NET = Network((8, 6, 3), hidden=Act.TANH, batch=4, learning_rate=0.2)
 
 
-def _data(n: int = 40):
+def _data(n: int = 40) -> Dataset:
     rng = np.random.default_rng(7)
     centres = rng.normal(0, 1, (3, 8))
     y = rng.integers(0, 3, n)
-    return centres[y] + rng.normal(0, 0.3, (n, 8)), y
+    return Dataset((centres[y] + rng.normal(0, 0.3, (n, 8))).astype(np.float32), y, 3)
 
 
 def _train(driver, epochs, rng, trainer=None, first=1):
-    x, y = _data()
     trainer = trainer or Trainer(driver, NET, seed=3)
     if first == 1:
         trainer.load(trainer.initial_weights())
     for epoch in range(first, epochs + 1):
-        trainer.train_epoch(x, y, rng, epoch)
+        trainer.train_epoch(_data(), rng, epoch)
     return trainer
 
 
