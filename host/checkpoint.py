@@ -1,7 +1,8 @@
 """Checkpoints: everything a training run needs to continue exactly where it stopped, in one ``.npz``.
 
 A checkpoint holds the raw device weights (``W1 … WL``, each ``out × in+1``, bias last), the network,
-the epoch just finished, the seed, the state of the data-order generator and the history so far.
+the fixed-point formats and shifts the compiler chose, the epoch just finished, the seed, the state
+of the data-order generator and the history so far.
 Plain SGD has no optimizer state beyond the weights; the device's rounding LFSRs are reseeded from
 ``(seed, epoch)`` at the start of every epoch, so an epoch boundary captures the whole state. Files
 are written atomically: a temporary file in the same folder, then a rename.
@@ -44,13 +45,14 @@ class Checkpoint:
     seed: int
     rng_state: dict
     history: dict = field(default_factory=dict)
+    formats: dict = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a crash leaves the previous checkpoint or the new one, never half of one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"network": network_to_dict(self.network), "epoch": self.epoch, "seed": self.seed,
-                "rng_state": self.rng_state, "history": self.history}
+                "rng_state": self.rng_state, "history": self.history, "formats": self.formats}
         arrays = {f"W{k}": w.astype(np.int16) for k, w in enumerate(self.weights, 1)}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
@@ -76,4 +78,4 @@ class Checkpoint:
         except (OSError, KeyError, ValueError) as error:
             raise ValueError(f"{path} is not a Systolic checkpoint ({error})") from None
         return cls(network_from_dict(meta["network"]), weights, meta["epoch"], meta["seed"],
-                   meta["rng_state"], meta.get("history", {}))
+                   meta["rng_state"], meta.get("history", {}), meta.get("formats", {}))

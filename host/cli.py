@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -106,8 +107,8 @@ def _train(args) -> None:
                 line += f", test accuracy {100 * accuracy:.2f} %"
             print(f"{line} ({time.monotonic() - began:.1f} s)")
             if args.checkpoint:
-                Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state,
-                           history).save(args.checkpoint)
+                Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state, history,
+                           asdict(trainer.program.formats)).save(args.checkpoint)
         samples = (args.epochs - first + 1) * (len(train.x) // network.batch) * network.batch
         if samples:
             print(f"link while training: {sent / samples:.1f} bytes in and {received / samples:.1f} out "
