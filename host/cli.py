@@ -165,22 +165,22 @@ def _plot(folder: Path, history: dict, confusion: np.ndarray) -> None:
     print(f"plots: {folder / 'curves.png'}, {folder / 'confusion.png'}")
 
 
-def _load_for_inference(args):
+def _predictions(args) -> tuple:
+    """The dataset of ``--data`` (default: the digits test split) and a checkpoint's predictions."""
     from host import data
     from host.train import Trainer
 
     state = Checkpoint.load(args.checkpoint)
     dataset = data.digits(seed=state.seed)[1] if args.data is None else data.load(args.data)
     data.check_features(dataset, state.network.sizes[0])
-    return state, dataset, Trainer
-
-
-def _infer(args) -> None:
-    state, dataset, Trainer = _load_for_inference(args)
     with _driver(args) as driver:
         trainer = Trainer(driver, state.network, state.seed)
         trainer.load(state.weights)
-        predictions = trainer.predict(dataset.x)
+        return dataset, trainer.predict(dataset.x)
+
+
+def _infer(args) -> None:
+    _, predictions = _predictions(args)
     csv = "sample,prediction\n" + "".join(f"{i},{p}\n" for i, p in enumerate(predictions))
     if args.out:
         Path(args.out).write_text(csv)
@@ -192,11 +192,7 @@ def _infer(args) -> None:
 def _eval(args) -> None:
     from host.train import confusion_matrix
 
-    state, dataset, Trainer = _load_for_inference(args)
-    with _driver(args) as driver:
-        trainer = Trainer(driver, state.network, state.seed)
-        trainer.load(state.weights)
-        predictions = trainer.predict(dataset.x)
+    dataset, predictions = _predictions(args)
     print(f"accuracy: {100 * np.mean(predictions == dataset.y):.2f} % of {len(dataset.y)} samples")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(confusion_matrix(dataset.y, predictions, dataset.classes))
