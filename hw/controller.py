@@ -51,7 +51,8 @@ class Controller(wiring.Component):
       from the next cycle until the run ends; then ``status``, ``pc`` and ``cycles`` describe it.
     - ``imem_w``, ``host_wr`` and ``host_rd`` are ready only while not ``busy``. ``host_wr`` and
       ``imem_w`` complete in one cycle; ``host_rd`` returns one ``host_rd_data`` word per request, in
-      order. A host read sees every host write transferred before it.
+      order (a read of another buffer waits for the earlier responses to be taken). A host read sees
+      every host write transferred before it.
     - Within an instruction the operands stream at one beat per cycle: a GEMM issues one array step
       per cycle whenever the array accepts it, so its efficiency is the array's.
 
@@ -124,7 +125,6 @@ class Controller(wiring.Component):
         host_r_valid, host_r = Signal(), Signal.like(self.host_rd.payload)
         host_r_buf = Signal(2)
         host_r_ready = Signal()
-        m.d.comb += self.host_rd.ready.eq(~self.busy & (~host_r_valid | host_r_ready))
         with m.If(self.host_rd.ready):
             m.d.sync += [host_r_valid.eq(self.host_rd.valid), host_r.eq(self.host_rd.payload)]
             with m.If(self.host_rd.valid):
@@ -176,6 +176,10 @@ class Controller(wiring.Component):
             self.host_rd_data.valid.eq(~self.busy & h_valid_r),
             self.host_rd_data.payload.eq(h_data.data[0]),
         ]
+        # Responses come from the buffer of the last request: a read of another buffer waits until
+        # every earlier response has been taken.
+        switching = (self.host_rd.payload.buf != host_r_buf) & (host_r_valid | h_valid_r)
+        m.d.comb += self.host_rd.ready.eq(~self.busy & (~host_r_valid | host_r_ready) & ~switching)
         y_valid_r = Mux(use_y, y_valid_r, 1)
         x_tag_r, y_tag_r = _Tag(B)(x_data.tag), _Tag(B)(y_data.tag)
 
