@@ -58,6 +58,9 @@ def _driver(args):
 
 
 def _progress(epoch: int, epochs: int):
+    """A progress bar on a terminal's stderr (nothing when stderr is a file or a pipe)."""
+    if not sys.stderr.isatty():
+        return None
     started = time.monotonic()
 
     def show(step: int, steps: int) -> None:
