@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 SIM    ?= verilator
+BOARD  ?= icebreaker
 WAVES  ?= 0
 export SIM WAVES
 
-.PHONY: setup train test sim unit lint bench clean
+.PHONY: setup train test sim unit lint bench bitstream flash clean
 
 setup: $(VENV)/.installed
 
@@ -37,9 +38,23 @@ sim: setup
 unit: setup
 	$(BIN)/python -m pytest -q -m "not sim"
 
-# Device figures on the virtual board: training-step cycles, efficiency, link bytes, simulation speed.
+# Every target of the brief measured side by side: table on stdout, docs/benchmarks.md,
+# docs/bench/*.png, bench/results.json (about 3 min once the simulators are built).
 bench: setup
-	$(BIN)/python -m sim.bench
+	$(BIN)/python -m bench
+
+$(VENV)/.boards: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[boards]'
+	touch $@
+
+# A bitstream for BOARD (icebreaker, ulx3s-12f/-25f/-45f/-85f) with the YoWASP tools from PyPI;
+# prints LUT/DSP/BRAM/SPRAM use and fmax, and fails when the design does not fit or misses timing.
+bitstream: $(VENV)/.boards
+	$(BIN)/python -m hw.boards.build $(BOARD)
+
+# Load build/boards/BOARD's bitstream with openFPGALoader (FLASH=1 writes the SPI flash instead).
+flash: $(VENV)/.boards
+	$(BIN)/python -m hw.boards.flash $(BOARD) $(if $(filter 1,$(FLASH)),--flash)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,236 @@
+"""The measurements: cocotb efficiency testbenches, training steps on the virtual board, the golden model.
+
+Every figure here comes from running something in this process's session; nothing is read from an
+earlier run. Cycle counts come from the gateware (``RunReply.cycles`` of the virtual board, or the
+testbenches' own counters); the golden model reports no cycles and serves for accuracy and speed.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from host.compiler import Network, Program
+from host.data import Dataset, minibatches
+from host.driver import Driver
+from host.reference import Reference
+from host.train import Trainer
+from hw.config import DeviceConfig
+from hw.isa import Instruction, Opcode, decode, instruction
+
+__all__ = ["DIGITS", "CONTROLLERS", "StepProfile", "LinkBytes", "TrainRun", "array_efficiency",
+           "profile_step", "link_bytes", "train_run", "reference_accuracy", "gemm_kind"]
+
+DIGITS = (64, 32, 10)
+"""The digits MLP: 64 inputs, 32 ReLU units, 10 softmax classes."""
+
+
+# -- 1. array efficiency -----------------------------------------------------------------------------
+
+
+CONTROLLERS = {
+    (4, 4): DeviceConfig(rows=4, cols=4, depth=256, imem=128, k_max=64, max_rows=10),
+    (8, 8): DeviceConfig(rows=8, cols=8, depth=512, imem=128, k_max=64, max_rows=10),
+}
+"""Controllers of the GEMM-instruction test: the 4×4 one is ``tests/test_controller.py``'s; the 8×8 one
+is deep enough for its largest operand, ``K × N = 64 × 64`` words."""
+
+
+def array_efficiency(arrays: tuple[tuple[int, int], ...] = tuple(CONTROLLERS)) -> list[dict]:
+    """GEMM cycles of each array size: the array alone and one GEMM instruction through the controller.
+
+    Runs the ``efficiency`` test of ``sim/tb_array.py`` (every shape of its M, K, N sweep streamed with
+    no stalls) and the ``gemm_efficiency`` test of ``sim/tb_controller.py`` (a whole GEMM instruction,
+    operands read from the buffers and results written back) on each ``(rows, cols)``; both compare
+    every result with the golden model. Rows carry ``level`` = ``"array"`` or ``"instruction"``.
+    """
+    from hw.array import SystolicArray
+    from hw.controller import Controller
+    from sim.runner import run
+
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="systolic-bench-") as tmp:
+        for r, c in arrays:
+            k_max = 8 * max(r, c)
+            dut = SystolicArray(r, c, width=16, k_max=k_max)
+            out = Path(tmp) / f"array-{r}x{c}.json"
+            run(dut, f"array_{r}x{c}", "sim.tb_array",
+                {"rows": r, "cols": c, "width": 16, "k_max": k_max, "acc_width": dut.acc_width,
+                 "m_tiles": 2, "results": str(out)}, testcase="efficiency")
+            rows += [{**row, "level": "array"} for row in json.loads(out.read_text())]
+            config = CONTROLLERS[r, c]
+            out = Path(tmp) / f"program-{r}x{c}.json"
+            run(Controller(config), f"controller_{r}x{c}", "sim.tb_controller",
+                {**asdict(config), "programs": 20, "results": str(out)}, testcase="gemm_efficiency")
+            rows += [{**row, "level": "instruction"} for row in json.loads(out.read_text())]
+    return rows
+
+
+# -- 2. the training step, instruction by instruction ------------------------------------------------
+
+
+@dataclass
+class StepProfile:
+    """Cycles of one training step and where they go.
+
+    Attributes
+    ----------
+    batch, rows, cols : int
+    cycles : int
+        RTL cycles of the ``train`` entry (``RUN`` to ``END``).
+    gemm_ideal : float
+        Cycles the step's GEMMs need at ``R·C`` MACs per cycle.
+    kinds : dict[str, int]
+        Cycles by instruction kind (:func:`gemm_kind`), ``"RUN + END"`` for the fixed cost.
+    gemms : list[dict]
+        Each GEMM: ``kind``, ``m``, ``k``, ``n``, ``cycles``, ``ideal``.
+    """
+
+    batch: int
+    rows: int
+    cols: int
+    cycles: int
+    gemm_ideal: float
+    kinds: dict[str, int] = field(default_factory=dict)
+    gemms: list[dict] = field(default_factory=list)
+
+    @property
+    def busy(self) -> float:
+        """Fraction of the step's cycles the array does useful MACs: GEMM MACs / (R·C) / cycles."""
+        return self.gemm_ideal / self.cycles
+
+
+def _fields(word: int):
+    return decode(Instruction(), word.to_bytes(8, "little"))
+
+
+def gemm_kind(ta: bool, tb: bool) -> str:
+    """The training-step role of a GEMM from its transposes (the compiler's placement)."""
+    return "GEMM W·A (forward)" if not (ta or tb) else "GEMM Wᵀ·dZ (backward)" if ta else \
+        "GEMM dZ·Aᵀ + SGD (update)"
+
+
+def profile_step(driver: Driver, program: Program) -> StepProfile:
+    """Cycles of each instruction of the ``train`` entry, by running every prefix of it.
+
+    The program is loaded; for each instruction ``i`` of the entry an ``END`` temporarily replaces it
+    and the entry runs, so run ``i`` costs the first ``i`` instructions plus the fixed cost of ``RUN``
+    and ``END`` (run 0). Instruction ``i`` costs the difference of runs ``i + 1`` and ``i``: its own
+    cycles and whatever it fails to overlap with its predecessor. Cycle counts do not depend on the
+    data, so the state the partial steps leave behind does not matter.
+    """
+    config = program.config
+    end = program.words.index(instruction(Opcode.END), program.train)
+    prefix = []
+    for pc in range(program.train, end + 1):
+        if pc < end:
+            driver.program([instruction(Opcode.END)], pc)
+        prefix.append(driver.run(program.train).cycles)
+        if pc < end:
+            driver.program([program.words[pc]], pc)
+    kinds: dict[str, int] = defaultdict(int)
+    kinds["RUN + END"] = prefix[0]
+    regs: dict[int, tuple[int, int]] = {}
+    gemms = []
+    for pc in range(program.train, end):
+        cost = prefix[pc - program.train + 1] - prefix[pc - program.train]
+        view = _fields(program.words[pc])
+        op = Opcode(view.op)
+        if op == Opcode.TENSOR:
+            t = view.args.tensor
+            regs[int(t.t)] = int(t.rows), int(t.cols)
+            kinds["TENSOR"] += cost
+        elif op == Opcode.GEMM:
+            g = view.args.gemm
+            a, b = regs[int(g.a)], regs[int(g.b)]
+            m, k = a[::-1] if g.ta else a
+            n = b[0] if g.tb else b[1]
+            kind = gemm_kind(bool(g.ta), bool(g.tb))
+            kinds[kind] += cost
+            gemms.append({"kind": kind, "m": m, "k": k, "n": n, "cycles": cost,
+                          "ideal": m * k * n / (config.rows * config.cols)})
+        else:
+            kinds[op.name] += cost
+    return StepProfile(program.network.batch, config.rows, config.cols, prefix[-1],
+                       sum(g["ideal"] for g in gemms), dict(kinds), gemms)
+
+
+@dataclass
+class LinkBytes:
+    """Wire bytes per sample each way (frames, delimiters and replies included)."""
+
+    train_in: float
+    train_out: float
+    infer_in: float
+    infer_out: float
+
+
+def link_bytes(driver: Driver, trainer: Trainer, train: Dataset, test: Dataset, steps: int) -> tuple[
+        LinkBytes, list[int]]:
+    """Bytes per sample of ``steps`` training steps and of inference over ``test``, and the steps' cycles.
+
+    Counted by the driver: one ``WRITE`` of the inputs, one of the labels and one ``RUN`` per
+    training step; inference writes no labels. The test set's last minibatch is padded, so inference
+    is counted per sample actually sent.
+    """
+    m = trainer.network.batch
+    driver.reset_stats()
+    cycles = []
+    batches = minibatches(train, m, np.random.default_rng(0))
+    for _, (x, y) in zip(range(steps), batches, strict=False):
+        for buf, addr, words in trainer.program.batch_writes(x, y):
+            driver.write(buf, addr, words)
+        cycles.append(driver.run(trainer.program.train, trainer.program.output).cycles)
+    sent, received = driver.bytes_sent / (steps * m), driver.bytes_received / (steps * m)
+    driver.reset_stats()
+    sent_samples = -(-len(test) // m) * m
+    trainer.predict(test.x)
+    return LinkBytes(sent, received, driver.bytes_sent / sent_samples,
+                     driver.bytes_received / sent_samples), cycles
+
+
+# -- 4 and 5. whole training runs ---------------------------------------------------------------------
+
+
+@dataclass
+class TrainRun:
+    """A training run of the digits MLP: test accuracy, wall time per epoch, initial and final raw weights."""
+
+    seed: int
+    accuracy: float
+    epoch_seconds: list[float]
+    initial: list[np.ndarray] = field(repr=False)
+    weights: list[np.ndarray] = field(repr=False)
+
+
+def train_run(driver: Driver, network: Network, train: Dataset, test: Dataset, seed: int,
+              epochs: int) -> TrainRun:
+    """``systolic train`` without the printing: each epoch's wall time covers its test-set inference."""
+    trainer = Trainer(driver, network, seed)
+    initial = trainer.initial_weights()
+    trainer.load(initial)
+    rng, seconds = np.random.default_rng(seed), []
+    for epoch in range(1, epochs + 1):
+        began = time.perf_counter()
+        trainer.train_epoch(train, rng, epoch)
+        trainer.predict(test.x)
+        seconds.append(time.perf_counter() - began)
+    accuracy = float(np.mean(trainer.predict(test.x) == test.y))
+    return TrainRun(seed, accuracy, seconds, initial, trainer.weights())
+
+
+def reference_accuracy(network: Network, raw: list[np.ndarray], train: Dataset, test: Dataset,
+                       seed: int, epochs: int) -> float:
+    """Test accuracy of the float32 reference from the same initial weights, in the same data order."""
+    ref = Reference.from_raw(network, raw)
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        for x, y in minibatches(train, network.batch, rng):
+            ref.train_step(x, y)
+    return float(np.mean(ref.predict(test.x) == test.y))

@@ -1,0 +1,442 @@
+"""``python -m bench``: measure every target of the brief that exists today and write the table.
+
+Order of work (about 5–10 minutes on 2 cores once the simulators are built; building them the first
+time adds a few minutes):
+
+1. the array and GEMM-instruction efficiency testbenches on 4×4 and 8×8 arrays (cocotb, Verilator);
+2. the virtual board with the default device (4×4): a training step at minibatch 1, 8 and 32, each
+   profiled instruction by instruction, link bytes of training and inference, then one whole
+   ``systolic train`` run (seed 0) for the epoch time, the simulation speed and the identity check;
+3. the virtual board with a deeper 4×4 device for minibatch 128, and an 8×8 device at minibatch 32
+   for the 8×8 boards;
+4. the golden model (``--target model``, bit-identical): the same run for the epoch-time ratio, and
+   three seeds against the float32 reference for accuracy;
+5. the bitstream manifest, if the boards have been built.
+
+The table goes to standard output and, with its plots, to ``docs/benchmarks.md`` and ``docs/bench/``; the
+raw figures to ``bench/results.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import measure
+from bench.table import MISSING, Row, markdown, text, verdict
+from host.compiler import Network, compile_network
+from host.data import digits
+from host.driver import Driver
+from host.train import Trainer
+from hw.config import DeviceConfig
+
+__all__ = ["main"]
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS, PLOTS = ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "bench"
+RESULTS = ROOT / "bench" / "results.json"
+LOG = ROOT / "build" / "bench.log"
+BATCHES = (1, 8, 32, 128)
+DEEP = DeviceConfig(depth=8192)
+"""The default device with buffers deep enough for minibatch 128 (the default holds up to 32)."""
+WIDE = DeviceConfig(rows=8, cols=8)
+BOARD_BATCH = 32
+UART_BITS = 10  # 8N1: start, 8 data, stop
+CMD = "python -m bench"
+
+
+@dataclass(frozen=True)
+class BoardModel:
+    """Modelled training throughput on one board (see :func:`_board_models`)."""
+
+    name: str
+    rows: int
+    cols: int
+    clk_hz: int
+    baud: int
+    fits: str
+    link_s: float = math.nan
+    compute_s: float = math.nan
+
+    @property
+    def samples_per_s(self) -> float:
+        return BOARD_BATCH / (self.link_s + self.compute_s)
+
+    @property
+    def line_use(self) -> float:
+        return self.link_s / (self.link_s + self.compute_s)
+
+
+def _boards() -> list[tuple[str, DeviceConfig]]:
+    """The boards of ``hw.boards`` (iCEBreaker at 12 MHz, ULX3S from its 25 MHz oscillator)."""
+    from hw.boards import BOARDS
+
+    return [(name, b.config) for name, b in BOARDS.items()]
+
+
+def _board_models(profiles: dict[tuple[int, int, int], measure.StepProfile],
+                  bytes_per_step: float) -> list[BoardModel]:
+    """Samples/s of a training step on each board from its clock, baud and the measured cycles.
+
+    The link protocol is request–reply: the ``WRITE`` frames, the ``RUN`` and every reply follow one
+    another, and the array computes only between the ``RUN`` frame and its reply. So a step takes
+    ``bytes · 10 / baud`` on the line plus ``cycles / f_clk`` on the array (USB latency excluded), and
+    the line is in use for the first share of it.
+    """
+    out = []
+    for name, config in _boards():
+        try:
+            compile_network(Network(measure.DIGITS, batch=BOARD_BATCH), config)
+        except ValueError as error:
+            why = f"the digits MLP at minibatch {BOARD_BATCH} does not fit: {str(error).split(':')[0]}"
+            out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, why))
+            continue
+        profile = profiles.get((config.rows, config.cols, BOARD_BATCH))
+        if profile is None:
+            out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud,
+                                  f"no {config.rows}×{config.cols} array measured"))
+            continue
+        out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, "",
+                              bytes_per_step * UART_BITS / config.baud, profile.cycles / config.clk_hz))
+    return out
+
+
+@contextlib.contextmanager
+def _quiet(log: Path) -> Iterator[None]:
+    """Send this process's and its simulators' output (file descriptors 1 and 2) to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+@contextlib.contextmanager
+def _virtual(config: DeviceConfig, stats: dict) -> Iterator[Driver]:
+    """A driver on a virtual board of ``config``; its statistics land in ``stats`` when it stops."""
+    from sim.virtual import VirtualBoard
+
+    board = VirtualBoard(config)
+    with board as url, Driver.open(url, timeout=60.0) as driver:
+        yield driver
+    stats.update(board.stats)
+
+
+def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[dict, dict]:
+    """Profile and link bytes of the training step at each minibatch size on one device."""
+    profiles, links = {}, {}
+    for m in batches:
+        trainer = Trainer(driver, Network(measure.DIGITS, batch=m), seed=0)
+        trainer.load(trainer.initial_weights())
+        links[m], cycles = measure.link_bytes(driver, trainer, train, test, steps=4)
+        profile = measure.profile_step(driver, trainer.program)
+        if set(cycles) != {profile.cycles}:
+            raise RuntimeError(f"minibatch {m}: training steps took {cycles} cycles, the profiled step "
+                               f"{profile.cycles}: cycle counts depend on the data")
+        profiles[profile.rows, profile.cols, m] = profile
+    return profiles, links
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _rows(r: dict, boards: list[BoardModel]) -> list[Row]:
+    """The table, in the order of the brief's "Numbers we aim at"."""
+    rows = []
+    eff = [e for e in r["efficiency"] if e["k"] >= 4 * max(e["rows"], e["cols"]) and e["n"] >= 4 * e["cols"]]
+    parts = []
+    for level in ("array", "instruction"):
+        for size in sorted({(e["rows"], e["cols"]) for e in eff}):
+            worst = min(e["efficiency"] for e in eff
+                        if e["level"] == level and (e["rows"], e["cols"]) == size)
+            parts.append(f"{size[0]}×{size[1]} {level} ≥ {_pct(worst)}")
+    rows.append(Row("array efficiency, GEMMs with K ≥ 4·max(R,C), N ≥ 4·C", "≥ 90 % of R·C MACs/cycle",
+                    "; ".join(parts), verdict(min(e["efficiency"] for e in eff) >= 0.9),
+                    f"{CMD} (sim.tb_array efficiency, sim.tb_controller gemm_efficiency)"))
+    for p in r["steps"]:
+        rows.append(Row(f"training step, minibatch {p['batch']} ({p['rows']}×{p['cols']})",
+                        "(array busy; no target)",
+                        f"{p['cycles']} cycles, {p['cycles'] / p['batch']:.0f}/sample, "
+                        f"array busy {_pct(p['gemm_ideal'] / p['cycles'])}", verdict(None),
+                        f"{CMD} (virtual board, RunReply.cycles)"))
+    link = r["link"][str(BOARD_BATCH)]
+    data_bytes = 2 * (measure.DIGITS[0] + measure.DIGITS[-1])
+    ratio = (link["train_in"] + link["train_out"]) / data_bytes
+    rows.append(Row(f"training traffic per sample, minibatch {BOARD_BATCH}", "≤ 1.1 × input + label bytes",
+                    f"{link['train_in']:.1f} in + {link['train_out']:.1f} out = {ratio:.3f} × {data_bytes} B",
+                    verdict(ratio <= 1.1), f"{CMD} (Driver byte counters)"))
+    rows.append(Row(f"inference traffic per sample, minibatch {BOARD_BATCH}", "(no target)",
+                    f"{link['infer_in']:.1f} in + {link['infer_out']:.1f} out vs "
+                    f"{2 * measure.DIGITS[0]} B of inputs", verdict(None), f"{CMD} (Driver byte counters)"))
+    for b in boards:
+        head = f"link use while training, {b.name} ({b.rows}×{b.cols}, {b.clk_hz / 1e6:g} MHz, " \
+               f"{b.baud / 1e6:g} Mbaud)"
+        if b.fits:
+            rows.append(Row(head, "≥ 90 % of line rate, link-bound", f"not modelled: {b.fits}",
+                            MISSING, "hw.boards + host.compiler"))
+            continue
+        bound = "link-bound" if b.link_s >= b.compute_s else "compute-bound"
+        rows.append(Row(head, "≥ 90 % of line rate, link-bound",
+                        f"{_pct(b.line_use)}, {bound}, {b.samples_per_s:,.0f} samples/s modelled",
+                        verdict(b.line_use >= 0.9),
+                        f"{CMD} (bytes × 10 / baud vs cycles / clock)"))
+    acc = r["accuracy"]
+    first = acc["runs"][0]
+    rows.append(Row("digits MLP on the device (seed 0)", "≥ 95 %, within 1.5 points of float32",
+                    f"{_pct(first['device'])} vs float32 {_pct(first['float32'])}",
+                    verdict(first["device"] >= 0.95 and first["float32"] - first["device"] <= 0.015),
+                    f"systolic train --target model --seed 0 (epochs {acc['epochs']})"))
+    same = r["identity"]
+    rows.append(Row("RTL ≡ golden model over a whole training run", "bit-exact",
+                    f"{'identical' if same['weights'] else 'DIFFERENT'} weights after {acc['epochs']} "
+                    f"epochs; test accuracy {_pct(same['virtual'])} (virtual board) vs "
+                    f"{_pct(same['model'])} (model)",
+                    verdict(same["weights"] and same["virtual"] == same["model"]),
+                    f"{CMD} (seed 0 on both targets); every step: cocotb scoreboards in make test"))
+    vb, mt = r["epoch"]["virtual"], r["epoch"]["model"]
+    rows.append(Row("one digits epoch on the virtual board (incl. test inference)", "≤ 15 s on 2 cores",
+                    f"{vb:.2f} s; model target {mt:.2f} s ({vb / mt:.1f}× faster)",
+                    verdict(vb <= 15), f"{CMD} (median epoch of the seed-0 run)"))
+    rows.append(Row("virtual board simulation speed (whole SoC)", "≥ 100 k cycles/s on 2 cores",
+                    f"{r['virtual']['cycles_per_second'] / 1e3:.0f} k cycles/s",
+                    verdict(r["virtual"]["cycles_per_second"] >= 100e3), f"{CMD} (VirtualBoard.stats)"))
+    gap = acc["mean_float32"] - acc["mean_device"]
+    rows.append(Row(f"digits MLP on device vs float32, mean of {len(acc['runs'])} seeds",
+                    "within 0.5 points (floor 1.5)",
+                    f"{_pct(acc['mean_device'])} vs {_pct(acc['mean_float32'])}: {100 * gap:+.2f} points",
+                    verdict(True) if gap <= 0.005 else "SHORT (floor met)" if gap <= 0.015
+                    else "SHORT (floor missed)",
+                    f"{CMD} (--target model, seeds {', '.join(str(x['seed']) for x in acc['runs'])})"))
+    rows.append(Row("make test from a fresh clone", "≤ 20 min on 2 cores", "measured by CI", MISSING, ""))
+    rows += _board_rows(r["manifest"])
+    return rows
+
+
+def _board_rows(manifest: dict | None) -> list[Row]:
+    targets = [("iCE40 UP5K", "icebreaker", "all 8 DSPs, timing met"),
+               ("ECP5-85F", "ulx3s-85f", "≥ 64 MAC cells in DSPs, ≥ 100 MHz")]
+    if manifest is None:
+        return [Row(what, target, "not built yet (issue 5)", MISSING, "make bitstream BOARD=" + name)
+                for what, name, target in targets]
+    boards = manifest.get("boards", manifest)
+    rows = []
+    for what, name, target in targets:
+        entry = boards.get(name) if isinstance(boards, dict) else None
+        measured = ", ".join(f"{k} {v}" for k, v in entry.items()) if entry else "not in the manifest"
+        rows.append(Row(what, target, measured, MISSING if not entry else "see figures",
+                        "bitstreams/manifest.json"))
+    return rows
+
+
+def _plots(r: dict) -> list[str]:
+    """Efficiency against K, and where the training step's cycles go; returns the file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for size in sorted({(e["rows"], e["cols"]) for e in r["efficiency"]}):
+        for level, marker in (("array", "o-"), ("instruction", "s--")):
+            pts = [e for e in r["efficiency"] if (e["rows"], e["cols"]) == size and e["level"] == level
+                   and e["n"] >= 4 * size[1]]
+            if pts:
+                ax.plot([e["k"] for e in pts], [100 * e["efficiency"] for e in pts], marker,
+                        label=f"{size[0]}×{size[1]} {level} (N ≥ 4·C)")
+    for p in r["steps"]:
+        for g in p["gemms"]:
+            ax.plot(g["k"], 100 * g["ideal"] / g["cycles"], "k.", alpha=0.5)
+    ax.plot([], [], "k.", label="GEMMs of the profiled training steps")
+    ax.axhline(90, color="grey", linestyle=":", label="target 90 %")
+    ax.set(xscale="log", xlabel="K (steps per tile)", ylabel="efficiency (% of R·C MACs/cycle)",
+           ylim=(0, 105))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(PLOTS / "efficiency.png", dpi=120)
+    plt.close(fig)
+
+    steps = r["steps"]
+    kinds = list(dict.fromkeys(k for p in steps for k in p["kinds"]))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    bottom = np.zeros(len(steps))
+    labels = [f"m={p['batch']}\n{p['rows']}×{p['cols']}" for p in steps]
+    for kind in kinds:
+        share = np.array([100 * p["kinds"].get(kind, 0) / p["cycles"] for p in steps])
+        ax.bar(labels, share, bottom=bottom, label=kind)
+        bottom += share
+    ax.plot(labels, [100 * p["gemm_ideal"] / p["cycles"] for p in steps], "kD", label="array busy")
+    ax.set(ylabel="share of the training step's cycles (%)", ylim=(0, 100))
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    fig.savefig(PLOTS / "step.png", dpi=120)
+    plt.close(fig)
+    return ["efficiency.png", "step.png"]
+
+
+def _breakdown(steps: list[dict]) -> str:
+    """Markdown table of cycles per instruction kind for each profiled step."""
+    kinds = list(dict.fromkeys(k for p in steps for k in p["kinds"]))
+    head = [f"m = {p['batch']} ({p['rows']}×{p['cols']})" for p in steps]
+    lines = ["| cycles | " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(steps)]
+    for kind in kinds:
+        cells = (f"{p['kinds'].get(kind, 0)} ({_pct(p['kinds'].get(kind, 0) / p['cycles'])})" for p in steps)
+        lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines.append("| **step** | " + " | ".join(f"**{p['cycles']}**" for p in steps) + " |")
+    lines.append("| GEMM MACs / (R·C) | " + " | ".join(f"{p['gemm_ideal']:.0f}" for p in steps) + " |")
+    return "\n".join(lines)
+
+
+def _gemms(steps: list[dict]) -> str:
+    lines = ["| array | m | GEMM | M × K × N | cycles | ideal | efficiency |",
+             "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
+    for p in steps:
+        for g in p["gemms"]:
+            lines.append(f"| {p['rows']}×{p['cols']} | {p['batch']} | {g['kind']} | "
+                         f"{g['m']} × {g['k']} × {g['n']} | {g['cycles']} | {g['ideal']:.0f} | "
+                         f"{_pct(g['ideal'] / g['cycles'])} |")
+    return "\n".join(lines)
+
+
+def _doc(rows: list[Row], r: dict, plots: list[str]) -> str:
+    boards = "\n".join(
+        f"| {b['name']} | {b['rows']}×{b['cols']} | {b['clk_hz'] / 1e6:g} MHz | {b['baud'] / 1e6:g} Mbaud | "
+        + (f"{1e3 * b['link_s']:.2f} ms | {1e3 * b['compute_s']:.3f} ms | {b['samples_per_s']:,.0f} |"
+           if not b["fits"] else f"— | — | {b['fits']} |")
+        for b in r["boards"])
+    return f"""# Benchmarks
+
+Written by `make bench` (`python -m bench`, {r['seconds'] / 60:.1f} min on this machine); the raw figures
+are in `bench/results.json`. Each row is one target of the brief's "Numbers we aim at"; the last column
+is the command that measured it.
+
+{markdown(rows)}
+
+## Array efficiency
+
+The array testbench streams each GEMM shape with no stalls; the controller testbench times one whole
+GEMM instruction (operands from the buffers, results written back, fetch and decode included). The
+target applies to `K ≥ 4·max(R, C)` and `N ≥ 4·C`, as in `sim/efficiency.py` (a narrower `N` leaves
+columns of the array empty, or is too few tiles to hide the fill and drain). The dots are the GEMMs of
+the profiled digits training steps below.
+
+![efficiency](bench/{plots[0]})
+
+## The training step
+
+RTL cycles of the `train` entry of the digits MLP (64-32-10, ReLU, softmax) on the virtual board.
+Where the cycles go is measured by running every prefix of the entry: an `END` replaces instruction
+`i`, the entry runs, and instruction `i` costs the difference between consecutive prefixes (its own
+cycles plus whatever it does not overlap with its predecessor); `RUN + END` is the fixed cost of an
+empty run. Cycle counts do not depend on the data (checked: every training step of a size takes the
+same count). The array is busy for `GEMM MACs / (R·C)` of the step; the rest is GEMM tiles not
+filling the array (`M` or `N` not a multiple of the array edge, short `K` with a fixed drain per
+tile), the vector and softmax units, and control. Link time is not in these cycles: see below.
+
+{_breakdown(r['steps'])}
+
+![step](bench/{plots[1]})
+
+{_gemms(r['steps'])}
+
+## Link and boards
+
+Bytes per sample are counted by the driver at minibatch {BOARD_BATCH} (frames, delimiters, replies). The
+protocol is request–reply, so a training step on a board takes `bytes · 10 / baud` on the line plus
+`cycles / f_clk` on the array; link use is the line's share of that. USB latency of the FTDI bridge
+(about 1 ms per turnaround by default) is not modelled. Clocks and bauds are those of `hw/boards`.
+
+| board | array | clock | baud | line per step | array per step | samples/s |
+| --- | --- | --- | --- | ---: | ---: | ---: |
+{boards}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=CMD, description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of each training run (default 20)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds for the mean accuracy (default 3)")
+    args = parser.parse_args(argv)
+    began = time.monotonic()
+    try:
+        with _quiet(LOG):
+            r, boards = _measure(args)
+    except Exception:
+        print(f"make bench failed; the simulators' output is in {LOG.relative_to(ROOT)}", file=sys.stderr)
+        raise
+    r["seconds"] = time.monotonic() - began
+    rows = _rows(r, boards)
+    print(text(rows))
+    r["table"] = [row.as_dict() for row in rows]
+    RESULTS.write_text(json.dumps(r, indent=1, default=float) + "\n")
+    DOCS.write_text(_doc(rows, r, _plots(r)))
+    print(f"\n{DOCS.relative_to(ROOT)}, {PLOTS.relative_to(ROOT)}/, {RESULTS.relative_to(ROOT)} written "
+          f"in {r['seconds'] / 60:.1f} min; simulator output in {LOG.relative_to(ROOT)}")
+    return 0
+
+
+def _measure(args) -> tuple[dict, list[BoardModel]]:
+    """Every measurement, in the order of the module docstring."""
+    train, test = digits(seed=0)
+    r: dict = {"efficiency": measure.array_efficiency()}
+
+    stats: dict = {}
+    with _virtual(DeviceConfig(), stats) as driver:
+        profiles, links = _steps(driver, tuple(m for m in BATCHES if m <= 32), train, test)
+        virtual_run = measure.train_run(driver, Network(measure.DIGITS), train, test, 0, args.epochs)
+    r["virtual"] = stats
+    with _virtual(DEEP, {}) as driver:
+        more, _ = _steps(driver, tuple(m for m in BATCHES if m > 32), train, test)
+        profiles.update(more)
+    with _virtual(WIDE, {}) as driver:
+        more, _ = _steps(driver, (BOARD_BATCH,), train, test)
+        profiles.update(more)
+    r["steps"] = [asdict(p) for p in profiles.values()]
+    r["link"] = {str(m): asdict(v) for m, v in links.items()}
+    link = links[BOARD_BATCH]
+    boards = _board_models(profiles, (link.train_in + link.train_out) * BOARD_BATCH)
+    r["boards"] = [{**asdict(b), "samples_per_s": b.samples_per_s, "line_use": b.line_use} for b in boards]
+
+    runs = []
+    for seed in range(args.seeds):
+        train_s, test_s = digits(seed=seed)
+        with Driver.open("model", config=DeviceConfig()) as driver:
+            run = measure.train_run(driver, Network(measure.DIGITS), train_s, test_s, seed, args.epochs)
+        float32 = measure.reference_accuracy(Network(measure.DIGITS), run.initial, train_s, test_s, seed,
+                                             args.epochs)
+        runs.append((run, float32))
+    model_run = runs[0][0]
+    r["accuracy"] = {"epochs": args.epochs,
+                     "runs": [{"seed": run.seed, "device": run.accuracy, "float32": f} for run, f in runs],
+                     "mean_device": float(np.mean([run.accuracy for run, _ in runs])),
+                     "mean_float32": float(np.mean([f for _, f in runs]))}
+    r["identity"] = {"weights": all(np.array_equal(a, b) for a, b in
+                                    zip(virtual_run.weights, model_run.weights, strict=True)),
+                     "virtual": virtual_run.accuracy, "model": model_run.accuracy}
+    r["epoch"] = {"virtual": float(np.median(virtual_run.epoch_seconds)),
+                  "model": float(np.median(model_run.epoch_seconds))}
+    manifest = ROOT / "bitstreams" / "manifest.json"
+    r["manifest"] = json.loads(manifest.read_text()) if manifest.exists() else None
+    return r, boards
+

@@ -1,0 +1,84 @@
+"""The board table, the board tops and the build report, without the FPGA toolchains."""
+
+import pytest
+from amaranth.back import rtlil
+
+from hw.boards import BOARDS, Board, Ecp5Pll, Ice40Pll, board
+from hw.boards.build import parse_nextpnr_log
+from hw.boards.top import BoardTop
+from hw.config import DeviceConfig
+from hw.soc import UartSoC
+from hw.uart import uart_divisor
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_board_row_is_consistent(name):
+    target = BOARDS[name]
+    cfg = target.config
+    assert target.name == name
+    clk = target.pll.output_hz(target.osc_hz) if target.pll else target.osc_hz
+    assert clk == cfg.clk_hz
+    assert cfg.baud >= 1_000_000
+    assert uart_divisor(cfg.clk_hz, cfg.baud) >= 4
+    assert target.platform_class()().default_clk_frequency == target.osc_hz
+
+
+@pytest.mark.parametrize("name", BOARDS)
+def test_top_elaborates(name):
+    target = BOARDS[name]
+    platform = target.platform_class()()
+    plan = platform.build(BoardTop(target), name="top", do_build=False)
+    assert "module \\top" in plan.files["top.il"]
+    assert "uart" in plan.files["top.il"]
+
+
+def test_rtlil_of_the_icebreaker_device():
+    text = rtlil.convert(UartSoC(BOARDS["icebreaker"].config))
+    assert "\\rx" in text and "\\tx" in text
+
+
+def test_unknown_board_names_the_boards():
+    with pytest.raises(ValueError, match="icebreaker"):
+        board("nexys")
+
+
+def test_clock_mismatch_is_rejected():
+    with pytest.raises(ValueError, match="clk_hz"):
+        Board(name="x", platform="m:C", osc_hz=25_000_000, config=DeviceConfig(clk_hz=50_000_000),
+              pll=Ecp5Pll(clki_div=1, clkfb_div=4, clkop_div=6, clkop_cphase=2), loader="x",
+              bitstream="bit")
+
+
+def test_pll_ranges():
+    assert Ice40Pll(divr=0, divf=63, divq=5, filter_range=1).output_hz(12e6) == 24e6
+    with pytest.raises(ValueError, match="VCO"):
+        Ecp5Pll(clki_div=1, clkfb_div=4, clkop_div=2, clkop_cphase=0).check(25e6)
+
+
+ICE40_LOG = """\
+Info: Device utilisation:
+Info: \t         ICESTORM_LC:  5012/ 5280    94%
+Info: \t        ICESTORM_RAM:    20/   30    66%
+Info: \t               SB_IO:     3/   96     3%
+Info: \t        ICESTORM_DSP:     8/    8   100%
+Info: \t      ICESTORM_SPRAM:     0/    4     0%
+Info: Max frequency for clock 'clk': 10.00 MHz (FAIL at 12.00 MHz)
+Info: Routing complete.
+Info: Max frequency for clock 'clk': 13.50 MHz (PASS at 12.00 MHz)
+"""
+
+
+def test_parse_nextpnr_log():
+    report = parse_nextpnr_log(ICE40_LOG, "ice40")
+    assert [(r.name, r.used, r.available) for r in report.resources] == [
+        ("LUT", 5012, 5280), ("DSP", 8, 8), ("BRAM", 20, 30), ("SPRAM", 0, 4), ("IO", 3, 96)]
+    assert report.fmax == {"clk": (13.5, 12.0)}
+    assert report.fits and report.timing_met
+
+
+def test_parse_nextpnr_log_overfull():
+    text = ICE40_LOG.replace("5012/ 5280", "9000/ 5280").replace("Routing complete", "")
+    text += "ERROR: Unable to place cell 'x', no BELs remaining\n"
+    report = parse_nextpnr_log(text, "ice40")
+    assert not report.fits
+    assert report.errors == ["ERROR: Unable to place cell 'x', no BELs remaining"]
