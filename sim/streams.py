@@ -10,9 +10,9 @@ from __future__ import annotations
 import random
 
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
 
-__all__ = ["pack", "unpack", "run_stream"]
+__all__ = ["pack", "unpack", "run_stream", "serial_send", "serial_receive"]
 
 
 def pack(fields: list[tuple[np.ndarray, int]]) -> list[int]:
@@ -101,3 +101,26 @@ async def run_stream(dut, words: list[int], n_out: int, *, rng: random.Random,
         await RisingEdge(clk)
     out_ready.value = 0
     return received, last_out - first_in + 1
+
+
+async def serial_send(pin, wire: bytes, bit_ps: int) -> None:
+    """Drive ``wire`` on a UART line, 8N1, one bit per ``bit_ps`` picoseconds."""
+    await Timer(3_000, unit="ps")                          # edges off the clock edges
+    for byte in wire:
+        for level in (0, *((byte >> n) & 1 for n in range(8)), 1):
+            pin.value = level
+            await Timer(bit_ps, unit="ps")
+
+
+async def serial_receive(pin, bit_ps: int, out: bytearray, frames: int | None = None) -> None:
+    """Append the 8N1 bytes seen on ``pin`` to ``out``; stop after ``frames`` 0x00 delimiters if given."""
+    while frames is None or out.count(0) < frames:
+        await FallingEdge(pin)
+        await Timer(bit_ps // 2, unit="ps")
+        byte = 0
+        for n in range(8):
+            await Timer(bit_ps, unit="ps")
+            byte |= int(pin.value) << n
+        await Timer(bit_ps, unit="ps")
+        assert pin.value == 1, "the transmitter sent a low stop bit"
+        out.append(byte)

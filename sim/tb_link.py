@@ -17,11 +17,12 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
 from hw.frame import CRC_BYTES, ErrorCode, Frame, cobs_encode, crc16, encode_frame
 from sim.link import ErrorReply, LinkModel
 from sim.runner import tb_params
+from sim.streams import serial_receive, serial_send
 
 P = tb_params()
 MAX = P["max_payload"]
@@ -143,27 +144,6 @@ async def start(dut) -> None:
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
-
-
-async def serial_send(pin, wire: bytes, bit_ps: int) -> None:
-    await Timer(3_000, unit="ps")                          # edges off the clock edges
-    for byte in wire:
-        for level in (0, *((byte >> n) & 1 for n in range(8)), 1):
-            pin.value = level
-            await Timer(bit_ps, unit="ps")
-
-
-async def serial_receive(pin, bit_ps: int, out: bytearray) -> None:
-    while True:
-        await FallingEdge(pin)
-        await Timer(bit_ps // 2, unit="ps")
-        byte = 0
-        for n in range(8):
-            await Timer(bit_ps, unit="ps")
-            byte |= int(pin.value) << n
-        await Timer(bit_ps, unit="ps")
-        assert pin.value == 1, "the link's transmitter sent a low stop bit"
-        out.append(byte)
 
 
 async def exchange(dut, wire: bytes, rng: random.Random, n_frames: int, n_out: int, *,

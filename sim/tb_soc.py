@@ -14,38 +14,18 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, Timer, with_timeout
+from cocotb.triggers import ClockCycles, Timer, with_timeout
 
 from hw.config import DeviceConfig
 from hw.uart import uart_divisor
 from sim.model import Device
 from sim.runner import tb_params
+from sim.streams import serial_receive, serial_send
 from sim.tb_command import END, NOP, Scoreboard, info, program, random_words, read, run, write
 
 CONFIG = DeviceConfig(**tb_params().get("config", {}))
 CLOCK_NS = 10
 BIT_NS = uart_divisor(CONFIG.clk_hz, CONFIG.baud) * CLOCK_NS
-
-
-async def serial_send(pin, wire: bytes) -> None:
-    await Timer(3, unit="ns")                            # edges off the clock edges
-    for byte in wire:
-        for level in (0, *((byte >> n) & 1 for n in range(8)), 1):
-            pin.value = level
-            await Timer(BIT_NS, unit="ns")
-
-
-async def serial_receive(pin, out: bytearray, frames: int) -> None:
-    while out.count(0) < frames:
-        await FallingEdge(pin)
-        await Timer(BIT_NS // 2, unit="ns")
-        byte = 0
-        for n in range(8):
-            await Timer(BIT_NS, unit="ns")
-            byte |= int(pin.value) << n
-        await Timer(BIT_NS, unit="ns")
-        assert pin.value == 1, "low stop bit on tx"
-        out.append(byte)
 
 
 @cocotb.test()
@@ -63,8 +43,8 @@ async def pipelined_frames(dut):
             + run(6, 0, 2, 7, (CONFIG.max_payload - 7) // 2) + read(7, 2, 0, 10) + info(8))
     want = Device(CONFIG).feed(wire)
     got = bytearray()
-    receiver = cocotb.start_soon(serial_receive(dut.tx, got, want.count(0)))
-    await serial_send(dut.rx, wire)
+    receiver = cocotb.start_soon(serial_receive(dut.tx, BIT_NS * 1000, got, want.count(0)))
+    await serial_send(dut.rx, wire, BIT_NS * 1000)
     await with_timeout(receiver, 40 * BIT_NS * len(want), "ns")
     await Timer(20 * BIT_NS, unit="ns")
     Scoreboard().check(bytes(got), want, "pipelined frames")
