@@ -342,20 +342,25 @@ class Controller(wiring.Component):
 
         x_take, z_take = x_valid & rd_ready(xbuf), z_valid & rd_ready(zbuf)
 
+        def tile_walk(i0, j0, inner, inner_last, valid, request):
+            """Advance ``inner`` within tile ``(i0, j0)``, then the tiles, row tiles outermost; load the
+            next ``request(i0, j0, inner)`` and drop ``valid`` after the last."""
+            with m.If(inner == inner_last):
+                m.d.sync += inner.eq(0)
+                with m.If(last_block(j0, C)):
+                    m.d.sync += j0.eq(0)
+                    with m.If(i0 + R >= M):
+                        m.d.sync += valid.eq(0)
+                    with m.Else():
+                        m.d.sync += [i0.eq(i0 + R), *request(i0 + R, 0, 0)]
+                with m.Else():
+                    m.d.sync += [j0.eq(j0 + C), *request(i0, j0 + C, 0)]
+            with m.Else():
+                m.d.sync += [inner.eq(inner + 1), *request(i0, j0, inner + 1)]
+
         with m.If(x_take):
             with m.If(gemm):
-                with m.If(s_k == K - 1):
-                    m.d.sync += s_k.eq(0)
-                    with m.If(last_block(s_j0, C)):
-                        m.d.sync += s_j0.eq(0)
-                        with m.If(s_i0 + R >= M):
-                            m.d.sync += x_valid.eq(0)
-                        with m.Else():
-                            m.d.sync += [s_i0.eq(s_i0 + R), *gemm_steps(s_i0 + R, 0, 0)]
-                    with m.Else():
-                        m.d.sync += [s_j0.eq(s_j0 + C), *gemm_steps(s_i0, s_j0 + C, 0)]
-                with m.Else():
-                    m.d.sync += [s_k.eq(s_k + 1), *gemm_steps(s_i0, s_j0, s_k + 1)]
+                tile_walk(s_i0, s_j0, s_k, K - 1, x_valid, gemm_steps)
             with m.Else():
                 with m.If(s_k == M - 1):
                     m.d.sync += s_k.eq(0)
@@ -367,18 +372,8 @@ class Controller(wiring.Component):
                     m.d.sync += [s_k.eq(s_k + 1), *pass_beat(s_k + 1, s_j0)]
 
         with m.If(z_take):
-            with m.If(c_r == R - 1):
-                m.d.sync += c_r.eq(0)
-                with m.If(last_block(c_j0, C)):
-                    m.d.sync += c_j0.eq(0)
-                    with m.If(c_i0 + R >= M):
-                        m.d.sync += z_valid.eq(0)
-                    with m.Else():
-                        m.d.sync += [c_i0.eq(c_i0 + R), *access(z_req, 0, c_i0 + R, 0, dc)]
-                with m.Else():
-                    m.d.sync += [c_j0.eq(c_j0 + C), *access(z_req, 0, c_i0, c_j0 + C, dc)]
-            with m.Else():
-                m.d.sync += [c_r.eq(c_r + 1), *access(z_req, 0, c_i0 + c_r + 1, c_j0, dc)]
+            tile_walk(c_i0, c_j0, c_r, R - 1, z_valid,
+                      lambda i0, j0, r: access(z_req, 0, i0 + r, j0, dc))
 
         with m.If(epi_take):
             with m.If(drain_r == R - 1):
