@@ -1,6 +1,7 @@
 """Checkpoints: everything a training run needs to continue exactly where it stopped, in one ``.npz``.
 
-A checkpoint holds the raw device weights (``W1 … WL``, each ``out × in+1``, bias last), the network,
+A checkpoint holds the raw device parameters (``W1 … WL``, each ``out × in+1``, bias last, then the
+learned slopes ``S1 … S(L-1)`` of a PReLU network, each ``n × 1``), the network,
 the fixed-point formats and shifts the compiler chose, the epoch just finished, the seed, the state
 of the data-order generator and the history so far.
 Plain SGD has no optimizer state beyond the weights; the device's rounding LFSRs are reseeded from
@@ -20,19 +21,28 @@ import numpy as np
 
 from host.compiler import Network, Output
 from hw.numerics import Act
+from hw.vector import Rounding
 
 __all__ = ["Checkpoint", "network_to_dict", "network_from_dict"]
 
 
 def network_to_dict(net: Network) -> dict:
     spec = asdict(net)
-    spec.update(sizes=list(net.sizes), hidden=Act(net.hidden).name, output=net.output.name)
+    spec.update(sizes=list(net.sizes), hidden=Act(net.hidden).name, output=net.output.name,
+                rounding=Rounding(net.rounding).name)
     return spec
 
 
 def network_from_dict(spec: dict) -> Network:
-    return Network(tuple(spec["sizes"]), hidden=Act[spec["hidden"]], output=Output[spec["output"]],
-                   batch=spec["batch"], learning_rate=spec["learning_rate"], slope=spec["slope"])
+    spec = {**spec, "sizes": tuple(spec["sizes"]), "hidden": Act[spec["hidden"]],
+            "output": Output[spec["output"]], "rounding": Rounding[spec["rounding"]]}
+    return Network(**spec)
+
+
+def _names(net: Network) -> list[str]:
+    """The arrays of a checkpoint, in the order of ``Program.parameters``."""
+    hidden = range(1, net.layers) if net.learn_slope else ()
+    return [f"W{k}" for k in range(1, net.layers + 1)] + [f"S{k}" for k in hidden]
 
 
 @dataclass
@@ -53,7 +63,8 @@ class Checkpoint:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"network": network_to_dict(self.network), "epoch": self.epoch, "seed": self.seed,
                 "rng_state": self.rng_state, "history": self.history, "formats": self.formats}
-        arrays = {f"W{k}": w.astype(np.int16) for k, w in enumerate(self.weights, 1)}
+        names = _names(self.network)
+        arrays = {name: w.astype(np.int16) for name, w in zip(names, self.weights, strict=True)}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -73,9 +84,9 @@ class Checkpoint:
         try:
             with np.load(path) as npz:
                 meta = json.loads(str(npz["meta"]))
-                layers = len(meta["network"]["sizes"]) - 1
-                weights = [npz[f"W{k}"].astype(np.int64) for k in range(1, layers + 1)]
-        except (OSError, KeyError, ValueError) as error:
+                network = network_from_dict(meta["network"])
+                weights = [npz[name].astype(np.int64) for name in _names(network)]
+        except (OSError, KeyError, ValueError, TypeError) as error:
             raise ValueError(f"{path} is not a Systolic checkpoint ({error})") from None
-        return cls(network_from_dict(meta["network"]), weights, meta["epoch"], meta["seed"],
+        return cls(network, weights, meta["epoch"], meta["seed"],
                    meta["rng_state"], meta.get("history", {}), meta.get("formats", {}))

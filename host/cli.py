@@ -20,8 +20,12 @@ from host.checkpoint import Checkpoint
 from host.compiler import Network, Output
 from hw.config import DeviceConfig
 from hw.numerics import Act
+from hw.vector import Rounding
 
-__all__ = ["main"]
+__all__ = ["main", "ROUNDING"]
+
+ROUNDING = {"stochastic": Rounding.STOCHASTIC, "nearest": Rounding.NEAREST_EVEN}
+"""``--rounding`` of the weight update."""
 
 
 def _network(args) -> Network:
@@ -29,13 +33,17 @@ def _network(args) -> Network:
         sizes = tuple(int(v) for v in args.layers.split(","))
     except ValueError:
         raise ValueError(f"--layers must be sizes like 64,32,10, not {args.layers!r}") from None
+    name = args.activation.lower().replace("-", "_")
+    prelu = name == "prelu"
     try:
-        hidden = Act[args.activation.upper().replace("-", "_")]
+        hidden = Act.LEAKY_RELU if prelu else Act[name.upper()]
     except KeyError:
-        names = ", ".join(a.name.lower() for a in Act)
+        names = ", ".join([a.name.lower() for a in Act] + ["prelu"])
         raise ValueError(f"--activation must be one of {names}, not {args.activation!r}") from None
+    slope = args.slope if args.slope is not None else 0.25 if prelu else 0.01
     return Network(sizes, hidden=hidden, output=Output[args.output.upper()], batch=args.batch,
-                   learning_rate=args.lr, slope=args.slope)
+                   learning_rate=args.lr, slope=slope, learn_slope=prelu, weight_bits=args.weight_bits,
+                   rounding=ROUNDING[args.rounding], stats=args.stats)
 
 
 @contextlib.contextmanager
@@ -95,7 +103,10 @@ def _train(args) -> None:
         else:
             trainer.load(trainer.initial_weights())
             rng, first, history = np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
+        if network.stats:
+            history.setdefault("active", [])
         sent = received = 0
+        result = None
         for epoch in range(first, args.epochs + 1):
             began = time.monotonic()
             driver.reset_stats()
@@ -109,6 +120,9 @@ def _train(args) -> None:
                 history["test"].append(accuracy)
                 line += f", test accuracy {100 * accuracy:.2f} %"
             print(f"{line} ({time.monotonic() - began:.1f} s)")
+            if result.active is not None:
+                history["active"].append([a.tolist() for a in result.active])
+                print(_unit_stats(result.active))
             if args.checkpoint:
                 Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state, history,
                            asdict(trainer.program.formats)).save(args.checkpoint)
@@ -117,6 +131,13 @@ def _train(args) -> None:
             print(f"link while training: {sent / samples:.1f} bytes in and {received / samples:.1f} out "
                   f"per sample, for {2 * (network.sizes[0] + network.sizes[-1])} bytes of inputs and "
                   f"labels")
+        if network.learn_slope:
+            fmt = network.weight_format
+            for k, raw in enumerate(trainer.weights()[network.layers:], 1):
+                s = fmt.dequantize(raw)
+                print(f"learned slopes, layer {k}: mean {s.mean():.3f}, min {s.min():.3f}, max {s.max():.3f}")
+        if args.plot and result is not None and result.activations is not None:
+            _plot_stats(Path(args.plot), history["active"], result.activations)
         if test is not None:
             predictions = trainer.predict(test.x)
             print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
@@ -124,6 +145,16 @@ def _train(args) -> None:
                 _reference(network, trainer, train, test, seed, args.epochs)
             if args.plot:
                 _plot(Path(args.plot), history, confusion_matrix(test.y, predictions, test.classes))
+
+
+def _unit_stats(active: list[np.ndarray]) -> str:
+    """One line per hidden layer: how often its units were active, and how many never were."""
+    lines = []
+    for k, a in enumerate(active, 1):
+        dead = int((a == 0).sum())
+        lines.append(f"  layer {k}: units active for {100 * a.mean():.1f} % of samples on average; "
+                     f"dead (never active this epoch) {dead}/{len(a)} ({100 * dead / len(a):.1f} %)")
+    return "\n".join(lines)
 
 
 def _reference(network, trainer, train, test, seed: int, epochs: int) -> None:
@@ -166,6 +197,33 @@ def _plot(folder: Path, history: dict, confusion: np.ndarray) -> None:
     fig.tight_layout()
     fig.savefig(folder / "confusion.png", dpi=120)
     print(f"plots: {folder / 'curves.png'}, {folder / 'confusion.png'}")
+
+
+def _plot_stats(folder: Path, active: list, activations: list[np.ndarray]) -> None:
+    """``units.png``: per hidden layer, each unit's active fraction through training, the dead fraction
+    per epoch, and a histogram of the last minibatch's activations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = len(activations)
+    fig, axes = plt.subplots(layers, 3, figsize=(13, 3.2 * layers), squeeze=False)
+    epochs = len(active)
+    for k, (heat, dead, hist) in enumerate(axes, 1):
+        fractions = np.array([epoch[k - 1] for epoch in active]).T
+        image = heat.imshow(100 * fractions, aspect="auto", cmap="viridis", vmin=0, vmax=100,
+                            extent=(0.5, epochs + 0.5, len(fractions) - 0.5, -0.5))
+        heat.set(xlabel="epoch", ylabel="unit", title=f"layer {k}: % of samples active")
+        fig.colorbar(image, ax=heat)
+        dead.plot(range(1, epochs + 1), [100 * np.mean(np.array(e[k - 1]) == 0) for e in active], "o-")
+        dead.set(xlabel="epoch", ylabel="dead units (%)", title=f"layer {k}: never active in the epoch")
+        hist.hist(activations[k - 1].ravel(), bins=50)
+        hist.set(xlabel="activation", ylabel="count", title=f"layer {k}: last minibatch")
+    fig.tight_layout()
+    fig.savefig(folder / "units.png", dpi=110)
+    print(f"plots: {folder / 'units.png'}")
 
 
 def _predictions(args) -> tuple:
@@ -232,9 +290,17 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network on the device")
     device(p)
     p.add_argument("--layers", default="64,32,10", help="layer sizes, input first (default 64,32,10)")
-    p.add_argument("--activation", default="relu", help="hidden activation: relu, leaky_relu, sigmoid, tanh, "
-                                                       "swish, identity")
-    p.add_argument("--slope", type=float, default=0.01, help="leaky ReLU slope")
+    p.add_argument("--activation", default="relu", help="hidden activation: relu, leaky_relu, prelu (slopes "
+                                                       "learned per unit), sigmoid, tanh, swish, identity")
+    p.add_argument("--slope", type=float, help="leaky ReLU slope, or PReLU's initial slope "
+                                               "(default 0.01, PReLU 0.25)")
+    p.add_argument("--weight-bits", type=int, default=16,
+                   help="precision of weights: WEIGHT_BITS − 4 fraction bits (default 16)")
+    p.add_argument("--rounding", choices=list(ROUNDING), default="stochastic",
+                   help="rounding of the weight update (default stochastic)")
+    p.add_argument("--stats", action="store_true",
+                   help="count, per hidden unit, the samples it is active for; print dead units per epoch "
+                        "(plots with --plot)")
     p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)

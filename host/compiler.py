@@ -25,13 +25,25 @@ buffer     regions
 
 Formats (power-of-two scales, raw value ``q`` stands for ``q / 2**frac``): inputs, activations,
 ``Z``, ``dZ``, ``g'(Z)``, labels, probabilities and losses in :data:`numerics.ACT` (``Fixed(16, 12)``,
-the format of the activation tables); weights and biases in ``Fixed(16, 12)``. Hence
+the format of the activation tables); weights, biases and learned slopes with ``f = weight_bits − 4``
+fraction bits (``Fixed(16, 12)`` by default), in 16-bit words. Hence
 
-- ``Z = W·[A; 1]``: accumulators at frac 24, requantised by ``forward_shift = 12``;
-- ``dZ[l-1] = (Wᵀ·dZ[l]) ⊙ g'(Z[l-1])``: the product at frac 36, ``backward_shift = 24``;
-- ``W -= α/m · dZ·[A; 1]ᵀ``: the SGD epilogue ``((W << s) − acc·SCALE) >> s`` with stochastic
-  rounding, ``s = b_shift = sgd_shift`` the largest shift (at most 31) that keeps
-  ``SCALE = round(α/m · 2**(s + 12 − 24))`` within 15 bits.
+- ``Z = W·[A; 1]``: accumulators at frac ``f + 12``, requantised by ``forward_shift = f``;
+- ``dZ[l-1] = (Wᵀ·dZ[l]) ⊙ g'(Z[l-1])``: the product at frac ``f + 24``, ``backward_shift = f + 12``;
+- ``W -= α/m · dZ·[A; 1]ᵀ``: the SGD epilogue ``((W << s) − acc·SCALE) >> s``, rounded stochastically
+  (or to nearest even), ``s = b_shift = sgd_shift`` the largest shift (at most 31) that keeps
+  ``SCALE = round(α/m · 2**(s + f − 24))`` within 15 bits.
+
+Two options add instructions to ``train``, both made of the same GEMM and VEC instructions:
+
+- ``learn_slope`` (PReLU): hidden units ``a = max(z, 0) + α_i·min(z, 0)`` with one slope ``α_i`` per
+  unit, learned by SGD with the weights. With ``N = min(Z, 0)``, ``R = [Z > 0]`` and
+  ``E = W[l+1]ᵀ·dZ[l+1]``: the forward pass is ``A = relu(Z) + (α·1ᵀ) ⊙ N`` (a one-deep GEMM with a
+  MUL epilogue broadcasts ``α``), the backward pass ``dZ = E ⊙ R + (α·1ᵀ) ⊙ (E − E ⊙ R)``, and the
+  slope gradient ``Σ_j E ⊙ N`` is a product in the vector unit summed over the minibatch by the
+  array in the same SGD GEMM that updates the weights (``(E ⊙ N)·1`` against ``α``).
+- ``stats``: per hidden unit, a counter of the samples for which ``z > 0`` (the unit is active),
+  accumulated on the device by a GEMM ``C += [Z > 0]·1`` and read by the host; 16-bit, saturating.
 """
 
 from __future__ import annotations
@@ -48,10 +60,7 @@ from hw.layout import Layout
 from hw.numerics import ACT, SLOPE, Act, Fixed
 from hw.vector import Rounding, VecOp
 
-__all__ = ["Output", "Network", "Formats", "Region", "Write", "Program", "compile_network", "WEIGHT"]
-
-WEIGHT = Fixed(16, 12)
-"""Format of weights and biases."""
+__all__ = ["Output", "Network", "Formats", "Region", "Write", "Program", "compile_network"]
 
 _FIELD_MAX = {"rows": (1 << 12) - 1, "cols": (1 << 12) - 1, "pitch": (1 << 12) - 1, "base": (1 << 16) - 1}
 _SCALE_MAX = (1 << 15) - 1
@@ -82,7 +91,16 @@ class Network:
     learning_rate : float
         SGD step ``α``.
     slope : float
-        Negative-side slope of ``Act.LEAKY_RELU``.
+        Negative-side slope of ``Act.LEAKY_RELU`` (the initial slope of every unit with
+        ``learn_slope``).
+    learn_slope : bool
+        PReLU: ``Act.LEAKY_RELU`` with one slope per hidden unit, learned on the device.
+    weight_bits : int
+        Precision of weights, biases and slopes: ``weight_bits − 4`` fraction bits (5 … 16).
+    rounding : Rounding
+        Rounding of the weight update: ``STOCHASTIC`` (unbiased) or ``NEAREST_EVEN``.
+    stats : bool
+        Count, per hidden unit, the samples it is active for (:attr:`Program.counters`).
 
     Raises
     ------
@@ -96,6 +114,10 @@ class Network:
     batch: int = 32
     learning_rate: float = 0.1
     slope: float = 0.01
+    learn_slope: bool = False
+    weight_bits: int = 16
+    rounding: Rounding = Rounding.STOCHASTIC
+    stats: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "sizes", tuple(int(n) for n in self.sizes))
@@ -109,6 +131,16 @@ class Network:
             raise ValueError(f"batch must be at least 1, not {self.batch}")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, not {self.learning_rate}")
+        if self.learn_slope and self.hidden != Act.LEAKY_RELU:
+            raise ValueError(f"learn_slope (PReLU) learns the slope of Act.LEAKY_RELU, not of "
+                             f"{Act(self.hidden).name}: set hidden=Act.LEAKY_RELU")
+        if not 5 <= self.weight_bits <= 16:
+            raise ValueError(f"weight_bits must be 5 … 16, not {self.weight_bits}")
+
+    @property
+    def weight_format(self) -> Fixed:
+        """Weights, biases and slopes: ``weight_bits − 4`` fraction bits in a 16-bit word."""
+        return Fixed(16, self.weight_bits - 4)
 
     @property
     def layers(self) -> int:
@@ -205,6 +237,10 @@ class Program:
         Entry points (see the module docstring).
     weights : tuple[Region, ...]
         ``W[l]`` for ``l = 1 … L`` (index ``l - 1``), bias last column.
+    slopes : tuple[Region, ...]
+        With ``learn_slope``: the slopes ``α[l]`` (``n_l × 1``) of the hidden layers; else empty.
+    counters : tuple[Region, ...]
+        With ``stats``: per hidden layer, ``n_l × 1`` counts of samples with ``z > 0``; else empty.
     inputs : tuple[Region, ...]
         ``[A[l]; 1]`` for ``l = 0 … L-1``; ``inputs[0]`` holds the minibatch.
     labels, losses, predictions : Region
@@ -223,6 +259,9 @@ class Program:
     train: int
     infer: int
     weights: tuple[Region, ...]
+    slopes: tuple[Region, ...]
+    counters: tuple[Region, ...]
+    ones: tuple[Region, ...]
     inputs: tuple[Region, ...]
     labels: Region
     losses: Region
@@ -230,29 +269,44 @@ class Program:
     regions: dict[str, Region] = field(repr=False)
 
     @property
+    def parameters(self) -> tuple[Region, ...]:
+        """What training changes: :attr:`weights`, then :attr:`slopes`."""
+        return self.weights + self.slopes
+
+    @property
     def output(self) -> tuple[Buf, int, int]:
         count = self.predictions.first + self.network.batch - self.losses.first
         return self.losses.buf, self.losses.first, count
 
     def initial_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Random raw weights: He (ReLU family, swish) or Glorot (others, and the output layer) normal,
-        zero biases, quantised to :data:`WEIGHT`."""
-        net, out = self.network, []
+        """Random raw parameters (:attr:`parameters`): He (ReLU family, swish) or Glorot (others, and
+        the output layer) normal weights, zero biases, every learned slope at ``network.slope``."""
+        net, fmt, out = self.network, self.network.weight_format, []
         for k, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:], strict=True), 1):
             he = k < net.layers and net.hidden in (Act.RELU, Act.LEAKY_RELU, Act.SWISH)
             std = math.sqrt(2 / fan_in) if he else math.sqrt(2 / (fan_in + fan_out))
             w = np.concatenate([rng.normal(0, std, (fan_out, fan_in)), np.zeros((fan_out, 1))], axis=1)
-            out.append(self.formats.weight.quantize(w))
-        return out
+            out.append(fmt.quantize(w))
+        return out + [fmt.quantize(np.full((r.rows, 1), net.slope)) for r in self.slopes]
 
-    def load_writes(self, weights: list[np.ndarray]) -> list[Write]:
-        """The ``WRITE``s that load raw ``weights`` and the constant rows of ones."""
-        writes = [(r.buf, r.first, r.pack(w)) for r, w in zip(self.weights, weights, strict=True)]
+    def load_writes(self, parameters: list[np.ndarray]) -> list[Write]:
+        """The ``WRITE``s that load raw ``parameters`` (:attr:`parameters`), the constants (rows of
+        ones) and cleared :attr:`counters`."""
+        if len(parameters) != len(self.parameters):
+            raise ValueError(f"{len(self.parameters)} parameter arrays expected (weights, then slopes), "
+                             f"not {len(parameters)}")
+        writes = [(r.buf, r.first, r.pack(w)) for r, w in zip(self.parameters, parameters, strict=True)]
         for r in self.inputs:
             ones = np.zeros((r.rows, r.cols), dtype=np.int64)
             ones[-1] = self.formats.act.one
             writes.append((r.buf, r.first, r.pack(ones)))
-        return writes
+        writes += [(r.buf, r.first, r.pack(np.full((r.rows, r.cols), self.formats.act.one)))
+                   for r in self.ones]
+        return writes + self.clear_counters()
+
+    def clear_counters(self) -> list[Write]:
+        """The ``WRITE``s that zero the :attr:`counters`."""
+        return [(r.buf, r.first, r.pack(np.zeros((r.rows, 1), dtype=np.int64))) for r in self.counters]
 
     def batch_writes(self, x, y=None) -> list[Write]:
         """The ``WRITE``s of a minibatch: ``x`` is ``m × n_0`` (a sample per row) in real units,
@@ -350,7 +404,8 @@ def _epi(op: VecOp = VecOp.ADD, act: Act = Act.IDENTITY, deriv: bool = False, sh
 
 def _formats(net: Network) -> Formats:
     acc_frac = 2 * ACT.frac   # dZ · Aᵀ
-    rate = net.learning_rate / net.batch * 2.0 ** (WEIGHT.frac - acc_frac)
+    weight = net.weight_format
+    rate = net.learning_rate / net.batch * 2.0 ** (weight.frac - acc_frac)
     shift = min(_SHIFT_MAX, math.floor(math.log2(_SCALE_MAX / rate)))
     scale = round(rate * 2 ** shift)
     if scale < 1:
@@ -359,8 +414,8 @@ def _formats(net: Network) -> Formats:
     if scale > _SCALE_MAX:
         raise ValueError(f"learning_rate / batch = {net.learning_rate / net.batch:.3g} is too large for "
                          f"the SGD multiplier: lower the learning rate")
-    return Formats(act=ACT, weight=WEIGHT, forward_shift=WEIGHT.frac,
-                   backward_shift=WEIGHT.frac + ACT.frac, sgd_shift=shift, scale=scale,
+    return Formats(act=ACT, weight=weight, forward_shift=weight.frac,
+                   backward_shift=weight.frac + ACT.frac, sgd_shift=shift, scale=scale,
                    slope=int(SLOPE.quantize(net.slope)))
 
 
@@ -409,15 +464,28 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     _check_fits(net, config)
     fmt = _formats(net)
     m, sizes, last = net.batch, net.sizes, net.layers
+    hidden = range(1, last)
     alloc = _Allocator(config)
     weights = [alloc(f"W{k}", Buf.W, sizes[k], sizes[k - 1] + 1) for k in range(1, last + 1)]
     inputs = [alloc(f"A{k}", Buf.A, sizes[k] + 1, m) for k in range(last)]
-    derivs = {k: alloc(f"D{k}", Buf.A, sizes[k], m) for k in range(1, last)}
+    derivs = {k: alloc(f"D{k}", Buf.A, sizes[k], m) for k in hidden}
     probs = alloc(f"A{last}", Buf.A, sizes[last], m)
     labels = alloc("Y", Buf.G, sizes[last], m)
     z = {k: alloc(f"Z{k}", Buf.G, sizes[k], m) for k in range(1, last + 1)}
     losses = alloc("loss", Buf.G, 1, m)
     predictions = alloc("prediction", Buf.G, 1, m)
+    prelu = net.learn_slope and last > 1
+    slopes = [alloc(f"S{k}", Buf.A, sizes[k], 1) for k in hidden] if prelu else []
+    negative = {k: alloc(f"N{k}", Buf.W, sizes[k], m) for k in hidden} if prelu else {}
+    counters = [alloc(f"C{k}", Buf.W, sizes[k], 1) for k in hidden] if net.stats else []
+    # [Z > 0] is D[k] for ReLU and PReLU; other activations need a region of their own.
+    own = net.stats and net.hidden != Act.RELU and not prelu
+    active = {k: alloc(f"R{k}", Buf.A, sizes[k], m) if own else derivs[k] for k in hidden}
+    ones = []
+    if prelu:
+        ones += [alloc("1G", Buf.G, 1, m), alloc("1W", Buf.W, 1, m)]
+    if prelu or (net.stats and last > 1):
+        ones.append(alloc("1m", Buf.G, m, 1))
     reply = 7 + 2 * (predictions.first + m - losses.first)
     if reply > config.max_payload:
         raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
@@ -431,6 +499,50 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     emit.set(Reg.SEED, seed)
     emit.end()
 
+    def sgd(a: Region, b: Region, c: Region, tb: bool) -> None:
+        """``c −= α/m · a·b`` (``a·bᵀ`` with ``tb``), rounded as ``net.rounding`` says."""
+        emit.gemm(a, b, c, _epi(op=VecOp.SGD, shift=fmt.sgd_shift, b_shift=fmt.sgd_shift,
+                                round=net.rounding), c=c, tb=tb)
+
+    def broadcast_slope(k: int, ones_row: Region, c: Region, out: Region) -> None:
+        """``out = (α[k]·1ᵀ) ⊙ c``: a one-deep GEMM whose MUL epilogue multiplies by ``c``."""
+        emit.gemm(slopes[k - 1], ones_row, out, _epi(op=VecOp.MUL, shift=fmt.backward_shift), c=c)
+
+    def hidden_forward(k: int, training: bool) -> None:
+        """``A[k] = g(Z[k])`` from ``Z[k]``, and when ``training`` the ``g'(Z[k])`` backward needs."""
+        a = inputs[k].view(rows=sizes[k])
+        if not prelu:
+            emit.vec(z[k], a, _epi(act=g))
+            if training:
+                emit.vec(z[k], derivs[k], _epi(act=g, deriv=True))
+        else:
+            emit.vec(z[k], a, _epi(act=Act.RELU))                          # P = relu(Z)
+            emit.vec(z[k], negative[k], _epi(op=VecOp.SUB), b=a)          # N = Z − P = min(Z, 0)
+            if training:
+                emit.vec(z[k], derivs[k], _epi(act=Act.RELU, deriv=True))  # R = [Z > 0]
+            broadcast_slope(k, ones[0], negative[k], z[k])                 # (α·1ᵀ) ⊙ N over Z
+            emit.vec(z[k], a, _epi(), b=a)                                 # A = P + (α·1ᵀ) ⊙ N
+        if training and net.stats:
+            if own:
+                emit.vec(z[k], active[k], _epi(act=Act.RELU, deriv=True))
+            emit.gemm(active[k], ones[-1], counters[k - 1],                 # C += [Z > 0]·1
+                      _epi(shift=2 * ACT.frac, b_shift=2 * ACT.frac), c=counters[k - 1])
+
+    def hidden_backward(k: int) -> None:
+        """``dZ[k]`` over ``Z[k]`` from ``dZ[k+1]``, before ``W[k+1]`` changes; PReLU's slopes step."""
+        w = weights[k].view(cols=sizes[k])
+        if not prelu:
+            emit.gemm(w, z[k + 1], z[k], _epi(op=VecOp.MUL, shift=fmt.backward_shift), c=derivs[k],
+                      ta=True)
+            return
+        emit.gemm(w, z[k + 1], z[k], _epi(shift=fmt.forward_shift), ta=True)     # E = Wᵀ·dZ[k+1]
+        emit.vec(z[k], negative[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=negative[k])  # E ⊙ N
+        emit.vec(z[k], derivs[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=derivs[k])      # E ⊙ R
+        emit.vec(z[k], z[k], _epi(op=VecOp.SUB), b=derivs[k])                   # E − E ⊙ R
+        broadcast_slope(k, ones[1], z[k], z[k])                                  # (α·1ᵀ) ⊙ (E − E ⊙ R)
+        emit.vec(z[k], z[k], _epi(), b=derivs[k])                               # dZ = … + E ⊙ R
+        sgd(negative[k], ones[-1], slopes[k - 1], tb=False)                      # α −= α/m · (E ⊙ N)·1
+
     def head() -> None:
         """Output probabilities and predictions from ``Z[L]``."""
         if net.output == Output.SOFTMAX:
@@ -440,34 +552,34 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
             emit.vec(z[last], probs, _epi(act=Act.SIGMOID))
             emit.vec(probs, predictions, _epi())
 
+    def forward(training: bool) -> None:
+        for k in range(1, last + 1):
+            if k < last and not training and not prelu:  # g in the GEMM's epilogue
+                emit.gemm(weights[k - 1], inputs[k - 1], inputs[k].view(rows=sizes[k]),
+                          _epi(shift=fmt.forward_shift, act=g))
+                continue
+            emit.gemm(weights[k - 1], inputs[k - 1], z[k], _epi(shift=fmt.forward_shift))
+            if k < last:
+                hidden_forward(k, training)
+        head()
+
     train = emit.entry()
-    for k in range(1, last):
-        emit.gemm(weights[k - 1], inputs[k - 1], z[k], _epi(shift=fmt.forward_shift))
-        emit.vec(z[k], inputs[k].view(rows=sizes[k]), _epi(act=g))
-        emit.vec(z[k], derivs[k], _epi(act=g, deriv=True))
-    emit.gemm(weights[last - 1], inputs[last - 1], z[last], _epi(shift=fmt.forward_shift))
-    head()
+    forward(training=True)
     emit.loss(probs, labels, losses)
     emit.vec(probs, z[last], _epi(op=VecOp.SUB), b=labels)  # dZ[L] = A[L] - Y over Z[L]
     for k in range(last, 0, -1):
-        if k > 1:  # dZ[k-1] = W[k]ᵀ·dZ[k] ⊙ g'(Z[k-1]) over Z[k-1], before W[k] changes
-            emit.gemm(weights[k - 1].view(cols=sizes[k - 1]), z[k], z[k - 1],
-                      _epi(op=VecOp.MUL, shift=fmt.backward_shift), c=derivs[k - 1], ta=True)
-        emit.gemm(z[k], inputs[k - 1], weights[k - 1],
-                  _epi(op=VecOp.SGD, shift=fmt.sgd_shift, b_shift=fmt.sgd_shift,
-                       round=Rounding.STOCHASTIC), c=weights[k - 1], tb=True)
+        if k > 1:
+            hidden_backward(k - 1)
+        sgd(z[k], inputs[k - 1], weights[k - 1], tb=True)
     emit.end()
 
     infer = emit.entry()
-    for k in range(1, last):
-        emit.gemm(weights[k - 1], inputs[k - 1], inputs[k].view(rows=sizes[k]),
-                  _epi(shift=fmt.forward_shift, act=g))
-    emit.gemm(weights[last - 1], inputs[last - 1], z[last], _epi(shift=fmt.forward_shift))
-    head()
+    forward(training=False)
     emit.end()
 
     if len(emit.words) > config.imem:
         raise ValueError(f"the program needs {len(emit.words)} instructions, the instruction memory "
                          f"holds {config.imem}: use fewer layers or a device with a larger imem")
     return Program(net, config, fmt, tuple(emit.words), setup, train, infer, tuple(weights),
-                   tuple(inputs), labels, losses, predictions, alloc.regions)
+                   tuple(slopes), tuple(counters), tuple(ones), tuple(inputs), labels, losses,
+                   predictions, alloc.regions)

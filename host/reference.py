@@ -13,6 +13,11 @@ check). Columns are samples inside; ``x`` comes in a sample per row, as everywhe
     dW[l] = dZ[l]·[A[l-1]; 1]ᵀ / m                       (the bias gradient is its last column)
     W[l] −= α·dW[l]
 
+With learned slopes (PReLU, ``Network.learn_slope``) hidden layer ``l`` has a slope per unit,
+``s[l]``: ``g(z) = max(z, 0) + s·min(z, 0)``, ``g'(z) = 1`` for ``z > 0`` else ``s``, and
+``s[l] −= α·Σ_samples (dA[l] ⊙ min(Z[l], 0)) / m`` with ``dA[l] = W[l+1][:, :-1]ᵀ · dZ[l+1]``.
+The parameters are then ``W[1] … W[L]`` followed by ``s[1] … s[L-1]`` (each ``n_l × 1``).
+
 ``W[l]`` is ``n_l × (n_{l-1} + 1)`` with the bias last, as on the device; ``g`` and ``g'`` are
 :func:`hw.numerics.activation_float` and the softmax :func:`hw.numerics.softmax_float`. Losses are
 evaluated from ``Z[L]`` in log-sum-exp form, which equals the formulas above without overflow.
@@ -22,10 +27,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.compiler import WEIGHT, Network, Output
+from host.compiler import Network, Output
 from hw.numerics import Act, activation_float, softmax_float
 
 __all__ = ["forward", "gradients", "step", "Reference"]
+
+
+def _g(net: Network, params: list[np.ndarray], k: int, z: np.ndarray, deriv: bool) -> np.ndarray:
+    """``g`` (or ``g'``) of hidden layer ``k`` at ``z``."""
+    if not net.learn_slope:
+        return activation_float(net.hidden, deriv, z, net.slope).astype(z.dtype)
+    slope = params[net.layers + k - 1]
+    return np.where(z > 0, 1, slope) if deriv else np.maximum(z, 0) + slope * np.minimum(z, 0)
 
 
 def forward(net: Network, weights: list[np.ndarray],
@@ -36,7 +49,7 @@ def forward(net: Network, weights: list[np.ndarray],
     ----------
     net : Network
     weights : list[numpy.ndarray]
-        ``W[1] … W[L]``, real values, bias last column.
+        The parameters: ``W[1] … W[L]``, real values, bias last column (then the slopes).
     x : array_like
         ``m × n_0`` inputs, a sample per row.
 
@@ -55,11 +68,10 @@ def forward(net: Network, weights: list[np.ndarray],
         raise ValueError(f"x must be m × {net.sizes[0]} (a sample per row), not shape {x.shape}")
     ones = np.ones((1, len(x)), dtype=dtype)
     inputs, zs = [np.vstack([x.T, ones])], []
-    for k, w in enumerate(weights, 1):
+    for k, w in enumerate(weights[:net.layers], 1):
         zs.append(w @ inputs[-1])
         if k < net.layers:
-            a = activation_float(net.hidden, False, zs[-1], net.slope).astype(dtype)
-            inputs.append(np.vstack([a, ones]))
+            inputs.append(np.vstack([_g(net, weights, k, zs[-1], False).astype(dtype), ones]))
     if net.output == Output.SOFTMAX:
         probabilities = softmax_float(zs[-1]).astype(dtype)
     else:
@@ -75,10 +87,10 @@ def _predictions(net: Network, probabilities: np.ndarray) -> np.ndarray:
 
 def gradients(net: Network, weights: list[np.ndarray], x,
               y) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Losses, predictions and the gradients ``dW[l]`` of the mean loss of one minibatch.
+    """Losses, predictions and the gradients of the mean loss of one minibatch.
 
     ``x`` is ``m × n_0``, ``y`` the ``m`` class numbers (0/1 for a sigmoid output). Returns
-    ``(losses, predictions, [dW[1] … dW[L]])``, each ``dW[l]`` shaped like ``W[l]``.
+    ``(losses, predictions, gradients)``, a gradient shaped like each parameter.
     """
     inputs, zs, p = forward(net, weights, x)
     y = np.asarray(y)
@@ -94,12 +106,14 @@ def gradients(net: Network, weights: list[np.ndarray], x,
         labels = y[None, :].astype(p.dtype)
         losses = (np.logaddexp(0, z) - labels * z)[0]
     dz = p - labels
-    grads: list[np.ndarray] = [np.empty(0)] * net.layers
+    grads: list[np.ndarray] = [np.empty(0)] * len(weights)
     for k in range(net.layers, 0, -1):
         grads[k - 1] = dz @ inputs[k - 1].T / m
         if k > 1:
-            dz = (weights[k - 1][:, :-1].T @ dz) * activation_float(
-                net.hidden, True, zs[k - 2], net.slope).astype(dz.dtype)
+            da = weights[k - 1][:, :-1].T @ dz
+            if net.learn_slope:
+                grads[net.layers + k - 2] = (da * np.minimum(zs[k - 2], 0)).sum(axis=1, keepdims=True) / m
+            dz = da * _g(net, weights, k - 1, zs[k - 2], True).astype(dz.dtype)
     return losses, _predictions(net, p), grads
 
 
@@ -117,8 +131,8 @@ class Reference:
     ----------
     network : Network
     weights : list[numpy.ndarray]
-        ``W[1] … W[L]`` in real units, ``n_l × (n_{l-1} + 1)`` with the bias last (see
-        :meth:`from_raw` for the device's raw weights).
+        ``W[1] … W[L]`` in real units, ``n_l × (n_{l-1} + 1)`` with the bias last, then the learned
+        slopes ``n_l × 1`` if any (see :meth:`from_raw` for the device's raw parameters).
 
     Raises
     ------
@@ -129,6 +143,8 @@ class Reference:
 
     def __init__(self, network: Network, weights: list[np.ndarray]):
         shapes = [(n, k + 1) for k, n in zip(network.sizes[:-1], network.sizes[1:], strict=True)]
+        if network.learn_slope:
+            shapes += [(n, 1) for n in network.sizes[1:-1]]
         got = [np.shape(w) for w in weights]
         if got != shapes:
             raise ValueError(f"weights must be shaped {shapes} for sizes {network.sizes}, not {got}")
@@ -140,9 +156,9 @@ class Reference:
 
     @classmethod
     def from_raw(cls, network: Network, raw: list[np.ndarray]) -> Reference:
-        """A reference starting from raw device weights (:data:`host.compiler.WEIGHT`), such as
+        """A reference starting from raw device parameters (``network.weight_format``), such as
         :meth:`host.compiler.Program.initial_weights` returns."""
-        return cls(network, [WEIGHT.dequantize(w) for w in raw])
+        return cls(network, [network.weight_format.dequantize(w) for w in raw])
 
     def train_step(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """Train on one minibatch (``x`` a sample per row, ``y`` class numbers): per-sample losses and
@@ -155,5 +171,5 @@ class Reference:
         return _predictions(self.network, forward(self.network, self._weights, x)[2])
 
     def weights(self) -> list[np.ndarray]:
-        """Copies of the current float32 weights, bias last column."""
+        """Copies of the current float32 parameters (weights with the bias last column, slopes)."""
         return [w.copy() for w in self._weights]

@@ -22,7 +22,10 @@ from host.compiler import Network, Program, compile_network
 from host.data import Dataset, inference_batches, minibatches
 from hw.isa import Opcode, Reg, instruction
 
-__all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix"]
+__all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "COUNTER_MAX"]
+
+COUNTER_MAX = (1 << 15) - 1
+"""A device counter saturates here (16-bit words): the host drains them before they can."""
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -41,6 +44,10 @@ def confusion_matrix(y, predictions, classes: int) -> np.ndarray:
 class EpochResult:
     loss: float       # mean per-sample loss of the epoch's training steps, as the device computed it
     accuracy: float   # fraction of training samples the device predicted right during the epoch
+    # With Network.stats, per hidden layer: for each unit the fraction of the epoch's samples for
+    # which it was active (z > 0), from the device's counters, and A[l] of the epoch's last minibatch.
+    active: list[np.ndarray] | None = None
+    activations: list[np.ndarray] | None = None
 
 
 class Trainer:
@@ -71,7 +78,8 @@ class Trainer:
         driver.program(list(self.program.words))
 
     def load(self, weights: list[np.ndarray]) -> None:
-        """Put raw weights (and the constant rows of ones) on the device and set its registers."""
+        """Put raw parameters (``Program.parameters``: weights, then learned slopes), the constants and
+        cleared counters on the device and set its registers."""
         for buf, addr, words in self.program.load_writes(weights):
             self.driver.write(buf, addr, words)
         self.driver.run(self.program.setup)
@@ -80,8 +88,18 @@ class Trainer:
         return self.program.initial_weights(np.random.default_rng(self.seed))
 
     def weights(self) -> list[np.ndarray]:
-        """The raw weights as they are on the device now."""
-        return [r.unpack(self.driver.read(r.buf, r.first, r.words)) for r in self.program.weights]
+        """The raw parameters (weights, then learned slopes) as they are on the device now."""
+        return [self._read(r) for r in self.program.parameters]
+
+    def _read(self, region) -> np.ndarray:
+        return region.unpack(self.driver.read(region.buf, region.first, region.words))
+
+    def _drain_counters(self, totals: list[np.ndarray]) -> None:
+        """Add the device's active-unit counters to ``totals`` and clear them."""
+        for total, region in zip(totals, self.program.counters, strict=True):
+            total += self._read(region)[:, 0]
+        for buf, addr, words in self.program.clear_counters():
+            self.driver.write(buf, addr, words)
 
     def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
@@ -90,18 +108,29 @@ class Trainer:
                                                           "value": epoch_seed(self.seed, epoch)}),
                              instruction(Opcode.END)], self.reseed_at)
         self.driver.run(self.reseed_at)
-        steps = len(data) // self.network.batch
+        for buf, addr, words in self.program.clear_counters():
+            self.driver.write(buf, addr, words)
+        m, steps = self.network.batch, len(data) // self.network.batch
+        counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
+        drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
         losses, right = [], 0
-        for step, (x, y) in enumerate(minibatches(data, self.network.batch, rng), 1):
+        for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
             for buf, addr, words in self.program.batch_writes(x, y):
                 self.driver.write(buf, addr, words)
             result = self.driver.run(self.program.train, self.program.output)
             loss, predictions = self.program.decode_output(result.words)
             losses.append(loss.mean())
             right += int((predictions == y).sum())
+            if counts and (step % drain == 0 or step == steps):
+                self._drain_counters(counts)
             if progress:
                 progress(step, steps)
-        return EpochResult(float(np.mean(losses)), right / (steps * self.network.batch))
+        result = EpochResult(float(np.mean(losses)), right / (steps * m))
+        if counts:
+            result.active = [c / (steps * m) for c in counts]
+            act = self.program.formats.act
+            result.activations = [act.dequantize(self._read(r)[:-1]) for r in self.program.inputs[1:]]
+        return result
 
     def predict(self, x) -> np.ndarray:
         """Class numbers for every sample of ``x`` (the last minibatch padded, its padding dropped)."""

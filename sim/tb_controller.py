@@ -19,6 +19,7 @@ from host.compiler import Network, compile_network
 from hw.config import DeviceConfig
 from hw.isa import Buf, Opcode, Status, instruction
 from hw.numerics import Act
+from hw.vector import Rounding
 from sim.model import Device
 from sim.programs import random_program
 from sim.runner import tb_params
@@ -262,16 +263,21 @@ async def random_words(dut):
         await compare_buffers(dut, model, f"program {n}")
 
 
+TRAINING_NETS = (
+    dict(hidden=Act.RELU),
+    dict(hidden=Act.LEAKY_RELU, learn_slope=True, slope=0.25, stats=True),
+    dict(hidden=Act.TANH, stats=True, weight_bits=8, rounding=Rounding.NEAREST_EVEN),
+)
+"""The compiled networks of :func:`training_steps`: plain ReLU, PReLU with neuron counters, and tanh with
+counters, 8-bit weights and round-to-nearest updates."""
+
+
 @cocotb.test()
 async def training_steps(dut):
     """Compiled MLP training steps (forward, loss, backward, SGD) bit for bit as the model."""
     await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     model = await fresh_model(dut, rng)
-    net = Network((12, 8, 4), hidden=Act.RELU, batch=2 * CONFIG.cols + 1, learning_rate=0.1)
-    compiled = compile_network(net, CONFIG)
-    model.program(list(compiled.words))
-    await program(dut, list(compiled.words))
 
     async def write_both(writes):
         for buf, addr, words in writes:
@@ -284,12 +290,17 @@ async def training_steps(dut):
         assert (Status(status), pc) == want, f"{what}: got {Status(status).name} at {pc}, not {want}"
         return cycles
 
-    await write_both(compiled.load_writes(compiled.initial_weights(rng)))
-    await run_both(compiled.setup, "setup")
-    for step in range(3):
-        x = rng.normal(0, 1, (net.batch, net.sizes[0]))
-        y = rng.integers(0, net.sizes[-1], net.batch)
-        await write_both(compiled.batch_writes(x, y))
-        cycles = await run_both(compiled.train, f"step {step}")
-        dut._log.info("training step %d: %d cycles", step, cycles)
-        await compare_buffers(dut, model, f"after training step {step}")
+    for options in TRAINING_NETS:
+        net = Network((12, 8, 4), batch=2 * CONFIG.cols + 1, learning_rate=0.1, **options)
+        compiled = compile_network(net, CONFIG)
+        model.program(list(compiled.words))
+        await program(dut, list(compiled.words))
+        await write_both(compiled.load_writes(compiled.initial_weights(rng)))
+        await run_both(compiled.setup, "setup")
+        for step in range(3):
+            x = rng.normal(0, 1, (net.batch, net.sizes[0]))
+            y = rng.integers(0, net.sizes[-1], net.batch)
+            await write_both(compiled.batch_writes(x, y))
+            cycles = await run_both(compiled.train, f"{options}, step {step}")
+            dut._log.info("%s, training step %d: %d cycles", options, step, cycles)
+            await compare_buffers(dut, model, f"{options}, after training step {step}")

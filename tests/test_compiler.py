@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.compiler import WEIGHT, Network, Output, Program, compile_network
+from host.compiler import Network, Output, Program, compile_network
 from hw.config import DeviceConfig
 from hw.frame import decode_frame
 from hw.isa import Buf, Command, ProgramArgs, RunArgs, RunReply, Status, WriteArgs, decode, encode
 from hw.numerics import ACT, Act, activation_float, softmax_float
+from hw.vector import Rounding
 from sim.link import LinkModel
 from sim.model import Device
 
@@ -37,18 +38,25 @@ def step(device: Device, program: Program, x, y, entry: int) -> tuple[np.ndarray
 
 
 def read_weights(device: Device, program: Program) -> list[np.ndarray]:
-    return [r.unpack(device.read_words(r.buf, r.first, r.words)) for r in program.weights]
+    return [r.unpack(device.read_words(r.buf, r.first, r.words)) for r in program.parameters]
 
 
-def float_step(net: Network, weights: list[np.ndarray], x: np.ndarray, y: np.ndarray):
-    """Float64 back-propagation of one minibatch: (losses, predictions, new weights)."""
-    m = len(x)
+def float_step(net: Network, params: list[np.ndarray], x: np.ndarray, y: np.ndarray):
+    """Float64 back-propagation of one minibatch: (losses, predictions, new parameters)."""
+    m, weights, slopes = len(x), params[:net.layers], params[net.layers:]
+
+    def g(k, z, deriv):
+        if not slopes:
+            return activation_float(net.hidden, deriv, z, net.slope)
+        s = slopes[k - 1]
+        return np.where(z > 0, 1, s) if deriv else np.where(z > 0, z, s * z)
+
     acts = [np.vstack([x.T, np.ones((1, m))])]
     zs = []
     for k, w in enumerate(weights, 1):
         zs.append(w @ acts[-1])
         if k < net.layers:
-            acts.append(np.vstack([activation_float(net.hidden, False, zs[-1], net.slope), np.ones((1, m))]))
+            acts.append(np.vstack([g(k, zs[-1], False), np.ones((1, m))]))
     if net.output == Output.SOFTMAX:
         p = softmax_float(zs[-1])
         onehot = (np.arange(len(p))[:, None] == y[None, :]).astype(float)
@@ -59,22 +67,28 @@ def float_step(net: Network, weights: list[np.ndarray], x: np.ndarray, y: np.nda
         losses = -np.log(np.where(y == 1, p[0], 1 - p[0]))
         predictions = (p[0] >= 0.5).astype(int)
     dz = p - onehot
-    new = [None] * net.layers
+    new = [None] * len(params)
     for k in range(net.layers, 0, -1):
         w = weights[k - 1]
         new[k - 1] = w - net.learning_rate / m * dz @ acts[k - 1].T
         if k > 1:
-            dz = (w[:, :-1].T @ dz) * activation_float(net.hidden, True, zs[k - 2], net.slope)
+            da = w[:, :-1].T @ dz
+            if slopes:
+                grad = (da * np.minimum(zs[k - 2], 0)).sum(axis=1, keepdims=True)
+                new[net.layers + k - 2] = slopes[k - 2] - net.learning_rate / m * grad
+            dz = da * g(k - 1, zs[k - 2], True)
     return losses, predictions, new
 
 
-@pytest.mark.parametrize("hidden, output, sizes", [
-    (Act.RELU, Output.SOFTMAX, (8, 6, 3)),
-    (Act.TANH, Output.SOFTMAX, (8, 6, 5, 3)),
-    (Act.LEAKY_RELU, Output.SIGMOID, (8, 6, 1)),
+@pytest.mark.parametrize("hidden, output, sizes, options", [
+    (Act.RELU, Output.SOFTMAX, (8, 6, 3), {}),
+    (Act.TANH, Output.SOFTMAX, (8, 6, 5, 3), {}),
+    (Act.LEAKY_RELU, Output.SIGMOID, (8, 6, 1), {}),
+    (Act.LEAKY_RELU, Output.SOFTMAX, (8, 6, 5, 3), {"learn_slope": True, "stats": True}),
+    (Act.RELU, Output.SOFTMAX, (8, 6, 3), {"weight_bits": 12, "stats": True}),
 ])
-def test_step_matches_float(hidden, output, sizes):
-    net = Network(sizes, hidden=hidden, output=output, batch=4, learning_rate=1.0, slope=0.1)
+def test_step_matches_float(hidden, output, sizes, options):
+    net = Network(sizes, hidden=hidden, output=output, batch=4, learning_rate=1.0, slope=0.1, **options)
     program = compile_network(net, SMALL)
     rng = np.random.default_rng(1)
     weights = program.initial_weights(rng)
@@ -84,14 +98,16 @@ def test_step_matches_float(hidden, output, sizes):
     losses, predictions = step(device, program, x, y, program.train)
     after = read_weights(device, program)
 
-    w_float = [WEIGHT.dequantize(w) for w in weights]
+    fmt = net.weight_format
+    w_float = [fmt.dequantize(w) for w in weights]
     ref_losses, ref_predictions, ref_after = float_step(net, w_float, x, y)
     np.testing.assert_allclose(losses, ref_losses, atol=0.005)
     np.testing.assert_array_equal(predictions, ref_predictions)
     for w0, w1, ref in zip(w_float, after, ref_after, strict=True):
-        update, ref_update = WEIGHT.dequantize(w1) - w0, ref - w0
+        update, ref_update = fmt.dequantize(w1) - w0, ref - w0
         assert np.abs(ref_update).max() > 0.01   # the step is many weight LSBs
-        np.testing.assert_allclose(update, ref_update, atol=0.005 * np.abs(ref_update).max() + 2 * 2.0**-12)
+        tolerance = 0.005 * np.abs(ref_update).max() + 2.0 ** (1 - fmt.frac)
+        np.testing.assert_allclose(update, ref_update, atol=tolerance)
 
 
 def prototypes(rng: np.random.Generator, samples: int, classes: int = 10, features: int = 64,
@@ -209,3 +225,53 @@ def test_pack_unpack_round_trip():
     device = Device(program.config)
     device.write_words(region.buf, region.first, region.pack(matrix))
     assert np.array_equal(device.read_matrix(region.buf, region.base, region.pitch, *matrix.shape), matrix)
+
+
+@pytest.mark.parametrize("hidden", [Act.RELU, Act.TANH])
+def test_counters_count_active_units(hidden):
+    net = Network((8, 6, 5, 3), hidden=hidden, batch=7, learning_rate=0.5, stats=True)
+    program = compile_network(net, SMALL)
+    rng = np.random.default_rng(4)
+    device = load(program, program.initial_weights(rng))
+    # [Z > 0] is left in D[k] (ReLU) or R[k] (others) by every step.
+    active = [program.regions[f"{'D' if hidden == Act.RELU else 'R'}{k}"] for k in (1, 2)]
+    expected = [np.zeros(6, dtype=np.int64), np.zeros(5, dtype=np.int64)]
+    for _ in range(3):
+        step(device, program, rng.normal(0, 1, (7, 8)), rng.integers(0, 3, 7), program.train)
+        for e, r in zip(expected, active, strict=True):
+            flags = r.unpack(device.read_words(r.buf, r.first, r.words))
+            assert set(np.unique(flags)) <= {0, ACT.one}
+            e += (flags == ACT.one).sum(axis=1)
+    counts = [r.unpack(device.read_words(r.buf, r.first, r.words))[:, 0] for r in program.counters]
+    for got, want in zip(counts, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert 0 < sum(c.sum() for c in counts) < 3 * 7 * 11
+    for buf, addr, words in program.clear_counters():
+        device.write_words(buf, addr, words)
+    assert all(not device.read_words(r.buf, r.first, r.words).any() for r in program.counters)
+
+
+def test_stochastic_rounding_keeps_small_updates():
+    """With 8-bit weights (4 fraction bits) a small step vanishes when rounded to nearest and does not
+    when rounded stochastically."""
+    changed = {}
+    for rounding in Rounding:
+        net = Network((8, 6, 3), batch=8, learning_rate=0.05, weight_bits=8, rounding=rounding)
+        program = compile_network(net, SMALL)
+        rng = np.random.default_rng(5)
+        weights = program.initial_weights(rng)
+        device = load(program, weights)
+        step(device, program, rng.normal(0, 1, (8, 8)), rng.integers(0, 3, 8), program.train)
+        changed[rounding] = sum(int((a != b).sum()) for a, b in
+                                zip(weights, read_weights(device, program), strict=True))
+    assert changed[Rounding.NEAREST_EVEN] < changed[Rounding.STOCHASTIC] / 4, changed
+    assert changed[Rounding.STOCHASTIC] > 0
+
+
+@pytest.mark.parametrize("kwargs, what", [
+    ({"learn_slope": True}, "set hidden=Act.LEAKY_RELU"),
+    ({"weight_bits": 4}, "weight_bits must be 5"),
+])
+def test_bad_options_raise(kwargs, what):
+    with pytest.raises(ValueError, match=what):
+        Network((8, 6, 3), **kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.compiler import WEIGHT, Network, Output, compile_network
+from host.compiler import Network, Output, compile_network
 from host.data import digits, minibatches
 from host.reference import Reference, forward, gradients, step
 from hw.config import DeviceConfig
@@ -17,18 +17,25 @@ NETS = [
     Network((8, 6, 1), hidden=Act.LEAKY_RELU, output=Output.SIGMOID, batch=5, learning_rate=0.5, slope=0.1),
     Network((8, 4, 4, 1), hidden=Act.SWISH, output=Output.SIGMOID, batch=5, learning_rate=0.5),
     Network((8, 6, 4), hidden=Act.SIGMOID, batch=5, learning_rate=0.5),
+    Network((8, 6, 5, 3), hidden=Act.LEAKY_RELU, learn_slope=True, batch=5, learning_rate=0.5),
 ]
+
+
+def name(net: Network) -> str:
+    return f"{'PRELU' if net.learn_slope else net.hidden.name}-{net.output.name}"
 
 
 def problem(net: Network, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Float64 weights (non-zero biases), inputs and labels for ``net``."""
     rng = np.random.default_rng(seed)
     weights = [rng.normal(0, 0.7, (n, k + 1)) for k, n in zip(net.sizes[:-1], net.sizes[1:], strict=True)]
+    if net.learn_slope:
+        weights += [rng.uniform(0.05, 0.5, (n, 1)) for n in net.sizes[1:-1]]
     return weights, rng.normal(0, 1, (net.batch, net.sizes[0])), rng.integers(0, max(net.sizes[-1], 2),
                                                                              net.batch)
 
 
-@pytest.mark.parametrize("net", NETS, ids=lambda n: f"{n.hidden.name}-{n.output.name}")
+@pytest.mark.parametrize("net", NETS, ids=name)
 def test_float32_step_matches_float64(net):
     weights, x, y = problem(net)
     reference = Reference(net, weights)
@@ -41,7 +48,7 @@ def test_float32_step_matches_float64(net):
         np.testing.assert_allclose(w, ref, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("net", NETS, ids=lambda n: f"{n.hidden.name}-{n.output.name}")
+@pytest.mark.parametrize("net", NETS, ids=name)
 def test_losses_and_predictions_follow_the_probabilities(net):
     weights, x, y = problem(net)
     p = forward(net, weights, x)[2]
@@ -55,7 +62,7 @@ def test_losses_and_predictions_follow_the_probabilities(net):
         np.testing.assert_array_equal(predictions, p[0] >= 0.5)
 
 
-@pytest.mark.parametrize("net", NETS, ids=lambda n: f"{n.hidden.name}-{n.output.name}")
+@pytest.mark.parametrize("net", NETS, ids=name)
 def test_gradients_match_finite_differences(net):
     weights, x, y = problem(net, seed=1)
     grads = gradients(net, weights, x, y)[2]
@@ -101,11 +108,13 @@ def test_reference_state_and_checks():
         reference.train_step(x, y + 3)
 
 
-def test_from_raw_starts_where_the_device_starts():
-    net = Network((64, 32, 10))
+@pytest.mark.parametrize("options", [{}, {"learn_slope": True, "hidden": Act.LEAKY_RELU, "weight_bits": 10}])
+def test_from_raw_starts_where_the_device_starts(options):
+    net = Network((64, 32, 10), **options)
     raw = compile_network(net, DeviceConfig()).initial_weights(np.random.default_rng(0))
+    assert len(raw) == 2 + net.learn_slope
     for w, r in zip(Reference.from_raw(net, raw).weights(), raw, strict=True):
-        np.testing.assert_array_equal(w, WEIGHT.dequantize(r))
+        np.testing.assert_array_equal(w, net.weight_format.dequantize(r))
     with pytest.raises(ValueError, match="raw device weights: start from Reference.from_raw"):
         Reference(net, raw)
 

@@ -14,6 +14,8 @@ from hw.numerics import Act
 
 SMALL = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, max_payload=256)
 NET = Network((8, 6, 3), hidden=Act.TANH, batch=4, learning_rate=0.2)
+PRELU = Network((8, 6, 3), hidden=Act.LEAKY_RELU, learn_slope=True, slope=0.25, stats=True, weight_bits=12,
+                batch=4, learning_rate=0.2)
 
 
 def _data(n: int = 40) -> Dataset:
@@ -23,8 +25,8 @@ def _data(n: int = 40) -> Dataset:
     return Dataset((centres[y] + rng.normal(0, 0.3, (n, 8))).astype(np.float32), y, 3)
 
 
-def _train(driver, epochs, rng, trainer=None, first=1):
-    trainer = trainer or Trainer(driver, NET, seed=3)
+def _train(driver, epochs, rng, trainer=None, first=1, net=NET):
+    trainer = trainer or Trainer(driver, net, seed=3)
     if first == 1:
         trainer.load(trainer.initial_weights())
     for epoch in range(first, epochs + 1):
@@ -32,14 +34,15 @@ def _train(driver, epochs, rng, trainer=None, first=1):
     return trainer
 
 
-def test_resumed_training_ends_with_the_same_weights(tmp_path):
+@pytest.mark.parametrize("net", [NET, PRELU], ids=["tanh", "prelu"])
+def test_resumed_training_ends_with_the_same_weights(tmp_path, net):
     with Driver.open("model", config=SMALL) as driver:
-        straight = _train(driver, 3, np.random.default_rng(3)).weights()
+        straight = _train(driver, 3, np.random.default_rng(3), net=net).weights()
     path = tmp_path / "run.npz"
     with Driver.open("model", config=SMALL) as driver:
         rng = np.random.default_rng(3)
-        trainer = _train(driver, 1, rng)
-        Checkpoint(NET, trainer.weights(), 1, 3, rng.bit_generator.state).save(path)
+        trainer = _train(driver, 1, rng, net=net)
+        Checkpoint(net, trainer.weights(), 1, 3, rng.bit_generator.state).save(path)
     state = Checkpoint.load(path)                  # a new process, a freshly reset device
     with Driver.open("model", config=SMALL) as driver:
         rng = np.random.default_rng()
@@ -49,8 +52,10 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path):
         resumed = _train(driver, 3, rng, trainer, first=state.epoch + 1).weights()
     for a, b in zip(straight, resumed, strict=True):
         assert np.array_equal(a, b)
-    assert not np.array_equal(straight[0], Trainer(Driver.open("model", config=SMALL), NET, 3)
-                              .initial_weights()[0]), "training changed nothing"
+    initial = Trainer(Driver.open("model", config=SMALL), net, 3).initial_weights()
+    assert len(straight) == len(initial) == 2 + net.learn_slope
+    for before, after in zip(initial, straight, strict=True):
+        assert not np.array_equal(before, after), "training changed nothing"
 
 
 def test_checkpoint_is_replaced_atomically(tmp_path):
@@ -67,12 +72,27 @@ def test_checkpoint_is_replaced_atomically(tmp_path):
 def test_virtual_board_and_model_train_bit_identically():
     from sim.virtual import VirtualBoard
 
+    def run(driver, net):
+        trainer = Trainer(driver, net, seed=3)
+        trainer.load(trainer.initial_weights())
+        results = [trainer.train_epoch(_data(), np.random.default_rng(5), epoch) for epoch in (1, 2)]
+        return trainer.weights(), results
+
     with Driver.open("model", config=SMALL) as driver:
-        on_model = _train(driver, 2, np.random.default_rng(5)).weights()
+        on_model = [run(driver, net) for net in (NET, PRELU)]
     with VirtualBoard(SMALL) as url, Driver.open(url, timeout=30.0) as driver:
-        on_board = _train(driver, 2, np.random.default_rng(5)).weights()
-    for a, b in zip(on_model, on_board, strict=True):
-        assert np.array_equal(a, b)
+        on_board = [run(driver, net) for net in (NET, PRELU)]
+    for (weights_a, results_a), (weights_b, results_b) in zip(on_model, on_board, strict=True):
+        for a, b in zip(weights_a, weights_b, strict=True):
+            assert np.array_equal(a, b)
+        for a, b in zip(results_a, results_b, strict=True):
+            assert (a.loss, a.accuracy) == (b.loss, b.accuracy)
+            for field in ("active", "activations"):
+                assert (getattr(a, field) is None) == (getattr(b, field) is None)
+                for x, y in zip(getattr(a, field) or [], getattr(b, field) or [], strict=True):
+                    assert np.array_equal(x, y)
+    active = on_board[1][1][-1].active   # PRELU's neuron counters, read from the gateware
+    assert active is not None and 0 < active[0].mean() < 1
 
 
 @pytest.mark.parametrize("argv, message", [
