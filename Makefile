@@ -7,7 +7,7 @@ BOARD  ?= icebreaker
 WAVES  ?= 0
 export SIM WAVES
 
-.PHONY: setup train test sim unit lint bench bitstream flash clean
+.PHONY: setup train test sim unit lint bench lab bitstream flash clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ unit: setup
 # docs/bench/*.png, bench/results.json (about 3 min once the simulators are built).
 bench: setup
 	$(BIN)/python -m bench
+
+# The lab: how a neural net is parallelised on a chip, measured on the virtual board and the golden
+# model: docs/lab.md, docs/lab/*.png, lab/results.json, simulator output in build/lab/.
+lab: setup
+	$(BIN)/python -m lab
 
 $(VENV)/.boards: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e '.[boards]'

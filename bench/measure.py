@@ -7,10 +7,14 @@ testbenches' own counters); the golden model reports no cycles and serves for ac
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,11 +28,45 @@ from host.train import Trainer
 from hw.config import DeviceConfig
 from hw.isa import Instruction, Opcode, decode, instruction
 
-__all__ = ["DIGITS", "CONTROLLERS", "StepProfile", "LinkBytes", "TrainRun", "array_efficiency",
-           "profile_step", "link_bytes", "train_run", "reference_accuracy", "gemm_kind"]
+__all__ = ["DIGITS", "UART_BITS", "CONTROLLERS", "StepProfile", "LinkBytes", "TrainRun", "quiet",
+           "virtual", "array_efficiency", "profile_step", "train_steps", "link_bytes", "train_run",
+           "reference_accuracy", "gemm_kind"]
 
 DIGITS = (64, 32, 10)
 """The digits MLP: 64 inputs, 32 ReLU units, 10 softmax classes."""
+UART_BITS = 10
+"""Bits on the line per byte: 8N1 is a start bit, 8 data bits and a stop bit."""
+
+
+@contextlib.contextmanager
+def quiet(log: Path) -> Iterator[None]:
+    """Send this process's and its simulators' output (file descriptors 1 and 2) to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+@contextlib.contextmanager
+def virtual(config: DeviceConfig, stats: dict) -> Iterator[Driver]:
+    """A driver on a virtual board of ``config``; its statistics land in ``stats`` when it stops."""
+    from sim.virtual import VirtualBoard
+
+    board = VirtualBoard(config)
+    with board as url, Driver.open(url, timeout=60.0) as driver:
+        yield driver
+    stats.update(board.stats)
 
 
 # -- 1. array efficiency -----------------------------------------------------------------------------
@@ -171,13 +209,12 @@ class LinkBytes:
     infer_out: float
 
 
-def link_bytes(driver: Driver, trainer: Trainer, train: Dataset, test: Dataset, steps: int) -> tuple[
-        LinkBytes, list[int]]:
-    """Bytes per sample of ``steps`` training steps and of inference over ``test``, and the steps' cycles.
+def train_steps(driver: Driver, trainer: Trainer, train: Dataset, steps: int) -> tuple[
+        float, float, list[int]]:
+    """Bytes per sample each way of ``steps`` training steps on ``train``, and each step's cycles.
 
-    Counted by the driver: one ``WRITE`` of the inputs, one of the labels and one ``RUN`` per
-    training step; inference writes no labels. The test set's last minibatch is padded, so inference
-    is counted per sample actually sent.
+    Counted by the driver: one ``WRITE`` of the inputs, one of the labels and one ``RUN`` per step,
+    replies included.
     """
     m = trainer.network.batch
     driver.reset_stats()
@@ -187,7 +224,18 @@ def link_bytes(driver: Driver, trainer: Trainer, train: Dataset, test: Dataset, 
         for buf, addr, words in trainer.program.batch_writes(x, y):
             driver.write(buf, addr, words)
         cycles.append(driver.run(trainer.program.train, trainer.program.output).cycles)
-    sent, received = driver.bytes_sent / (steps * m), driver.bytes_received / (steps * m)
+    return driver.bytes_sent / (steps * m), driver.bytes_received / (steps * m), cycles
+
+
+def link_bytes(driver: Driver, trainer: Trainer, train: Dataset, test: Dataset, steps: int) -> tuple[
+        LinkBytes, list[int]]:
+    """Bytes per sample of ``steps`` training steps and of inference over ``test``, and the steps' cycles.
+
+    Training is counted by :func:`train_steps`; inference writes no labels. The test set's last
+    minibatch is padded, so inference is counted per sample actually sent.
+    """
+    sent, received, cycles = train_steps(driver, trainer, train, steps)
+    m = trainer.network.batch
     driver.reset_stats()
     sent_samples = -(-len(test) // m) * m
     trainer.predict(test.x)

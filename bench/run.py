@@ -20,13 +20,10 @@ raw figures to ``bench/results.json``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,7 +48,6 @@ DEEP = DeviceConfig(depth=8192)
 """The default device with buffers deep enough for minibatch 128 (the default holds up to 32)."""
 WIDE = DeviceConfig(rows=8, cols=8)
 BOARD_BATCH = 32
-UART_BITS = 10  # 8N1: start, 8 data, stop
 CMD = "python -m bench"
 
 
@@ -106,40 +102,10 @@ def _board_models(profiles: dict[tuple[int, int, int], measure.StepProfile],
             out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud,
                                   f"no {config.rows}×{config.cols} array measured"))
             continue
-        out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, "",
-                              bytes_per_step * UART_BITS / config.baud, profile.cycles / config.clk_hz))
+        line_s = bytes_per_step * measure.UART_BITS / config.baud
+        out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, "", line_s,
+                              profile.cycles / config.clk_hz))
     return out
-
-
-@contextlib.contextmanager
-def _quiet(log: Path) -> Iterator[None]:
-    """Send this process's and its simulators' output (file descriptors 1 and 2) to ``log``."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    with open(log, "w") as sink:
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in zip((1, 2), saved, strict=True):
-                os.dup2(copy, fd)
-                os.close(copy)
-
-
-@contextlib.contextmanager
-def _virtual(config: DeviceConfig, stats: dict) -> Iterator[Driver]:
-    """A driver on a virtual board of ``config``; its statistics land in ``stats`` when it stops."""
-    from sim.virtual import VirtualBoard
-
-    board = VirtualBoard(config)
-    with board as url, Driver.open(url, timeout=60.0) as driver:
-        yield driver
-    stats.update(board.stats)
 
 
 def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[dict, dict]:
@@ -380,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     began = time.monotonic()
     try:
-        with _quiet(LOG):
+        with measure.quiet(LOG):
             r, boards = _measure(args)
     except Exception:
         print(f"make bench failed; the simulators' output is in {LOG.relative_to(ROOT)}", file=sys.stderr)
@@ -402,14 +368,14 @@ def _measure(args) -> tuple[dict, list[BoardModel]]:
     r: dict = {"efficiency": measure.array_efficiency()}
 
     stats: dict = {}
-    with _virtual(DeviceConfig(), stats) as driver:
+    with measure.virtual(DeviceConfig(), stats) as driver:
         profiles, links = _steps(driver, tuple(m for m in BATCHES if m <= 32), train, test)
         virtual_run = measure.train_run(driver, Network(measure.DIGITS), train, test, 0, args.epochs)
     r["virtual"] = stats
-    with _virtual(DEEP, {}) as driver:
+    with measure.virtual(DEEP, {}) as driver:
         more, _ = _steps(driver, tuple(m for m in BATCHES if m > 32), train, test)
         profiles.update(more)
-    with _virtual(WIDE, {}) as driver:
+    with measure.virtual(WIDE, {}) as driver:
         more, _ = _steps(driver, (BOARD_BATCH,), train, test)
         profiles.update(more)
     r["steps"] = [asdict(p) for p in profiles.values()]
