@@ -1,4 +1,4 @@
-"""``python -m lab [--only SECTION …]``: measure the lab's sections and write ``docs/lab.md``."""
+"""``python -m lab [--only SECTION …] [--render]``: measure the lab's sections and write ``docs/lab.md``."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ CMD = "python -m lab"
 
 INTRO = """# The lab: how is a neural net parallelised on a chip?
 
-Written by `make lab` (`{cmd}`); the raw figures are in `lab/results.json`. Each section asks one
-question about training a network on the device and answers it with figures measured on the device
-itself: cycle counts from the virtual board (the real gateware simulated by Verilator, reporting the
-cycles of every `RUN`) and accuracies from the golden model (`--target model`, bit-identical to the
-gateware). Every table and plot names the command that made it; `{cmd} --only SECTION` measures one
-section again and rewrites this page with the others' earlier figures.
+Written by `make lab` (`python -m lab`); the raw figures are in `lab/results.json`. Each section
+asks one question about training a network on the device and answers it with figures measured on
+the device itself: cycle counts from the virtual board (the real gateware simulated by Verilator,
+reporting the cycles of every `RUN`) and accuracies from the golden model (`--target model`,
+bit-identical to the gateware). Every table and plot names the command that made it;
+`python -m lab --only SECTION` measures one section again and rewrites this page with the other
+sections' earlier figures.
 """
 
 
@@ -34,7 +35,7 @@ def sections(names: tuple[str, ...] = SECTIONS) -> dict[str, ModuleType]:
 def document(results: dict, plots: Path = PLOTS) -> str:
     """``docs/lab.md`` from every section's figures (sections without figures are left out), drawing
     the plots into ``plots``."""
-    parts = [INTRO.format(cmd=CMD)]
+    parts = [INTRO]
     for name, module in sections().items():
         if name in results:
             parts.append(f"## {module.TITLE}\n\n{module.render(results[name], plots)}")
@@ -61,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=CMD, description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=SECTIONS, metavar="SECTION",
                         help=f"measure only this section (repeatable; default all: {', '.join(SECTIONS)})")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rewrite docs/lab.md and its plots from lab/results.json")
     args = parser.parse_args(argv)
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    for name, module in sections(tuple(args.only or SECTIONS)).items():
+    for name, module in sections(() if args.render else tuple(args.only or SECTIONS)).items():
         results[name] = _measure(name, module)
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
     DOCS.write_text(document(results))
-    print(f"{DOCS.relative_to(ROOT)}, {PLOTS.relative_to(ROOT)}/ and {RESULTS.relative_to(ROOT)} written")
+    print(f"{DOCS.relative_to(ROOT)} and {PLOTS.relative_to(ROOT)}/ written from {RESULTS.relative_to(ROOT)}")
     return 0
 
 

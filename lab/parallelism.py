@@ -261,14 +261,17 @@ def _gemm_table(steps: list[Step], batch: int) -> str:
 
 def _link_md(r: dict) -> str:
     """Array and line time per sample at :data:`BATCH` for each measured array at each board clock."""
+    own = {b["name"]: (b["rows"], b["cols"]) for b in r["boards"]}
     rows = []
     for x in link_table(r):
-        clock = f"{x['clk_hz'] / 1e6:g} MHz ({', '.join(x['boards'])})"
+        step = x["line_s"] + x["array_s"]
+        names = (f"**{n}**" if own[n] == (x["rows"], x["cols"]) else n for n in x["boards"])
+        clock = f"{x['clk_hz'] / 1e6:g} MHz ({', '.join(names)})"
         rows.append([_name(x), clock, f"{x['baud'] / 1e6:g} M", f"{1e6 * x['array_s']:,.2f} µs",
-                     f"{1e6 * x['line_s']:,.1f} µs", _pct(x["line_s"] / (x["line_s"] + x["array_s"])),
+                     f"{1e6 * x['line_s']:,.1f} µs", _pct(x["line_s"] / step), f"{1 / step:,.0f}",
                      "link" if x["line_s"] >= x["array_s"] else "array"])
     return _table(["array", "clock (boards)", "baud", "array per sample", "line per sample", "line's share",
-                   "bound"], rows, left=2)
+                   "samples/s", "bound"], rows, left=2)
 
 
 # -- plots ---------------------------------------------------------------------------------------------
@@ -442,7 +445,8 @@ def _link(r: dict) -> str:
     fast = min(rows, key=lambda x: x["array_s"])
     line = min(x["line_s"] for x in rows)
     even = sorted((x for x in rows if _name(x) == _name(slow)), key=lambda x: x["clk_hz"])
-    spends = slow["array_s"] * slow["clk_hz"]
+    same = sorted((x for x in rows if x["clk_hz"] == slow["clk_hz"]), key=lambda x: x["array_s"])
+    rate = [1 / (x["line_s"] + x["array_s"]) for x in (same[-1], same[0])]
     verdict = "every measured array is link-bound at every board clock" \
         if all(x["line_s"] >= x["array_s"] for x in rows) else "not every array is link-bound (table)"
     return _para(
@@ -451,12 +455,15 @@ def _link(r: dict) -> str:
         f"{1e6 * line:,.0f} µs on the line at {slow['baud'] / 1e6:g} Mbaud. The array needs "
         f"{1e6 * slow['array_s']:,.1f} µs per sample on {_name(slow)} at {slow['clk_hz'] / 1e6:g} MHz and "
         f"{1e6 * fast['array_s']:,.2f} µs on {_name(fast)} at {fast['clk_hz'] / 1e6:g} MHz, so {verdict}: "
-        f"the array would have to spend more than "
-        + ", ".join(f"{x['clk_hz'] * x['line_s']:,.0f} cycles per sample at {x['clk_hz'] / 1e6:g} MHz"
-                    for x in even)
-        + f" to slow training down; the {_name(slow)} array spends {spends:,.0f}."
-        f" A bigger array shortens a share of the step the line already dwarfs (the request–reply "
-        f"protocol adds the two; USB latency is not modelled).")
+        f"the array takes longer than the line only above {even[0]['clk_hz'] * even[0]['line_s']:,.0f} "
+        f"cycles per sample at {even[0]['clk_hz'] / 1e6:g} MHz ("
+        + ", ".join(f"{x['clk_hz'] * x['line_s']:,.0f} at {x['clk_hz'] / 1e6:g} MHz" for x in even[1:])
+        + f"), and the {_name(slow)} array needs {slow['array_s'] * slow['clk_hz']:,.0f}. The request–reply "
+        f"protocol adds the two times, so a bigger array still shortens the step, but only by its own "
+        f"share: at {slow['clk_hz'] / 1e6:g} MHz, going from {_name(same[-1])} to {_name(same[0])} takes "
+        f"training from {rate[0]:,.0f} to {rate[1]:,.0f} samples per second ({rate[1] / rate[0]:.1f}×, "
+        f"for {same[-1]['array_s'] / same[0]['array_s']:.0f}× fewer array cycles). USB latency is not "
+        f"modelled.")
 
 
 # -- the section -------------------------------------------------------------------------------------
@@ -528,9 +535,9 @@ Speed-up per sample against the 1×1 array at the same minibatch (`{CMD}`):
 ### The link
 
 {_para(f"Array time per sample is the measured step cycles over minibatch {BATCH} at each board's "
-       f"clock (`hw/boards`); line time is the bytes per sample the driver counted in those steps "
-       f"(frames, delimiters and replies, both ways) times {UART_BITS} bits (8N1) over the baud rate "
-       f"(`{CMD}`).")}
+       f"clock (`hw/boards`; a board is in bold next to its own array); line time is the bytes per "
+       f"sample the driver counted in those steps (frames, delimiters and replies, both ways) times "
+       f"{UART_BITS} bits (8N1) over the baud rate (`{CMD}`).")}
 
 {_link_md(r)}
 
