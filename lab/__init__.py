@@ -19,7 +19,7 @@ from pathlib import Path
 
 __all__ = ["SECTIONS", "ROOT", "DOCS", "PLOTS", "RESULTS", "LOGS"]
 
-SECTIONS = ("parallelism",)
+SECTIONS = ("parallelism", "activations", "neurons", "rounding")
 """The section modules of :mod:`lab`, in the order of ``docs/lab.md``."""
 
 ROOT = Path(__file__).resolve().parent.parent

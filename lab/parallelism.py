@@ -22,6 +22,7 @@ from host.data import Dataset, digits
 from host.driver import Driver
 from host.train import Trainer
 from hw.config import DeviceConfig
+from lab.plots import figure, save
 
 __all__ = ["TITLE", "ARRAYS", "BATCHES", "BATCH", "device", "measure", "render", "index", "per_sample",
            "speedups", "tile_fill", "drain_cap", "share", "perfect_gemms", "settled", "link_table"]
@@ -277,31 +278,11 @@ def _link_md(r: dict) -> str:
 # -- plots ---------------------------------------------------------------------------------------------
 
 
-def _figure(width: float = 7, height: float = 4.2):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
-
-
-def _save(fig, path: Path) -> str:
-    """Save ``fig`` with the command that made it in its corner; returns the file name."""
-    import matplotlib.pyplot as plt
-
-    fig.text(0.995, 0.005, CMD, fontsize=6, color="grey", ha="right", va="bottom")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path.name
-
-
 def _plot_speedup(steps: list[Step], plots: Path) -> str:
     """Speed-up per sample against the number of cells, one line per minibatch, with the ideal R·C."""
     up, arrays = speedups(steps), _arrays(steps)
     cells = [r * c for r, c in arrays]
-    fig, ax = _figure()
+    fig, ax = figure()
     ax.plot(cells, cells, "k:", label="ideal: R·C")
     for m in (m for m in _batches(steps) if m in (1, 8, BATCH, max(BATCHES))):
         pts = [(r * c, up[r, c, m]) for r, c in arrays if (r, c, m) in up]
@@ -312,20 +293,20 @@ def _plot_speedup(steps: list[Step], plots: Path) -> str:
     ax.set_yticks(cells, [str(n) for n in cells])
     ax.minorticks_off()
     ax.legend(fontsize=8)
-    return _save(fig, plots / "speedup.png")
+    return save(fig, plots / "speedup.png", CMD)
 
 
 def _plot_per_sample(steps: list[Step], plots: Path) -> str:
     """Cycles per sample against the minibatch, one line per array."""
     at = index(steps)
-    fig, ax = _figure()
+    fig, ax = figure()
     for r, c in _arrays(steps):
         pts = [(m, per_sample(at[r, c, m])) for m in _batches(steps) if (r, c, m) in at]
         ax.plot(*zip(*pts, strict=True), "o-", label=f"{r}×{c} array")
     ax.set(xscale="log", yscale="log", xlabel="minibatch m", ylabel="cycles per sample")
     ax.set_xticks(_batches(steps), [str(m) for m in _batches(steps)])
     ax.legend(fontsize=8)
-    return _save(fig, plots / "per_sample.png")
+    return save(fig, plots / "per_sample.png", CMD)
 
 
 def _plot_breakdown(steps: list[Step], plots: Path) -> str:
@@ -336,7 +317,7 @@ def _plot_breakdown(steps: list[Step], plots: Path) -> str:
               if (r, c, m) in at]
     kinds = list(dict.fromkeys(k for s in chosen for k in s["kinds"]))
     labels = [f"{_name(s)}\nm={s['batch']}" for s in chosen]
-    fig, ax = _figure(9, 4.5)
+    fig, ax = figure(width=9, height=4.5)
     bottom = [0.0] * len(chosen)
     for kind in kinds:
         part = [100 * s["kinds"].get(kind, 0) / s["cycles"] for s in chosen]
@@ -346,7 +327,7 @@ def _plot_breakdown(steps: list[Step], plots: Path) -> str:
     ax.set(ylabel="share of the training step's cycles (%)", ylim=(0, 100))
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
-    return _save(fig, plots / "breakdown.png")
+    return save(fig, plots / "breakdown.png", CMD)
 
 
 # -- prose -------------------------------------------------------------------------------------------

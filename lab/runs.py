@@ -1,0 +1,79 @@
+"""Training runs of the lab: a network trained on the golden model, with its float32 twin.
+
+The golden model (``Driver.open("model")``) is the device bit for bit (the cocotb suite and
+:func:`lab.neurons.measure` check it against the gateware), and it trains digits in about a second
+per epoch, so the activation, rounding and neuron sections train on it. Runs are independent and
+spread over the machine's cores.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from host.checkpoint import network_to_dict
+from host.compiler import Network
+from host.data import digits, minibatches
+from host.driver import Driver
+from host.reference import Reference
+from host.train import Trainer
+from hw.config import DeviceConfig
+
+__all__ = ["EPOCHS", "train", "train_all"]
+
+EPOCHS = 20
+"""Epochs of every run (those of ``systolic train``)."""
+
+
+def train(network: Network, seed: int, epochs: int = EPOCHS, reference: bool = True,
+          target: str = "model") -> dict:
+    """Train ``network`` on digits split by ``seed``, from ``seed``'s initial weights and data order.
+
+    Returns per epoch the device's mean training loss, training and test accuracy, the float32
+    reference's test accuracy (``reference``), and with ``network.stats`` each hidden unit's active
+    fraction; at the end the learned slopes (PReLU), the largest weight magnitude, and a histogram of the
+    last minibatch's hidden activations (``stats``). ``target`` is
+    ``"model"`` or a pyserial URL (a virtual board).
+    """
+    train_set, test = digits(seed=seed)
+    began = time.monotonic()
+    out: dict = {"network": network_to_dict(network), "seed": seed, "loss": [], "train": [], "test": [],
+                 "float32": [], "active": []}
+    with Driver.open(target, config=DeviceConfig(), timeout=60.0) as driver:
+        trainer = Trainer(driver, network, seed)
+        initial = trainer.initial_weights()
+        trainer.load(initial)
+        ref = Reference.from_raw(network, initial) if reference else None
+        rng, ref_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+        for epoch in range(1, epochs + 1):
+            result = trainer.train_epoch(train_set, rng, epoch)
+            out["loss"].append(result.loss)
+            out["train"].append(result.accuracy)
+            out["test"].append(float(np.mean(trainer.predict(test.x) == test.y)))
+            if result.active is not None:
+                out["active"].append([a.tolist() for a in result.active])
+            if ref is not None:
+                for x, y in minibatches(train_set, network.batch, ref_rng):
+                    ref.train_step(x, y)
+                out["float32"].append(float(np.mean(ref.predict(test.x) == test.y)))
+        params = trainer.weights()
+    fmt = network.weight_format
+    out["slopes"] = [fmt.dequantize(s)[:, 0].tolist() for s in params[network.layers:]]
+    out["max_weight"] = float(max(np.abs(fmt.dequantize(w)).max() for w in params[:network.layers]))
+    if result.activations is not None:
+        out["histograms"] = [np.histogram(a, bins=40, range=(-2, 6))[0].tolist() for a in result.activations]
+    out["seconds"] = time.monotonic() - began
+    return out
+
+
+def _train(job: tuple[Network, int, int]) -> dict:
+    return train(*job)
+
+
+def train_all(jobs: list[tuple[Network, int]], epochs: int = EPOCHS) -> list[dict]:
+    """:func:`train` of every ``(network, seed)``, in parallel, in the order given."""
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(_train, [(net, seed, epochs) for net, seed in jobs]))

@@ -1,0 +1,51 @@
+"""The lab's training sections render what they measured (fake figures, no simulator)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab import activations, neurons, rounding
+
+
+def _run(test: float, active=None, slopes=(), max_weight=0.5) -> dict:
+    """One run of :func:`lab.runs.train` with made-up figures, 3 epochs."""
+    return {"loss": [1.0, 0.5, 0.25], "train": [0.5, 0.7, test], "test": [0.5, 0.8, test],
+            "float32": [0.5, 0.8, 0.95], "active": active or [], "slopes": [list(slopes)] if slopes else [],
+            "max_weight": max_weight, "histograms": [[1] * 40, [2] * 40], "seconds": 1.0}
+
+
+def test_activations_summary_and_page(tmp_path):
+    runs = {label: [_run(0.9 + 0.01 * k, active=[[[0, 1, 2]]] * 3) for k in range(3)]
+            for label in activations.VARIANTS}
+    runs["tanh"] = [_run(0.97, active=[[[3, 1, 2]]] * 3) for _ in range(3)]
+    for run in runs["PReLU (learned)"]:
+        run["slopes"] = [[0.2, 0.3]]
+    s = activations.summary(runs["ReLU"])
+    assert s["device"] == pytest.approx(0.91) and (s["low"], s["high"]) == (0.9, 0.92)
+    assert s["gap"] == pytest.approx(0.04) and s["dead"] == pytest.approx(1 / 3)
+    assert activations.summary(runs["PReLU (learned)"])["slopes"] == pytest.approx((0.25, 0.2, 0.3))
+    page = activations.render({"epochs": 3, "runs": runs}, tmp_path)
+    assert "**Best on the device: tanh** at 97.00 %" in page
+    assert (tmp_path / "activations.png").exists() and (tmp_path / "prelu-slopes.png").exists()
+
+
+@pytest.mark.parametrize("largest, words", [(0.9, "none ever left"), (9.0, "some left")])
+def test_rounding_page(tmp_path, largest, words):
+    runs = {f"{b} {r}": [_run(0.2 if (b, r) == (8, "nearest") else 0.93, max_weight=largest)]
+            for b in rounding.BITS for r in rounding.ROUNDINGS}
+    rate = {str(b): 0.1 for b in rounding.BITS}
+    page = rounding.render({"epochs": 3, "runs": runs, "rate": rate}, tmp_path)
+    assert "the gap to float32 is 75.00 points with round-to-nearest" in page
+    assert "2.00 points with stochastic rounding" in page and words in page
+
+
+def test_neurons_dead_fractions_and_page(tmp_path):
+    epochs = [[[0, .5, 0, .1], [.2, .2]], [[0, .5, .1, .1], [0, .2]], [[.3, .6, .1, .2], [0, 0]]]
+    run = _run(0.9, active=epochs)
+    assert neurons.dead(run, 0) == [0.5, 0.0] and neurons.dead(run) == [0.0, 1.0]
+    runs = {label: [run] for label in neurons.VARIANTS}
+    check = {"epochs": 1, "identical": True, "virtual_seconds": 8.0, "model_seconds": 2.0}
+    page = neurons.render({"epochs": 3, "runs": runs, "check": check}, tmp_path)
+    assert "50.0 % → **0.0 %** | 0.0 % → **100.0 %**" in page
+    assert "gave identical losses" in page
+    assert "| ReLU, lr 0.1 | 90.00 % | 20.0 % |" in page   # mean of the last epoch's fractions
