@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.gemms import CONTROLLERS, DIGITS, digits, gemm_kind, program_gemms, setup_words, standalone, sweep
 from host.compiler import Network, Program
 from host.data import Dataset, minibatches
 from host.driver import Driver
@@ -28,12 +29,10 @@ from host.train import Trainer
 from hw.config import DeviceConfig
 from hw.isa import Instruction, Opcode, decode, instruction
 
-__all__ = ["DIGITS", "UART_BITS", "CONTROLLERS", "StepProfile", "LinkBytes", "TrainRun", "quiet",
-           "virtual", "array_efficiency", "profile_step", "train_steps", "link_bytes", "train_run",
+__all__ = ["DIGITS", "UART_BITS", "StepProfile", "LinkBytes", "TrainRun", "quiet", "virtual",
+           "array_efficiency", "gemm_runs", "profile_step", "train_steps", "link_bytes", "train_run",
            "reference_accuracy", "gemm_kind"]
 
-DIGITS = (64, 32, 10)
-"""The digits MLP: 64 inputs, 32 ReLU units, 10 softmax classes."""
 UART_BITS = 10
 """Bits on the line per byte: 8N1 is a start bit, 8 data bits and a stop bit."""
 
@@ -72,21 +71,14 @@ def virtual(config: DeviceConfig, stats: dict) -> Iterator[Driver]:
 # -- 1. array efficiency -----------------------------------------------------------------------------
 
 
-CONTROLLERS = {
-    (4, 4): DeviceConfig(rows=4, cols=4, depth=256, imem=128, k_max=64, max_rows=10),
-    (8, 8): DeviceConfig(rows=8, cols=8, depth=512, imem=128, k_max=64, max_rows=10),
-}
-"""Controllers of the GEMM-instruction test: the 4×4 one is ``tests/test_controller.py``'s; the 8×8 one
-is deep enough for its largest operand, ``K × N = 64 × 64`` words."""
-
-
 def array_efficiency(arrays: tuple[tuple[int, int], ...] = tuple(CONTROLLERS)) -> list[dict]:
-    """GEMM cycles of each array size: the array alone and one GEMM instruction through the controller.
+    """GEMM cycles of each array size: the array alone and GEMM instructions through the controller.
 
     Runs the ``efficiency`` test of ``sim/tb_array.py`` (every shape of its M, K, N sweep streamed with
-    no stalls) and the ``gemm_efficiency`` test of ``sim/tb_controller.py`` (a whole GEMM instruction,
-    operands read from the buffers and results written back) on each ``(rows, cols)``; both compare
-    every result with the golden model. Rows carry ``level`` = ``"array"`` or ``"instruction"``.
+    no stalls) and the ``gemm_efficiency`` test of ``sim/tb_controller.py`` on the controller of
+    :data:`~bench.gemms.CONTROLLERS` for each ``(rows, cols)``, with the GEMMs of :func:`gemm_runs`;
+    both compare every result with the golden model. Rows carry ``level`` = ``"array"`` or
+    ``"instruction"``, and instruction rows ``family`` = ``"sweep"`` or ``"digits"``.
     """
     from hw.array import SystolicArray
     from hw.controller import Controller
@@ -105,9 +97,19 @@ def array_efficiency(arrays: tuple[tuple[int, int], ...] = tuple(CONTROLLERS)) -
             config = CONTROLLERS[r, c]
             out = Path(tmp) / f"program-{r}x{c}.json"
             run(Controller(config), f"controller_{r}x{c}", "sim.tb_controller",
-                {**asdict(config), "programs": 20, "results": str(out)}, testcase="gemm_efficiency")
+                {**asdict(config), "gemms": gemm_runs(config), "results": str(out)},
+                testcase="gemm_efficiency")
             rows += [{**row, "level": "instruction"} for row in json.loads(out.read_text())]
     return rows
+
+
+def gemm_runs(config: DeviceConfig) -> list[dict]:
+    """The ``gemms`` parameter of ``gemm_efficiency``: the sweep, then the digits GEMMs, each a program."""
+    program, gemms = digits(config.rows, config.cols)
+    runs = [(g, "sweep", "A·B", ()) for g in sweep(config)]
+    runs += [(g, "digits", g.kind, setup_words(program)) for g in gemms]
+    return [{"family": family, "kind": kind, "m": g.m, "k": g.k, "n": g.n, "ta": g.ta, "tb": g.tb,
+             "words": standalone(g, config.depth, prefix)} for g, family, kind, prefix in runs]
 
 
 # -- 2. the training step, instruction by instruction ------------------------------------------------
@@ -144,14 +146,8 @@ class StepProfile:
         return self.gemm_ideal / self.cycles
 
 
-def _fields(word: int):
-    return decode(Instruction(), word.to_bytes(8, "little"))
-
-
-def gemm_kind(ta: bool, tb: bool) -> str:
-    """The training-step role of a GEMM from its transposes (the compiler's placement)."""
-    return "GEMM W·A (forward)" if not (ta or tb) else "GEMM Wᵀ·dZ (backward)" if ta else \
-        "GEMM dZ·Aᵀ + SGD (update)"
+def _opcode(word: int) -> Opcode:
+    return Opcode(decode(Instruction(), word.to_bytes(8, "little")).op)
 
 
 def profile_step(driver: Driver, program: Program) -> StepProfile:
@@ -174,27 +170,17 @@ def profile_step(driver: Driver, program: Program) -> StepProfile:
             driver.program([program.words[pc]], pc)
     kinds: dict[str, int] = defaultdict(int)
     kinds["RUN + END"] = prefix[0]
-    regs: dict[int, tuple[int, int]] = {}
+    found = program_gemms(program)
     gemms = []
     for pc in range(program.train, end):
         cost = prefix[pc - program.train + 1] - prefix[pc - program.train]
-        view = _fields(program.words[pc])
-        op = Opcode(view.op)
-        if op == Opcode.TENSOR:
-            t = view.args.tensor
-            regs[int(t.t)] = int(t.rows), int(t.cols)
-            kinds["TENSOR"] += cost
-        elif op == Opcode.GEMM:
-            g = view.args.gemm
-            a, b = regs[int(g.a)], regs[int(g.b)]
-            m, k = a[::-1] if g.ta else a
-            n = b[0] if g.tb else b[1]
-            kind = gemm_kind(bool(g.ta), bool(g.tb))
-            kinds[kind] += cost
-            gemms.append({"kind": kind, "m": m, "k": k, "n": n, "cycles": cost,
-                          "ideal": m * k * n / (config.rows * config.cols)})
+        if pc in found:
+            g = found[pc]
+            kinds[g.kind] += cost
+            gemms.append({"kind": g.kind, "m": g.m, "k": g.k, "n": g.n, "cycles": cost,
+                          "ideal": g.m * g.k * g.n / (config.rows * config.cols)})
         else:
-            kinds[op.name] += cost
+            kinds[_opcode(program.words[pc]).name] += cost
     return StepProfile(program.network.batch, config.rows, config.cols, prefix[-1],
                        sum(g["ideal"] for g in gemms), dict(kinds), gemms)
 

@@ -128,13 +128,17 @@ async def extremes(dut):
 
 @cocotb.test()
 async def efficiency(dut):
-    """Cycles of each GEMM shape with no stalls, against ideal ``M·N·K / (R·C)``."""
+    """Cycles of each GEMM shape with no stalls, against ideal ``M·N·K / (R·C)``.
+
+    ``M = 2·R``; ``K`` in powers of two up to ``8·max(R, C)``, ``R`` and ``4·R + 3``; ``N`` in 1, 7, 64.
+    """
     await start(dut)
     rng = random.Random(0)
     nrng = np.random.default_rng(0)
     rows = []
     m = 2 * R
-    for k, n in itertools.product(sorted({1, R, 4 * R + 3, 8 * max(R, C)}), (1, 7, 64)):
+    depths = {1 << i for i in range((8 * max(R, C)).bit_length())} | {R, 4 * R + 3}
+    for k, n in itertools.product(sorted(depths), (1, 7, 64)):
         buf_a, buf_b = random_buffers(nrng, m, k, n)
         steps = gemm_steps(buf_a, buf_b, m, k, n, False, False, R, C)
         y, cycles = await stream(dut, steps, rng)

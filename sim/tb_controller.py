@@ -7,6 +7,7 @@ pc and every word of the three buffers must agree. Parameters: the ``DeviceConfi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from sim.programs import random_program
 from sim.runner import tb_params
 
 P = tb_params()
-CONFIG = DeviceConfig(**{k: v for k, v in P.items() if k not in ("programs", "results")})
+CONFIG = DeviceConfig(**{f.name: P[f.name] for f in dataclasses.fields(DeviceConfig) if f.name in P})
 WORDS = CONFIG.banks * CONFIG.depth
 
 
@@ -198,50 +199,55 @@ async def faults(dut):
 
 @cocotb.test()
 async def gemm_efficiency(dut):
-    """Cycles of one GEMM instruction (fetch and decode included) against M·N·K / (R·C)."""
+    """Cycles of one GEMM instruction (fetch and decode included) against M·N·K / (R·C).
+
+    Each GEMM is a program of its own (the ``gemms`` parameter: ``words`` whose last two are the GEMM
+    and ``END``, its shape ``m``, ``k``, ``n`` and labels copied to the results), run after the same
+    random words are loaded into every buffer of the gateware and the golden model. Its cycles are
+    those of the program less those of the program with the GEMM replaced by a ``NOP``; every buffer
+    is then compared with the golden model's. Without ``gemms``: ``A·B`` with ``M = 4·R``,
+    ``N = 8·C`` and ``K = 4·max(R, C)`` and ``8·max(R, C)``.
+    """
     await start(dut)
     rng = np.random.default_rng(0)
-    model = Device(CONFIG)
-    R, C, B = CONFIG.rows, CONFIG.cols, CONFIG.banks
+    R, C = CONFIG.rows, CONFIG.cols
     rows = []
-    for k in (4 * max(R, C), 8 * max(R, C)):
-        m, n = 4 * R, 8 * C
-        shapes = {0: (Buf.W, m, k), 1: (Buf.A, k, n), 2: (Buf.G, m, n)}
-        words, base = [], {}
-        for t, (buf, r, c) in shapes.items():
-            base[t] = 0
-            words.append(instruction(Opcode.TENSOR, tensor={"t": t, "buf": buf, "base": 0, "rows": r,
-                                                           "cols": c, "pitch": -(-c // B)}))
-        words += [instruction(Opcode.GEMM, gemm={
-            "a": 0, "ta": 0, "b": 1, "tb": 0, "c": 0, "use_c": 0, "out": 2,
-            "epi": {"op": 0, "act": 0, "deriv": 0, "round": 0, "shift": 16, "b_shift": 0}}),
-            instruction(Opcode.END)]
-        for buf in Buf:
-            data = rng.integers(-(1 << 15), 1 << 15, WORDS)
-            model.write_words(buf, 0, data)
-            await write_words(dut, buf.value, data)
+    for gemm in P.get("gemms") or _default_gemms():
+        words, m, k, n = gemm["words"], gemm["m"], gemm["k"], gemm["n"]
+        model = await fresh_model(dut, rng)
         model.program(words)
+        await program(dut, [*words[:-2], instruction(Opcode.NOP), words[-1]])
+        _, _, setup = await run(dut)
         await program(dut, words)
-        # A run of the set-up alone, to subtract its cycles from the GEMM's.
-        _, _, setup = await _run_without_gemm(dut, words)
-        await program(dut, words)
-        assert model.run(0) == (await run(dut))[:2] == (Status.OK, len(words) - 1)
-        _, _, total = await run(dut)
-        cycles = total - setup
-        ideal = m * n * k / (R * C)
-        rows.append({"rows": R, "cols": C, "m": m, "k": k, "n": n, "cycles": cycles, "ideal": ideal,
-                     "efficiency": ideal / cycles})
-        dut._log.info("GEMM instruction M=%d K=%d N=%d: %d cycles, ideal %.0f, efficiency %.1f %%",
-                      m, k, n, cycles, ideal, 100 * ideal / cycles)
-        await compare_buffers(dut, model, f"GEMM K={k}")
+        status, pc, total = await run(dut)
+        name = f"GEMM M={m} K={k} N={n}"
+        assert model.run(0) == (Status(status), pc) == (Status.OK, len(words) - 1), \
+            f"{name}: got {Status(status).name} at {pc}"
+        cycles, ideal = total - setup, m * n * k / (R * C)
+        rows.append({**{key: v for key, v in gemm.items() if key != "words"}, "rows": R, "cols": C,
+                     "cycles": cycles, "ideal": ideal, "efficiency": ideal / cycles})
+        dut._log.info("%s: %d cycles, ideal %.0f, efficiency %.1f %%", name, cycles, ideal,
+                      100 * ideal / cycles)
+        await compare_buffers(dut, model, name)
     if "results" in P:
         Path(P["results"]).write_text(json.dumps(rows, indent=1))
 
 
-async def _run_without_gemm(dut, words):
-    """Run the program with its GEMM replaced by a NOP: the cycles of everything else."""
-    await program(dut, [*words[:-2], instruction(Opcode.NOP), words[-1]])
-    return await run(dut)
+def _default_gemms() -> list[dict]:
+    """``A·B`` into G with ``A`` in W and ``B`` in A, all at 0: ``M = 4·R``, ``N = 8·C``, two depths."""
+    R, C, B = CONFIG.rows, CONFIG.cols, CONFIG.banks
+    out = []
+    for k in (4 * max(R, C), 8 * max(R, C)):
+        m, n = 4 * R, 8 * C
+        words = [instruction(Opcode.TENSOR, tensor={"t": t, "buf": buf, "base": 0, "rows": r, "cols": c,
+                                                    "pitch": -(-c // B)})
+                 for t, (buf, r, c) in enumerate(((Buf.W, m, k), (Buf.A, k, n), (Buf.G, m, n)))]
+        words += [instruction(Opcode.GEMM, gemm={
+            "a": 0, "ta": 0, "b": 1, "tb": 0, "c": 0, "use_c": 0, "out": 2,
+            "epi": {"op": 0, "act": 0, "deriv": 0, "round": 0, "shift": 16, "b_shift": 0}}),
+            instruction(Opcode.END)]
+        out.append({"m": m, "k": k, "n": n, "words": words})
+    return out
 
 
 @cocotb.test()

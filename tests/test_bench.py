@@ -1,6 +1,13 @@
-"""The benchmark table's formatting (``make bench`` itself is not part of ``make test``)."""
+"""The benchmark's pure parts: table formatting, the GEMM runs and their summaries (``make bench``
+itself is not part of ``make test``)."""
 
+import pytest
+
+from bench import gemms, measure, run
 from bench.table import Row, markdown, text, verdict
+from hw.boards import BOARDS
+from hw.isa import Opcode, Status
+from sim.model import Device
 
 
 def test_verdicts():
@@ -16,3 +23,79 @@ def test_tables_hold_every_row_and_escape_pipes():
     plain = text(rows).splitlines()
     assert len(plain) == 4
     assert plain[2].index("≥ 90 %") == plain[0].index("target")
+
+
+def test_digits_gemms_come_from_the_compiled_step():
+    _, found = gemms.digits(4, 4)
+    assert [(g.m, g.k, g.n, g.ta, g.tb) for g in found] == [
+        (32, 65, 32, False, False), (10, 33, 32, False, False), (32, 10, 32, True, False),
+        (10, 32, 33, False, True), (32, 32, 65, False, True)]
+    assert [g.kind for g in found[1:4]] == [gemms.gemm_kind(False, False), gemms.gemm_kind(True, False),
+                                            gemms.gemm_kind(False, True)]
+    assert len(found[2].tensors) == 4 and len(found[4].tensors) == 3  # c = out in the SGD step
+
+
+def test_controllers_cover_every_board_array():
+    assert set(gemms.CONTROLLERS) == {(b.config.rows, b.config.cols) for b in BOARDS.values()}
+    for (rows, cols), config in gemms.CONTROLLERS.items():
+        assert (config.rows, config.cols, config.imem) == (rows, cols, 16)
+        assert config.depth == gemms.depth_needed(gemms.digits(rows, cols)[1] + gemms.sweep(config))
+
+
+@pytest.mark.parametrize("size", sorted(gemms.CONTROLLERS))
+def test_every_gemm_run_is_one_gemm_the_golden_model_runs(size):
+    config = gemms.CONTROLLERS[size]
+    runs = measure.gemm_runs(config)
+    assert [r["k"] for r in runs if r["family"] == "sweep"] == [1 << i for i in range(
+        (8 * max(size)).bit_length())]
+    for r in runs:
+        device = Device(config)
+        device.program(r["words"])
+        assert device.run(0) == (Status.OK, len(r["words"]) - 1), r
+        assert sum(Opcode(w & 0xF) == Opcode.GEMM for w in r["words"]) == 1
+
+
+def test_standalone_moves_tensors_down_and_checks_the_depth():
+    program, found = gemms.digits(4, 4)
+    backward = found[2]
+    need = gemms.depth_needed([backward])
+    words = gemms.standalone(backward, need, gemms.setup_words(program))
+    assert words[:3] == list(gemms.setup_words(program)) and words[-2] == backward.word
+    assert min(t.base for t in backward.tensors.values()) > 0 and need < max(
+        t.end for t in backward.tensors.values())
+    with pytest.raises(ValueError, match=f"needs {need} words per bank"):
+        gemms.standalone(backward, need - 1)
+
+
+def test_target_scope_and_tile_occupancy():
+    row = {"rows": 8, "cols": 8, "m": 10, "k": 33, "n": 32}
+    assert gemms.applies(row) and not gemms.filled(row)
+    assert not gemms.applies({**row, "k": 31}) and not gemms.applies({**row, "n": 31})
+    assert gemms.filled({**row, "m": 16})
+    assert gemms.occupancy(10, 32, 8, 8) == 10 / 16 and gemms.occupancy(32, 65, 4, 4) == 65 / 68
+
+
+def _eff(level, m, k, n, efficiency, **more):
+    return {"level": level, "rows": 4, "cols": 4, "m": m, "k": k, "n": n, "cycles": 100,
+            "ideal": 100 * efficiency, "efficiency": efficiency, **more}
+
+
+def test_efficiency_row_names_the_shapes_that_miss():
+    filled = [_eff("array", 8, 16, 64, 0.98), _eff("instruction", 16, 32, 32, 0.95, family="sweep")]
+    assert run._efficiency_row(filled).verdict == "pass"
+    short = _eff("instruction", 10, 33, 32, 0.8, family="digits", kind="GEMM W·A (forward)")
+    row = run._efficiency_row([*filled, short, _eff("array", 8, 1, 64, 0.1)])
+    assert row.verdict == "SHORT (filled tiles pass)"
+    assert "4×4 ≥ 98.0 % (array), ≥ 95.0 % (instruction)" in row.measured
+    assert "10×33×32 on 4×4 80.0 % (83.3 % of cells busy)" in row.measured
+    assert run._efficiency_row([_eff("array", 8, 16, 64, 0.5), short]).verdict == "SHORT"
+
+
+def test_digits_table_marks_where_the_target_applies():
+    rows = [_eff("instruction", 10, 33, 32, 0.8, family="digits", kind="GEMM W·A (forward)"),
+            _eff("instruction", 32, 10, 32, 0.9, family="digits", kind="GEMM Wᵀ·dZ (backward)"),
+            _eff("instruction", 16, 32, 32, 0.95, family="sweep", kind="A·B")]
+    lines = run._digits_table(rows).splitlines()
+    assert len(lines) == 4
+    assert lines[2].endswith("| 80.0 % | 83.3 % | 96.0 % | SHORT |")
+    assert lines[3].endswith("| (K < 16) |")
