@@ -45,10 +45,10 @@ class Reduce(wiring.Component):
     ``o.ready``); an accepted beat updates each lane's running maximum and its companion value (the
     row number, or the ``a`` of the row with the largest ``y``) in the same cycle. The transfer of
     a group's ``last`` beat in cycle 0 makes its result valid on ``o`` in cycle :attr:`LATENCY`
-    (5) when ``o`` is not stalled: the hot value is chosen, normalised by a priority encoder and a
-    barrel shift, looked up in the ``ln`` table and scaled. Groups may follow back to back, even of
-    one beat each; results leave in order, one beat per group, and ``o.valid`` holds with a stable
-    payload until the transfer.
+    (7) when ``o`` is not stalled: the hot value is chosen, normalised by a priority encoder and a
+    barrel shift, looked up in the ``ln`` table (its output registered), interpolated and scaled. Groups may
+    follow back to back, even of one beat each; results leave in order, one beat per group, and
+    ``o.valid`` holds with a stable payload until the transfer.
 
     ``op`` is sampled with every beat and must be the same for all beats of a group; it may change
     as soon as a group's ``last`` beat is transferred. Groups have no length limit: the row number
@@ -78,7 +78,7 @@ class Reduce(wiring.Component):
         If a parameter is out of range.
     """
 
-    LATENCY = 5
+    LATENCY = 7
 
     def __init__(self, lanes: int = 4, max_rows: int = 16, fmt: Fixed = numerics.ACT):
         if not isinstance(lanes, int) or lanes < 1:
@@ -110,14 +110,16 @@ class Reduce(wiring.Component):
         row = Signal(range(self.max_rows))
         key, value = lanes_of(signed(bits), "key"), lanes_of(signed(bits), "value")
         # Pipeline registers: stage 1 the group's final key and value, 2 the hot p (LOSS) or row
-        # (ARGMAX), 3 its top bit and left shift, 4 the table offset beside the table read.
-        valid, argmax = Signal(4), Signal(4)
+        # (ARGMAX), 3 its top bit and left shift, 4 the table offset beside the table read, 5 the
+        # table's sample and slope, 6 ln m and the exponent's share (frac - top)·ln 2.
+        valid, argmax = Signal(6), Signal(6)
         single1 = Signal()
         key1, value1 = lanes_of(signed(bits), "key1"), lanes_of(signed(bits), "value1")
-        p2, p3, p4 = (lanes_of(signed(bits), f"p{k}") for k in (2, 3, 4))
-        top3, top4 = lanes_of(range(bits - 1), "top3"), lanes_of(range(bits - 1), "top4")
+        p2, p3, p4, p5, p6 = (lanes_of(signed(bits), f"p{k}") for k in (2, 3, 4, 5, 6))
+        top3, top4, top5 = (lanes_of(range(bits - 1), f"top{k}") for k in (3, 4, 5))
+        exponent6 = lanes_of(signed(bits + ln2.bit_length() + 1), "exponent6")
         shift3 = lanes_of(range(MANTISSA.frac + 1), "shift3")
-        frac4 = lanes_of(max(table.seg_shift, 1), "frac4")
+        frac4, frac5 = (lanes_of(max(table.seg_shift, 1), f"frac{k}") for k in (4, 5))
 
         adv = ~self.o.valid | self.o.ready
         accept = self.i.valid & adv
@@ -135,7 +137,7 @@ class Reduce(wiring.Component):
                 valid.eq(Cat(self.i.valid & self.i.payload.last, valid)),
                 argmax.eq(Cat(is_argmax, argmax)),
                 single1.eq(first),
-                self.o.valid.eq(valid[3]),
+                self.o.valid.eq(valid[5]),
             ]
 
         m.submodules.ln = rom = pwl_memory([table])
@@ -159,9 +161,12 @@ class Reduce(wiring.Component):
             index, offset = pwl_index(table, mantissa)
             port = rom.read_port()
             m.d.comb += [port.en.eq(adv), port.addr.eq(index)]
-            # Stage 5: -ln p = (frac - top) * ln 2 - ln m, saturated.
-            ln_m = pwl_value(table, port.data.y0, port.data.slope, frac4[lane])
-            loss = requantize_hdl((fmt.frac - top4[lane]) * ln2 - ln_m, 0, bits)
+            # Stage 6: interpolate ln(m) from the registered table output.
+            y0, slope = Signal.like(port.data.y0), Signal.like(port.data.slope)
+            ln_m = pwl_value(table, y0, slope, frac5[lane])
+            ln_m6 = Signal(signed(len(ln_m)))
+            # Stage 7: -ln p = (frac - top) * ln 2 - ln m, saturated.
+            loss = requantize_hdl(exponent6[lane] - ln_m6, 0, bits)
             with m.If(adv):
                 m.d.sync += [
                     key1[lane].eq(key_next),
@@ -173,6 +178,14 @@ class Reduce(wiring.Component):
                     p4[lane].eq(p3[lane]),
                     top4[lane].eq(top3[lane]),
                     frac4[lane].eq(offset),
-                    self.o.payload.y[lane].eq(Mux(argmax[3], p4[lane], loss)),
+                    p5[lane].eq(p4[lane]),
+                    frac5[lane].eq(frac4[lane]),
+                    top5[lane].eq(top4[lane]),
+                    y0.eq(port.data.y0),
+                    slope.eq(port.data.slope),
+                    p6[lane].eq(p5[lane]),
+                    exponent6[lane].eq((fmt.frac - top5[lane]) * ln2),
+                    ln_m6.eq(ln_m),
+                    self.o.payload.y[lane].eq(Mux(argmax[5], p6[lane], loss)),
                 ]
         return m

@@ -23,10 +23,10 @@ class Softmax(wiring.Component):
 
     Cycle contract: the unit works on one group at a time, in four phases. *Load* accepts beats at
     one per cycle (``i.ready`` high), storing them and tracking each lane's maximum. *Exp* computes
-    ``e = exp_table(x - max)`` for the ``n`` stored rows and sums them per lane (``n + 3`` cycles).
+    ``e = exp_table(x - max)`` for the ``n`` stored rows and sums them per lane (``n + 6`` cycles).
     *Reciprocal* divides ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact
     restoring divider (32 cycles). *Output* emits ``requantize(e * r)`` at one beat per cycle under
-    back-pressure (``o.valid`` holds until the transfer), two cycles after the reciprocal; after the
+    back-pressure (``o.valid`` holds until the transfer), three cycles after the reciprocal; after the
     transfer of the final beat the unit loads again. ``i.ready`` is low outside *load*.
 
     A group longer than ``max_rows`` is consumed to its ``last`` beat and dropped: it produces no
@@ -90,14 +90,19 @@ class Softmax(wiring.Component):
 
         count = Signal(range(self.max_rows + 1))  # rows stored (load), rows of the group (later)
         read, written = Signal.like(count), Signal.like(count)
-        issued, looked_up = Signal(), Signal()  # valid bits of the buffer and table reads
-        issued_last = Signal()
+        # Valid bits of the buffer read, the table index, the table read, its registered output and
+        # the interpolated e (exp), or of the buffer read and the product e·r (output).
+        issued, indexed, looked_up, fetched, valued = (Signal() for _ in range(5))
+        issued_last, multiplied_last = Signal(), Signal()
         maximum = Signal(data.ArrayLayout(signed(bits), lanes))
         total = Signal(data.ArrayLayout(sum_bits, lanes))
         remainder = Signal(data.ArrayLayout(sum_bits + 1, lanes))
         recip = Signal(data.ArrayLayout(32, lanes))
         step = Signal(range(32))  # the quotient bit being found
-        frac = Signal(data.ArrayLayout(max(table.seg_shift, 1), lanes))
+        frac_i, frac, frac_r = (Signal(data.ArrayLayout(max(table.seg_shift, 1), lanes)) for _ in range(3))
+        index_i = Signal(data.ArrayLayout(max((table.segments - 1).bit_length(), 1), lanes))
+        e_reg = Signal(data.ArrayLayout(e_bits + 1, lanes))
+        product = Signal(data.ArrayLayout(e_bits + recip_bits, lanes))
 
         transfer = self.i.valid & self.i.ready
         adv = ~self.o.valid | self.o.ready
@@ -122,8 +127,8 @@ class Softmax(wiring.Component):
                             with m.If((count == 0) | (x > maximum[lane])):
                                 m.d.sync += maximum[lane].eq(x)
                         with m.If(self.i.payload.last):
-                            m.d.sync += [read.eq(0), written.eq(0), issued.eq(0),
-                                         looked_up.eq(0), total.eq(0)]
+                            m.d.sync += [read.eq(0), written.eq(0), issued.eq(0), indexed.eq(0),
+                                         looked_up.eq(0), fetched.eq(0), valued.eq(0), total.eq(0)]
                             m.next = "exp"
 
             with m.State("drain"):
@@ -133,21 +138,26 @@ class Softmax(wiring.Component):
                     m.next = "load"
 
             with m.State("exp"):
-                # Read x, look up exp(x - max), then store e in place of x and add it to the sum.
+                # Read x, find the table segment of x - max, look it up, register the table's
+                # output, interpolate e, then store e in place of x and add it to the sum.
                 m.d.comb += rd.addr.eq(read)
-                m.d.sync += [issued.eq(read < count), looked_up.eq(issued)]
+                m.d.sync += [issued.eq(read < count), indexed.eq(issued), looked_up.eq(indexed),
+                             fetched.eq(looked_up), valued.eq(fetched)]
                 with m.If(read < count):
                     m.d.sync += read.eq(read + 1)
-                m.d.comb += [wr.addr.eq(written), wr.en.eq(looked_up)]
+                m.d.comb += [wr.addr.eq(written), wr.en.eq(valued)]
                 for lane in range(lanes):
                     index, offset = pwl_index(table, rd.data[lane] - maximum[lane])
                     port = rom.read_port()
-                    e = pwl_value(table, port.data.y0, port.data.slope, frac[lane])
-                    m.d.comb += [port.addr.eq(index), wr.data[lane].eq(e)]
-                    m.d.sync += frac[lane].eq(offset)
-                    with m.If(looked_up):
-                        m.d.sync += total[lane].eq(total[lane] + e)
-                with m.If(looked_up):
+                    y0, slope = Signal.like(port.data.y0), Signal.like(port.data.slope)
+                    m.d.comb += [port.addr.eq(index_i[lane]), wr.data[lane].eq(e_reg[lane])]
+                    m.d.sync += [index_i[lane].eq(index), frac_i[lane].eq(offset),
+                                 frac[lane].eq(frac_i[lane]), frac_r[lane].eq(frac[lane]),
+                                 y0.eq(port.data.y0), slope.eq(port.data.slope),
+                                 e_reg[lane].eq(pwl_value(table, y0, slope, frac_r[lane]))]
+                    with m.If(valued):
+                        m.d.sync += total[lane].eq(total[lane] + e_reg[lane])
+                with m.If(valued):
                     m.d.sync += written.eq(written + 1)
                 with m.If(written == count):
                     m.d.sync += [remainder.eq(0), step.eq(31)]
@@ -164,21 +174,23 @@ class Softmax(wiring.Component):
                         recip[lane].eq(Cat(fits, recip[lane])),
                     ]
                 with m.If(step == 0):
-                    m.d.sync += [read.eq(0), issued.eq(0)]
+                    m.d.sync += [read.eq(0), issued.eq(0), looked_up.eq(0)]
                     m.next = "output"
 
             with m.State("output"):
+                # Read e, multiply by r, requantise: one pipeline that advances when o can.
                 m.d.comb += [rd.addr.eq(read), rd.en.eq(adv)]
                 with m.If(adv):
                     m.d.sync += [issued.eq(read < count), issued_last.eq(read + 1 == count),
-                                 self.o.valid.eq(issued), self.o.payload.last.eq(issued_last)]
+                                 looked_up.eq(issued), multiplied_last.eq(issued_last),
+                                 self.o.valid.eq(looked_up), self.o.payload.last.eq(multiplied_last)]
                     with m.If(read < count):
                         m.d.sync += read.eq(read + 1)
                     for lane in range(lanes):
                         e = rd.data[lane].as_unsigned()[:e_bits]
-                        r = recip[lane][:recip_bits]
-                        m.d.sync += self.o.payload.y[lane].eq(
-                            requantize_hdl(e * r, out_shift, bits))
+                        m.d.sync += [product[lane].eq(e * recip[lane][:recip_bits]),
+                                     self.o.payload.y[lane].eq(
+                                         requantize_hdl(product[lane], out_shift, bits))]
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
                     m.d.sync += count.eq(0)
                     m.next = "load"
