@@ -26,9 +26,11 @@ TITLE = "Neurons: how many units are active, and how many die"
 NET = (64, 32, 16, 10)
 """Two hidden layers, so that dead units can be compared layer by layer."""
 SEEDS = (0, 1, 2)
+RATE = 0.05
+"""Learning rate of the variants that do not name theirs."""
 VARIANTS: dict[str, dict] = {
-    "ReLU, lr 0.1": dict(hidden=Act.RELU),
-    "ReLU, lr 0.3": dict(hidden=Act.RELU, learning_rate=0.3),
+    "ReLU": dict(hidden=Act.RELU),
+    "ReLU, lr 0.1": dict(hidden=Act.RELU, learning_rate=0.1),
     "leaky ReLU 0.01": dict(hidden=Act.LEAKY_RELU, slope=0.01),
     "PReLU (learned)": dict(hidden=Act.LEAKY_RELU, slope=0.25, learn_slope=True),
 }
@@ -41,10 +43,10 @@ def measure() -> dict:
     """Every variant at every seed, and the virtual board's counters next to the model's for one run."""
     from sim.virtual import VirtualBoard
 
-    jobs = [(Network(NET, stats=True, **options), seed) for options in VARIANTS.values() for seed in SEEDS]
+    jobs = [(_network(options), seed) for options in VARIANTS.values() for seed in SEEDS]
     runs = iter(train_all(jobs))
     out: dict = {"epochs": EPOCHS, "runs": {label: [next(runs) for _ in SEEDS] for label in VARIANTS}}
-    net = Network(NET, stats=True)
+    net = _network(VARIANTS["ReLU"])
     with VirtualBoard(DeviceConfig()) as url:
         gateware = train(net, 0, CHECK_EPOCHS, reference=False, target=url)
     model = train(net, 0, CHECK_EPOCHS, reference=False)
@@ -52,6 +54,10 @@ def measure() -> dict:
     out["check"] = {"epochs": CHECK_EPOCHS, "identical": same, "virtual_seconds": gateware["seconds"],
                     "model_seconds": model["seconds"]}
     return out
+
+
+def _network(options: dict) -> Network:
+    return Network(NET, stats=True, **{"learning_rate": RATE, **options})
 
 
 def dead(run: dict, epoch: int = -1) -> list[float]:
@@ -66,15 +72,18 @@ def _pct(x: float) -> str:
 def _table(r: dict) -> str:
     layers = len(NET) - 2
     head = " | ".join(f"dead, layer {k}: epoch 1 → {r['epochs']}" for k in range(1, layers + 1))
-    lines = [f"| variant | test accuracy | mean active fraction | {head} |",
-             "| --- | ---: | ---: |" + " ---: |" * layers]
+    lines = [f"| variant | test accuracy (float32) | largest \\|w\\| | mean active fraction | {head} |",
+             "| --- | ---: | ---: | ---: |" + " ---: |" * layers]
     for label, runs in r["runs"].items():
         first = np.mean([dead(x, 0) for x in runs], axis=0)
         last = np.mean([dead(x) for x in runs], axis=0)
         active = np.mean([np.mean(np.concatenate(x["active"][-1])) for x in runs])
         cells = " | ".join(f"{_pct(a)} → **{_pct(b)}**" for a, b in zip(first, last, strict=True))
         accuracy = np.mean([x["test"][-1] for x in runs])
-        lines.append(f"| {label} | {100 * accuracy:.2f} % | {_pct(active)} | {cells} |")
+        float32 = np.mean([x["float32"][-1] for x in runs])
+        largest = max(x["max_weight"] for x in runs)
+        lines.append(f"| {label} | {100 * accuracy:.2f} % ({100 * float32:.2f} %) | {largest:.2f} | "
+                     f"{_pct(active)} | {cells} |")
     return "\n".join(lines)
 
 
@@ -93,7 +102,7 @@ def _dead_plot(r: dict, plots: Path) -> str:
 
 def _units_plot(r: dict, plots: Path) -> str:
     """Each unit's active fraction through training (ReLU, seed 0), and the last minibatch's activations."""
-    run = r["runs"]["ReLU, lr 0.1"][0]
+    run = r["runs"]["ReLU"][0]
     layers = len(NET) - 2
     fig, axes = figure(2, layers, width=12, height=3.4 * layers)
     edges = np.linspace(-2, 6, 41)
@@ -111,25 +120,43 @@ def _units_plot(r: dict, plots: Path) -> str:
     return save(fig, plots / "units.png", CMD)
 
 
+def _saturated(r: dict) -> str:
+    """A bullet on the variants whose weights reached the edge of their 16-bit format, if any."""
+    edge = Network(NET).weight_format.dequantize(Network(NET).weight_format.max)
+    hit = [label for label, runs in r["runs"].items() if max(x["max_weight"] for x in runs) >= edge]
+    if not hit:
+        return ""
+    runs = {label: r["runs"][label] for label in hit}
+    figures = "; ".join(f"{label}: {100 * np.mean([x['test'][-1] for x in v]):.2f} % on the device, "
+                        f"{100 * np.mean([x['float32'][-1] for x in v]):.2f} % in float32"
+                        for label, v in runs.items())
+    return (f"- **Saturation**: in {', '.join(hit)} some weights reached the edge of their format "
+            f"(|w| = {edge:.2f}, 16-bit words with 12 fraction bits) and stuck there; training then fell "
+            f"apart on the device while float32, which has no edge, went on ({figures}). The counters "
+            f"show the units dying as it happens. A compiler that chose each tensor's scale from its "
+            f"range would move the edge.\n")
+
+
 def render(r: dict, plots: Path) -> str:
-    relu = r["runs"]["ReLU, lr 0.1"]
+    relu = r["runs"]["ReLU"]
     born = np.mean([dead(x, 0) for x in relu], axis=0)
     check = r["check"]
     same = "identical" if check["identical"] else "**different** (a bug: please report it)"
     net, seeds = "-".join(map(str, NET)), ", ".join(map(str, SEEDS))
-    return f"""The MLP {net} (two hidden layers, softmax, minibatch 32, {r['epochs']} epochs, seeds {seeds})
-trained with the device's activity counters on. After every epoch the host reads, per hidden unit,
-how many training samples made it active (z > 0). Measured by `{CMD}`.
+    return f"""The MLP {net} (two hidden layers, softmax, minibatch 32, learning rate {RATE} unless named,
+{r['epochs']} epochs, seeds {seeds}) trained with the device's activity counters on. After every
+epoch the host reads, per hidden unit, how many training samples made it active (z > 0). Measured
+by `{CMD}`.
 
 {_table(r)}
 
-- **Epoch 1**: with ReLU at learning rate 0.1, {_pct(born[0])} of layer 1 and {_pct(born[1])} of layer 2
+- **Epoch 1**: with ReLU, {_pct(born[0])} of layer 1 and {_pct(born[1])} of layer 2
   were active for no sample of the first epoch (mean of seeds). A dead ReLU unit gets no gradient, so
   its incoming weights stay as they are; it comes back only if the layer below changes under it.
 - For leaky ReLU and PReLU a unit with z ≤ 0 for every sample still learns: the gradient on the
   negative side is the slope, not 0. The counters report how often z > 0 all the same.
-- **Gateware ≡ model**: the same run ({check['epochs']} epochs, ReLU, seed 0) on the virtual board and on the
-  golden model gave {same} losses, accuracies, counters and activation histograms
+{_saturated(r)}- **Gateware ≡ model**: the same run ({check['epochs']} epochs, ReLU, seed 0) on the virtual
+  board and on the golden model gave {same} losses, accuracies, counters and activation histograms
   ({check['virtual_seconds']:.0f} s on the virtual board, {check['model_seconds']:.0f} s on the model).
 
 ![dead units per layer through training](lab/{_dead_plot(r, plots)})

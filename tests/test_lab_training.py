@@ -48,4 +48,8 @@ def test_neurons_dead_fractions_and_page(tmp_path):
     page = neurons.render({"epochs": 3, "runs": runs, "check": check}, tmp_path)
     assert "50.0 % → **0.0 %** | 0.0 % → **100.0 %**" in page
     assert "gave identical losses" in page
-    assert "| ReLU, lr 0.1 | 90.00 % | 20.0 % |" in page   # mean of the last epoch's fractions
+    assert "| ReLU | 90.00 % (95.00 %) | 0.50 | 20.0 % |" in page   # mean of the last epoch's fractions
+    assert "Saturation" not in page
+    runs["ReLU, lr 0.1"] = [{**run, "max_weight": 8.0}]
+    page = neurons.render({"epochs": 3, "runs": runs, "check": check}, tmp_path)
+    assert "- **Saturation**: in ReLU, lr 0.1 some weights reached the edge" in page
