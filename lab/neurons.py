@@ -23,14 +23,14 @@ from lab.runs import EPOCHS, train, train_all
 __all__ = ["TITLE", "NET", "VARIANTS", "SEEDS", "measure", "render", "dead"]
 
 TITLE = "Neurons: how many units are active, and how many die"
-NET = (64, 32, 16, 10)
-"""Two hidden layers, so that dead units can be compared layer by layer."""
+NET = (64, 32, 10)
+"""The digits MLP of ``systolic train``."""
 SEEDS = (0, 1, 2)
-RATE = 0.05
+RATE = 0.1
 """Learning rate of the variants that do not name theirs."""
 VARIANTS: dict[str, dict] = {
     "ReLU": dict(hidden=Act.RELU),
-    "ReLU, lr 0.1": dict(hidden=Act.RELU, learning_rate=0.1),
+    "ReLU, lr 0.3": dict(hidden=Act.RELU, learning_rate=0.3),
     "leaky ReLU 0.01": dict(hidden=Act.LEAKY_RELU, slope=0.01),
     "PReLU (learned)": dict(hidden=Act.LEAKY_RELU, slope=0.25, learn_slope=True),
 }
@@ -90,6 +90,7 @@ def _table(r: dict) -> str:
 def _dead_plot(r: dict, plots: Path) -> str:
     layers = len(NET) - 2
     fig, axes = figure(layers, width=6 * layers, height=4)
+    axes = np.atleast_1d(axes)
     epochs = range(1, r["epochs"] + 1)
     for k, ax in enumerate(axes):
         for label, runs in r["runs"].items():
@@ -105,6 +106,7 @@ def _units_plot(r: dict, plots: Path) -> str:
     run = r["runs"]["ReLU"][0]
     layers = len(NET) - 2
     fig, axes = figure(2, layers, width=12, height=3.4 * layers)
+    axes = np.reshape(axes, (layers, 2))
     edges = np.linspace(-2, 6, 41)
     for k, (heat, hist) in enumerate(axes):
         fractions = np.array([epoch[k] for epoch in run["active"]]).T
@@ -143,14 +145,14 @@ def render(r: dict, plots: Path) -> str:
     check = r["check"]
     same = "identical" if check["identical"] else "**different** (a bug: please report it)"
     net, seeds = "-".join(map(str, NET)), ", ".join(map(str, SEEDS))
-    return f"""The MLP {net} (two hidden layers, softmax, minibatch 32, learning rate {RATE} unless named,
+    return f"""The MLP {net} (softmax, minibatch 32, learning rate {RATE} unless named,
 {r['epochs']} epochs, seeds {seeds}) trained with the device's activity counters on. After every
 epoch the host reads, per hidden unit, how many training samples made it active (z > 0). Measured
 by `{CMD}`.
 
 {_table(r)}
 
-- **Epoch 1**: with ReLU, {_pct(born[0])} of layer 1 and {_pct(born[1])} of layer 2
+- **Epoch 1**: with ReLU, {" and ".join(f"{_pct(b)} of layer {k}" for k, b in enumerate(born, 1))}
   were active for no sample of the first epoch (mean of seeds). A dead ReLU unit gets no gradient, so
   its incoming weights stay as they are; it comes back only if the layer below changes under it.
 - For leaky ReLU and PReLU a unit with z ≤ 0 for every sample still learns: the gradient on the

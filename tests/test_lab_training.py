@@ -40,16 +40,16 @@ def test_rounding_page(tmp_path, largest, words):
 
 
 def test_neurons_dead_fractions_and_page(tmp_path):
-    epochs = [[[0, .5, 0, .1], [.2, .2]], [[0, .5, .1, .1], [0, .2]], [[.3, .6, .1, .2], [0, 0]]]
+    epochs = [[[0, .5, 0, .1]], [[0, .5, .1, .1]], [[.3, .6, .1, .2]]]
     run = _run(0.9, active=epochs)
-    assert neurons.dead(run, 0) == [0.5, 0.0] and neurons.dead(run) == [0.0, 1.0]
+    assert neurons.dead(run, 0) == [0.5] and neurons.dead(run) == [0.0]
     runs = {label: [run] for label in neurons.VARIANTS}
     check = {"epochs": 1, "identical": True, "virtual_seconds": 8.0, "model_seconds": 2.0}
     page = neurons.render({"epochs": 3, "runs": runs, "check": check}, tmp_path)
-    assert "50.0 % → **0.0 %** | 0.0 % → **100.0 %**" in page
+    assert "| 50.0 % → **0.0 %** |" in page and "50.0 % of layer 1" in page
     assert "gave identical losses" in page
-    assert "| ReLU | 90.00 % (95.00 %) | 0.50 | 20.0 % |" in page   # mean of the last epoch's fractions
+    assert "| ReLU | 90.00 % (95.00 %) | 0.50 | 30.0 % |" in page   # mean of the last epoch's fractions
     assert "Saturation" not in page
-    runs["ReLU, lr 0.1"] = [{**run, "max_weight": 8.0}]
+    runs["ReLU, lr 0.3"] = [{**run, "max_weight": 8.0}]
     page = neurons.render({"epochs": 3, "runs": runs, "check": check}, tmp_path)
-    assert "- **Saturation**: in ReLU, lr 0.1 some weights reached the edge" in page
+    assert "- **Saturation**: in ReLU, lr 0.3 some weights reached the edge" in page
