@@ -138,8 +138,9 @@ def _ulx3s(size: str, config: DeviceConfig) -> Board:
                  loader="ulx3s", bitstream="bit")
 
 
-# ecppll -i 25 -o F: the clocks a 25 MHz oscillator makes that are whole multiples of 3 Mbaud.
+# ecppll -i 25 -o F: clocks a 25 MHz oscillator makes that are whole multiples of the baud rate.
 _ECP5_PLLS = {
+    20_000_000: Ecp5Pll(clki_div=5, clkfb_div=4, clkop_div=30, clkop_cphase=15),
     75_000_000: Ecp5Pll(clki_div=1, clkfb_div=3, clkop_div=8, clkop_cphase=4),
     105_000_000: Ecp5Pll(clki_div=5, clkfb_div=21, clkop_div=6, clkop_cphase=2),
 }
@@ -155,7 +156,9 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     _ulx3s("12F", DeviceConfig(rows=4, cols=4, depth=1024, clk_hz=75_000_000, **_ECP5)),
     _ulx3s("25F", DeviceConfig(rows=4, cols=4, depth=2048, clk_hz=75_000_000, **_ECP5)),
     _ulx3s("45F", DeviceConfig(rows=8, cols=8, depth=2048, clk_hz=75_000_000, **_ECP5)),
-    _ulx3s("85F", DeviceConfig(rows=8, cols=8, depth=2048, clk_hz=105_000_000, **_ECP5)),
+    # 20 MHz and 1 Mbaud until the vector unit and the controller are pipelined for 100 MHz.
+    _ulx3s("85F", DeviceConfig(rows=8, cols=8, depth=2048, clk_hz=20_000_000,
+                               **{**_ECP5, "baud": 1_000_000})),
 )}
 """Every board, by name."""
 
