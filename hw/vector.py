@@ -99,13 +99,18 @@ def pwl_memory(tables: list[PwlTable]) -> memory.Memory:
 
 
 class VectorUnit(wiring.Component):
-    """Elementwise ``y = g(requantize(a op b))`` on ``lanes`` lanes, one beat per cycle.
+    """Elementwise ``y = g(requantize(a op b))`` on ``lanes`` lanes, one beat per ``lanes / physical_lanes``
+    cycles.
 
-    Cycle contract: fully pipelined with a fixed latency of :attr:`LATENCY` (5) cycles from the
-    transfer of an input beat to ``o.valid`` with its result, when ``o`` is not stalled. The whole
-    pipeline advances when ``o.ready`` is high or ``o.valid`` is low, and ``i.ready`` is exactly that
-    condition (it depends combinationally on ``o.ready``). Beats leave in order; none is dropped or
-    duplicated, and ``o.valid`` stays high with a stable payload until the transfer.
+    Cycle contract: a pipeline of ``physical_lanes`` lanes that takes a *slice* of that many lanes of
+    a beat per cycle; a beat's ``S = lanes / physical_lanes`` slices enter on the cycle of its
+    transfer and the ``S - 1`` following ones, and its result is valid on ``o`` :attr:`latency`
+    (``LATENCY + S - 1``, with :attr:`LATENCY` = 5) cycles after the transfer, when ``o`` is not
+    stalled. The whole pipeline advances when ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is
+    that condition (it depends combinationally on ``o.ready``), except on the ``S - 1`` cycles after a
+    transfer, when it is low. With ``physical_lanes == lanes`` (the default) the unit takes a beat per
+    cycle. Beats leave in order; none is dropped or duplicated, and ``o.valid`` stays high with a
+    stable payload until the transfer.
 
     Per lane, with ``fmt`` the format of ``b`` and ``y``::
 
@@ -117,13 +122,17 @@ class VectorUnit(wiring.Component):
     ``rand`` is the lane's LFSR state when the beat is accepted; in ``STOCHASTIC`` mode every
     accepted beat then advances each lane's LFSR by :func:`numerics.lfsr_advance`. The LFSR of lane
     ``l`` resets to ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high sets it to
-    ``lfsr_seed(seed, l)`` (a beat accepted in that cycle still draws and does not advance the old
-    state). The configuration inputs must be stable while beats are in the pipeline.
+    ``lfsr_seed(seed, l)`` (a slice entering in that cycle still draws and does not advance the old
+    state; with ``S > 1``, pulse ``seed_load`` only while no beat is being sliced). The configuration
+    inputs must be stable while beats are in the pipeline.
 
     Parameters
     ----------
     lanes : int
         Elements per beat (>= 1).
+    physical_lanes : int, optional
+        Lanes of the pipeline, a divisor of ``lanes`` (default ``lanes``): fewer take less logic and
+        process a beat in ``lanes / physical_lanes`` cycles, with the same results.
     acc_width : int
         Width of operand ``a`` (the array's accumulators), 17..46.
     fmt : Fixed
@@ -160,10 +169,18 @@ class VectorUnit(wiring.Component):
 
     LATENCY = 5
 
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat's transfer to its result on ``o`` (``LATENCY`` plus the extra slices)."""
+        return self.LATENCY + self.lanes // self.physical_lanes - 1
+
     def __init__(self, lanes: int = 4, acc_width: int = 40, fmt: Fixed = numerics.ACT,
-                 segments: int = 256):
+                 segments: int = 256, physical_lanes: int | None = None):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be an integer >= 1, not {lanes!r}")
+        physical_lanes = lanes if physical_lanes is None else physical_lanes
+        if not isinstance(physical_lanes, int) or physical_lanes < 1 or lanes % physical_lanes:
+            raise ValueError(f"physical_lanes must be a divisor of lanes={lanes}, not {physical_lanes!r}")
         if not isinstance(acc_width, int) or not 17 <= acc_width <= 46:
             raise ValueError(f"acc_width must be an integer in 17..46, not {acc_width!r}")
         if not isinstance(fmt, Fixed) or fmt.bits > 32:
@@ -171,6 +188,7 @@ class VectorUnit(wiring.Component):
         if not isinstance(segments, int) or segments < 2 or segments & (segments - 1):
             raise ValueError(f"segments must be a power of two >= 2, not {segments!r}")
         self.lanes, self.acc_width, self.fmt, self.segments = lanes, acc_width, fmt, segments
+        self.physical_lanes = physical_lanes
         self.tables = [numerics.activation_table(act, deriv, fmt, segments)
                        for act in TABLE_ACTS for deriv in (False, True)]
         geometry = {(t.lo, t.seg_shift, t.guard) for t in self.tables}
@@ -200,19 +218,16 @@ class VectorUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, fmt, bits = self.lanes, self.fmt, self.fmt.bits
+        lanes, phys, fmt, bits = self.lanes, self.physical_lanes, self.fmt, self.fmt.bits
+        slices = lanes // phys
         table = self.tables[0]
         lo, hi = fmt.min, fmt.max
         one = min(fmt.one, hi)
         t_width = max(self.acc_width + 16, self.acc_width, bits + 31) + 1
         stochastic = self.round == Rounding.STOCHASTIC
 
-        adv = ~self.o.valid | self.o.ready
-        accept = self.i.valid & adv
-        m.d.comb += self.i.ready.eq(adv)
-
         def lanes_of(shape, name):
-            return Signal(data.ArrayLayout(shape, lanes), name=name)
+            return Signal(data.ArrayLayout(shape, phys), name=name)
 
         a1, b1 = lanes_of(signed(self.acc_width), "a1"), lanes_of(signed(bits), "b1")
         rand1, rand2 = lanes_of(32, "rand1"), lanes_of(32, "rand2")
@@ -220,20 +235,47 @@ class VectorUnit(wiring.Component):
         simple4, frac4 = lanes_of(signed(bits), "simple4"), lanes_of(max(table.seg_shift, 1), "frac4")
         valid = Signal(4)  # stages 1..4; stage 5 is o.valid
         last = Signal(4)
+        slot = [Signal(range(slices), name=f"slot{k}") for k in range(5)]  # the slice at stage k
 
-        # LFSRs, one per lane.
+        # The slice entering: the first one of a beat as it transfers, the others from ``held``.
+        adv = ~self.o.valid | self.o.ready
+        pending = Signal()  # slices 1.. of the beat in ``held`` are still to enter
+        held = Signal.like(self.i.payload)
+        m.d.comb += self.i.ready.eq(adv & ~pending)
+        beat = self.i.payload
+        entering = self.i.valid | pending
+        enter = adv & entering
+        if slices > 1:
+            beat = beat.shape()(Mux(pending, held.as_value(), beat.as_value()))
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [held.eq(self.i.payload), pending.eq(1), slot[0].eq(1)]
+            with m.If(pending & adv):
+                m.d.sync += slot[0].eq(slot[0] + 1)
+                with m.If(slot[0] == slices - 1):
+                    m.d.sync += [pending.eq(0), slot[0].eq(0)]
+
+        def sliced(lanes_value, lane):
+            """Element ``lane`` of the entering slice."""
+            return lanes_value[lane] if slices == 1 else \
+                Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(
+                    slot[0], len(lanes_value[lane])).as_signed()
+
+        # LFSRs, one per lane of the beat; a slice draws and advances those of its lanes.
         rows = numerics.lfsr_matrix()
-        for lane in range(lanes):
-            state = Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}")
-            seeded = (self.seed + lane * 0x9E3779B9)[:32]
+        states = [Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}") for lane in range(lanes)]
+        for lane in range(phys):
+            drawn = Cat(*states[lane::phys]).word_select(slot[0], 32) if slices > 1 else states[lane]
             advanced = Signal(32, name=f"lfsr{lane}_next")
-            m.d.comb += [advanced[i].eq((state & rows[i]).xor()) for i in range(32)]
+            m.d.comb += [advanced[i].eq((drawn & rows[i]).xor()) for i in range(32)]
+            for k, state in enumerate(states[lane::phys]):
+                with m.If(~self.seed_load & enter & stochastic & (slot[0] == k)):
+                    m.d.sync += state.eq(advanced)
+            with m.If(adv):
+                m.d.sync += rand1[lane].eq(drawn)
+        for lane, state in enumerate(states):
+            seeded = (self.seed + lane * 0x9E3779B9)[:32]
             with m.If(self.seed_load):
                 m.d.sync += state.eq(Mux(seeded == 0, 1, seeded))
-            with m.Elif(accept & stochastic):
-                m.d.sync += state.eq(advanced)
-            with m.If(adv):
-                m.d.sync += rand1[lane].eq(state)
 
         # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
         m.submodules.tables = rom = pwl_memory(self.tables)
@@ -241,17 +283,19 @@ class VectorUnit(wiring.Component):
         is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
         slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
 
+        final = slot[4] == slices - 1
         with m.If(adv):
             m.d.sync += [
-                valid.eq(Value.cast(self.i.valid) | (valid << 1)),
-                last.eq(self.i.payload.last | (last << 1)),
-                a1.eq(self.i.payload.a),
-                b1.eq(self.i.payload.b),
+                valid.eq(Value.cast(entering) | (valid << 1)),
+                last.eq(beat.last | (last << 1)),
+                *(a1[lane].eq(sliced(beat.a, lane)) for lane in range(phys)),
+                *(b1[lane].eq(sliced(beat.b, lane)) for lane in range(phys)),
                 rand2.eq(rand1),
-                self.o.valid.eq(valid[3]),
+                *(slot[k + 1].eq(slot[k]) for k in range(4)),
+                self.o.valid.eq(valid[3] & final),
                 self.o.payload.last.eq(last[3]),
             ]
-        for lane in range(lanes):
+        for lane in range(phys):
             # Stage 2: combine the operands.
             a, b = a1[lane], b1[lane]
             shifted = b << self.b_shift
@@ -273,7 +317,7 @@ class VectorUnit(wiring.Component):
                              Mux(self.deriv, Mux(xv > 0, one, slope_deriv),
                                  Mux(xv >= 0, xv, leaky)),
                              Mux(self.deriv, one, xv)))
-            # Stage 5: interpolate, choose, saturate.
+            # Stage 5: interpolate, choose, saturate; into the slice's lanes of the output beat.
             interp = _clamp(pwl_value(table, port.data.y0, port.data.slope, frac4[lane]), lo, hi)
             with m.If(adv):
                 m.d.sync += [
@@ -281,6 +325,8 @@ class VectorUnit(wiring.Component):
                     x3[lane].eq(x),
                     frac4[lane].eq(frac),
                     simple4[lane].eq(simple),
-                    self.o.payload.y[lane].eq(Mux(is_table, interp, simple4[lane])),
                 ]
+            for k in range(slices):
+                with m.If(adv & (slot[4] == k)):
+                    m.d.sync += self.o.payload.y[k * phys + lane].eq(Mux(is_table, interp, simple4[lane]))
         return m

@@ -1,9 +1,10 @@
 """cocotb testbench of :class:`hw.vector.VectorUnit`, scored against :class:`sim.vector.VectorModel`.
 
-Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``acc_width``, ``beats`` (per random
-batch) and ``batches``. Stimulus comes from ``numpy.random.default_rng(cocotb.RANDOM_SEED)``, the
-per-test seed cocotb derives from the run's seed (``COCOTB_RANDOM_SEED``, logged at the start and
-in a failure's results); ``SEED=<run seed> pytest ...`` replays a run (see ``sim/runner.py``).
+Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``acc_width``, ``physical_lanes`` (of the
+unit, default ``lanes``), ``beats`` (per random batch) and ``batches``. Stimulus comes from
+``numpy.random.default_rng(cocotb.RANDOM_SEED)``, the per-test seed cocotb derives from the run's seed
+(``COCOTB_RANDOM_SEED``, logged at the start and in a failure's results); ``SEED=<run seed> pytest
+...`` replays a run (see ``sim/runner.py``).
 
 The stream helpers here (:class:`Source`, :class:`Sink`, :class:`Scoreboard`, :func:`pump`,
 :func:`pack`, :func:`unpack`) are shared with ``sim/tb_softmax.py``.
@@ -264,22 +265,24 @@ async def test_random_ops(dut):
 
 @cocotb.test()
 async def test_latency(dut):
-    """A beat transferred in cycle 0 into an idle unit is valid at the output in cycle LATENCY."""
+    """A beat transferred in cycle 0 into an idle unit is valid at the output in cycle ``latency``."""
     await start(dut)
+    p = tb_params()
+    latency = VectorUnit.LATENCY + p.get("lanes", 4) // p.get("physical_lanes", p.get("lanes", 4)) - 1
     dut.o__ready.value = 1
     dut.i__payload.value = 0
     dut.i__valid.value = 1
     await ReadOnly()
     assert dut.i__ready.value == 1, "an idle unit must be ready"
     cycle = 0
-    while cycle < 4 * VectorUnit.LATENCY:
+    while cycle < 4 * latency:
         await RisingEdge(dut.clk)
         dut.i__valid.value = 0
         await ReadOnly()
         cycle += 1
         if dut.o__valid.value == 1:
             break
-    assert cycle == VectorUnit.LATENCY, f"latency {cycle}, documented {VectorUnit.LATENCY}"
+    assert cycle == latency, f"latency {cycle}, documented {latency}"
 
 
 @cocotb.test()

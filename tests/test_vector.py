@@ -20,6 +20,14 @@ def test_vector_unit():
         {"lanes": 4, "acc_width": 40})
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("physical", [1, 2])
+def test_vector_unit_on_fewer_physical_lanes(physical):
+    """Four-lane beats sliced over one or two physical lanes: the same results, stalls included."""
+    run(VectorUnit(lanes=4, acc_width=40, physical_lanes=physical), f"vector_l4p{physical}",
+        "sim.tb_vector", {"lanes": 4, "acc_width": 40, "physical_lanes": physical})
+
+
 def _round_half_up(value, shift, bits, *, stochastic=0, rand=0):
     """A wrong rounding: ties always round up (the bias is half, without the even correction)."""
     value = Value.cast(value)
@@ -42,7 +50,8 @@ def test_wrong_rounding_fails(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, bad", [
-    ({"lanes": 0}, "0"), ({"acc_width": 16}, "16"), ({"acc_width": 47}, "47"),
+    ({"lanes": 0}, "0"), ({"lanes": 4, "physical_lanes": 3}, "3"), ({"physical_lanes": 0}, "0"),
+    ({"acc_width": 16}, "16"), ({"acc_width": 47}, "47"),
     ({"segments": 100}, "100"), ({"fmt": Fixed(40, 12)}, "40"),
 ])
 def test_bad_parameters(kwargs, bad):
