@@ -30,8 +30,8 @@ class DeviceConfig:
     clk_hz, baud : int
         Clock and UART rate (reported by ``INFO``; the virtual board has no UART).
     vector_lanes : int or None
-        Lanes the vector unit computes per cycle, a divisor of ``cols`` (``None``: ``cols``, a beat
-        per cycle). Fewer save logic on small parts; results are the same.
+        Lanes the vector and softmax units compute per cycle, a divisor of ``cols`` (``None``:
+        ``cols``, a beat per cycle). Fewer save logic on small parts; results are the same.
     """
 
     rows: int = 4
