@@ -30,7 +30,7 @@ class DeviceConfig:
     clk_hz, baud : int
         Clock and UART rate (reported by ``INFO``; the virtual board has no UART).
     vector_lanes : int or None
-        Lanes the vector and softmax units compute per cycle, a divisor of ``cols`` (``None``:
+        Lanes the vector, softmax and reduce units compute per cycle, a divisor of ``cols`` (``None``:
         ``cols``, a beat per cycle). Fewer save logic on small parts; results are the same.
     """
 

@@ -92,7 +92,8 @@ class Controller(wiring.Component):
                                                     physical_lanes=cfg.vector_lanes)
         m.submodules.softmax = smax = Softmax(lanes=C, max_rows=cfg.max_rows,
                                                  physical_lanes=cfg.vector_lanes)
-        m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows)
+        m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows,
+                                               physical_lanes=cfg.vector_lanes)
 
         # -- state ----------------------------------------------------------------------------------
         ins = Signal(Instruction())
