@@ -32,6 +32,9 @@ class DeviceConfig:
     vector_lanes : int or None
         Lanes the vector, softmax and reduce units compute per cycle, a divisor of ``cols`` (``None``:
         ``cols``, a beat per cycle). Fewer save logic on small parts; results are the same.
+    serial_multipliers : bool
+        The vector unit multiplies by shift and add, 16 cycles per step of products (``MUL``,
+        ``SGD``, leaky ReLU, the tables), for parts whose multiplier blocks all go to the array.
     """
 
     rows: int = 4
@@ -44,6 +47,7 @@ class DeviceConfig:
     clk_hz: int = 50_000_000
     baud: int = 3_000_000
     vector_lanes: int | None = None
+    serial_multipliers: bool = False
     gateware: int = field(default=1)
 
     def __post_init__(self):

@@ -89,7 +89,8 @@ class Controller(wiring.Component):
             m.submodules[f"buf_{buf.name.lower()}"] = unit
         m.submodules.array = array = SystolicArray(R, C, 16, k_max=cfg.k_max)
         m.submodules.vector = vec = VectorUnit(lanes=C, acc_width=array.acc_width,
-                                                    physical_lanes=cfg.vector_lanes)
+                                                    physical_lanes=cfg.vector_lanes,
+                                                    serial_multipliers=cfg.serial_multipliers)
         m.submodules.softmax = smax = Softmax(lanes=C, max_rows=cfg.max_rows,
                                                  physical_lanes=cfg.vector_lanes)
         m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows,

@@ -8,6 +8,8 @@ arithmetic is :mod:`hw.numerics`; the HDL helpers here (:func:`requantize_hdl`, 
 
 from __future__ import annotations
 
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -16,7 +18,7 @@ from . import numerics
 from .numerics import SLOPE, Act, Fixed, PwlTable
 
 __all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index", "pwl_value",
-           "pwl_memory", "TABLE_ACTS"]
+           "serial_product", "pwl_memory", "TABLE_ACTS"]
 
 
 class VecOp(enum.Enum, shape=2):
@@ -77,10 +79,30 @@ def pwl_index(table: PwlTable, x: Value) -> tuple[Value, Value]:
     return index, frac
 
 
-def pwl_value(table: PwlTable, y0: Value, slope: Value, frac: Value) -> Value:
-    """The interpolation of :meth:`PwlTable.__call__` from a segment's sample, slope and offset."""
+def pwl_value(table: PwlTable, y0: Value, slope: Value, frac: Value, mul=operator.mul) -> Value:
+    """The interpolation of :meth:`PwlTable.__call__` from a segment's sample, slope and offset;
+    ``mul(slope, frac)`` builds the product."""
     total = table.seg_shift + table.guard
-    return ((y0 << table.seg_shift) + slope * frac + (1 << (total - 1))) >> total
+    return ((y0 << table.seg_shift) + mul(slope, frac) + (1 << (total - 1))) >> total
+
+
+def serial_product(m: Module, a: Value, b: Value, phase: Value, cycles: int) -> Value:
+    """``a * b`` by Horner's rule: one shift and add per cycle, from the top bit of ``b`` down.
+
+    ``b`` (at most ``cycles`` bits, or ``cycles - 1`` if unsigned) and ``a`` must hold while ``phase``
+    counts ``0 .. cycles - 1``; the product is valid, combinationally, in phase ``cycles - 1``.
+    """
+    a = Value.cast(a)
+    wide = Signal(signed(cycles))
+    m.d.comb += wide.eq(b)
+    digit = Cat(*(wide[k] for k in reversed(range(cycles)))).bit_select(phase, 1)
+    addend = Mux(digit, a, 0)
+    acc = Signal(signed(len(a) + cycles))
+    with m.If(phase == 0):
+        m.d.sync += acc.eq(-addend)  # the sign bit weighs -2**(cycles - 1)
+    with m.Elif(phase != cycles - 1):
+        m.d.sync += acc.eq((acc << 1) + addend)
+    return (acc << 1) + addend
 
 
 def _signed_width(values) -> int:
@@ -109,8 +131,10 @@ class VectorUnit(wiring.Component):
     stalled. The whole pipeline advances when ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is
     that condition (it depends combinationally on ``o.ready``), except on the ``S - 1`` cycles after a
     transfer, when it is low. With ``physical_lanes == lanes`` (the default) the unit takes a beat per
-    cycle. Beats leave in order; none is dropped or duplicated, and ``o.valid`` stays high with a
-    stable payload until the transfer.
+    cycle. With ``serial_multipliers``, every step of the pipeline takes ``max(fmt.bits, 16)`` cycles
+    instead of one while ``op`` is ``MUL`` or ``SGD``, ``act`` is leaky ReLU (not ``deriv``) or a table: each
+    product is then computed by :func:`serial_product` over those cycles. Beats leave in order; none
+    is dropped or duplicated, and ``o.valid`` stays high with a stable payload until the transfer.
 
     Per lane, with ``fmt`` the format of ``b`` and ``y``::
 
@@ -130,15 +154,18 @@ class VectorUnit(wiring.Component):
     ----------
     lanes : int
         Elements per beat (>= 1).
-    physical_lanes : int, optional
-        Lanes of the pipeline, a divisor of ``lanes`` (default ``lanes``): fewer take less logic and
-        process a beat in ``lanes / physical_lanes`` cycles, with the same results.
     acc_width : int
         Width of operand ``a`` (the array's accumulators), 17..46.
     fmt : Fixed
         Format of ``b``, of the requantised ``x`` and of ``y`` (default :data:`numerics.ACT`).
     segments : int
         Segments of each activation table (a power of two, default 256).
+    physical_lanes : int, optional
+        Lanes of the pipeline, a divisor of ``lanes`` (default ``lanes``): fewer take less logic and
+        process a beat in ``lanes / physical_lanes`` cycles, with the same results.
+    serial_multipliers : bool
+        Multiply by shift and add over ``max(fmt.bits, 16)`` cycles (no multiplier blocks, little
+        logic).
 
     Attributes
     ----------
@@ -175,7 +202,7 @@ class VectorUnit(wiring.Component):
         return self.LATENCY + self.lanes // self.physical_lanes - 1
 
     def __init__(self, lanes: int = 4, acc_width: int = 40, fmt: Fixed = numerics.ACT,
-                 segments: int = 256, physical_lanes: int | None = None):
+                 segments: int = 256, physical_lanes: int | None = None, serial_multipliers: bool = False):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be an integer >= 1, not {lanes!r}")
         physical_lanes = lanes if physical_lanes is None else physical_lanes
@@ -188,7 +215,7 @@ class VectorUnit(wiring.Component):
         if not isinstance(segments, int) or segments < 2 or segments & (segments - 1):
             raise ValueError(f"segments must be a power of two >= 2, not {segments!r}")
         self.lanes, self.acc_width, self.fmt, self.segments = lanes, acc_width, fmt, segments
-        self.physical_lanes = physical_lanes
+        self.physical_lanes, self.serial_multipliers = physical_lanes, bool(serial_multipliers)
         self.tables = [numerics.activation_table(act, deriv, fmt, segments)
                        for act in TABLE_ACTS for deriv in (False, True)]
         geometry = {(t.lo, t.seg_shift, t.guard) for t in self.tables}
@@ -225,6 +252,22 @@ class VectorUnit(wiring.Component):
         one = min(fmt.one, hi)
         t_width = max(self.acc_width + 16, self.acc_width, bits + 31) + 1
         stochastic = self.round == Rounding.STOCHASTIC
+        table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
+        is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
+
+        # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
+        cycles = max(bits, SLOPE.bits, table.seg_shift + 1)
+        phase = Signal(range(cycles))
+        if self.serial_multipliers:
+            slow = ((self.op == VecOp.MUL) | (self.op == VecOp.SGD) | is_table
+                    | ((self.act == Act.LEAKY_RELU) & ~self.deriv))
+            with m.If(slow & (phase != cycles - 1)):
+                m.d.sync += phase.eq(phase + 1)
+
+            def mul(a, b):
+                return serial_product(m, a, b, phase, cycles)
+        else:
+            slow, mul = Const(0), operator.mul
 
         def lanes_of(shape, name):
             return Signal(data.ArrayLayout(shape, phys), name=name)
@@ -238,7 +281,12 @@ class VectorUnit(wiring.Component):
         slot = [Signal(range(slices), name=f"slot{k}") for k in range(5)]  # the slice at stage k
 
         # The slice entering: the first one of a beat as it transfers, the others from ``held``.
-        adv = ~self.o.valid | self.o.ready
+        adv = (~self.o.valid | self.o.ready) & (~slow | (phase == cycles - 1))
+        if self.serial_multipliers:
+            with m.If(adv):
+                m.d.sync += phase.eq(0)
+            with m.If(self.o.ready):
+                m.d.sync += self.o.valid.eq(0)  # a transfer between steps
         pending = Signal()  # slices 1.. of the beat in ``held`` are still to enter
         held = Signal.like(self.i.payload)
         m.d.comb += self.i.ready.eq(adv & ~pending)
@@ -279,8 +327,6 @@ class VectorUnit(wiring.Component):
 
         # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
         m.submodules.tables = rom = pwl_memory(self.tables)
-        table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
-        is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
         slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
 
         final = slot[4] == slices - 1
@@ -299,7 +345,7 @@ class VectorUnit(wiring.Component):
             # Stage 2: combine the operands.
             a, b = a1[lane], b1[lane]
             shifted = b << self.b_shift
-            product = a * Mux(self.op == VecOp.SGD, self.scale, b)
+            product = mul(a, Mux(self.op == VecOp.SGD, self.scale, b))
             t = Mux(self.op == VecOp.MUL, product,
                     Mux(self.op == VecOp.SGD, shifted - product,
                         Mux(self.op == VecOp.SUB, a - shifted, a + shifted)))
@@ -310,7 +356,7 @@ class VectorUnit(wiring.Component):
             port = rom.read_port()
             m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, self.deriv, table_no))]
             xv = x3[lane]
-            leaky = requantize_hdl(xv * self.slope, SLOPE.frac, bits)
+            leaky = requantize_hdl(mul(xv, self.slope), SLOPE.frac, bits)
             positive = Mux(xv > 0, one, 0)
             simple = Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(xv >= 0, xv, 0)),
                          Mux(self.act == Act.LEAKY_RELU,
@@ -318,7 +364,7 @@ class VectorUnit(wiring.Component):
                                  Mux(xv >= 0, xv, leaky)),
                              Mux(self.deriv, one, xv)))
             # Stage 5: interpolate, choose, saturate; into the slice's lanes of the output beat.
-            interp = _clamp(pwl_value(table, port.data.y0, port.data.slope, frac4[lane]), lo, hi)
+            interp = _clamp(pwl_value(table, port.data.y0, port.data.slope, frac4[lane], mul), lo, hi)
             with m.If(adv):
                 m.d.sync += [
                     t2[lane].eq(t),

@@ -1,7 +1,8 @@
 """cocotb testbench of :class:`hw.vector.VectorUnit`, scored against :class:`sim.vector.VectorModel`.
 
 Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``acc_width``, ``physical_lanes`` (of the
-unit, default ``lanes``), ``beats`` (per random batch) and ``batches``. Stimulus comes from
+unit, default ``lanes``), ``beats`` (per random batch), ``batches`` and ``stride`` (of the exhaustive
+inputs, default 1). Stimulus comes from
 ``numpy.random.default_rng(cocotb.RANDOM_SEED)``, the per-test seed cocotb derives from the run's seed
 (``COCOTB_RANDOM_SEED``, logged at the start and in a failure's results); ``SEED=<run seed> pytest
 ...`` replays a run (see ``sim/runner.py``).
@@ -200,9 +201,11 @@ def _slopes() -> list[int]:
 
 @cocotb.test()
 async def test_activations_exhaustive(dut):
-    """Every g and g' on all 2**16 inputs, bit-exact (leaky ReLU with three slopes)."""
+    """Every g and g' on all 2**16 inputs (every ``stride``-th and the largest), bit-exact (leaky ReLU
+    with three slopes)."""
     bench = _bench(dut, await start(dut))
-    x = np.arange(ACT.min, ACT.max + 1, dtype=np.int64).reshape(-1, bench.lanes)
+    x = np.arange(ACT.min, ACT.max + 1, tb_params().get("stride", 1), dtype=np.int64)
+    x = np.append(x, [ACT.max] * (-len(x) % bench.lanes)).reshape(-1, bench.lanes)
     configs = [(act, 0) for act in Act if act != Act.LEAKY_RELU]
     configs += [(Act.LEAKY_RELU, s) for s in _slopes()]
     for act, slope in configs:
@@ -269,6 +272,8 @@ async def test_latency(dut):
     await start(dut)
     p = tb_params()
     latency = VectorUnit.LATENCY + p.get("lanes", 4) // p.get("physical_lanes", p.get("lanes", 4)) - 1
+    for name in ("op", "act", "deriv"):  # ADD, identity: no step waits for a serial multiplier
+        getattr(dut, name).value = 0
     dut.o__ready.value = 1
     dut.i__payload.value = 0
     dut.i__valid.value = 1

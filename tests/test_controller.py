@@ -8,7 +8,8 @@ from hw.config import DeviceConfig
 from hw.controller import Controller
 from sim.runner import BUILD, run
 
-CONFIGS = [DeviceConfig(rows=2, cols=3, depth=160, imem=128, k_max=64, max_rows=8, vector_lanes=1),
+CONFIGS = [DeviceConfig(rows=2, cols=3, depth=160, imem=128, k_max=64, max_rows=8, vector_lanes=1,
+                        serial_multipliers=True),
            DeviceConfig(rows=4, cols=4, depth=256, imem=128, k_max=64, max_rows=10)]
 
 

@@ -149,8 +149,9 @@ _ECP5 = dict(imem=256, k_max=1024, max_rows=16, max_payload=1024, baud=3_000_000
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board(name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
           osc_hz=12_000_000,
-          config=DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16, vector_lanes=1,
-                              max_payload=256, clk_hz=12_000_000, baud=3_000_000),
+          config=DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16,
+                              max_payload=256, clk_hz=12_000_000, baud=3_000_000, vector_lanes=1,
+                              serial_multipliers=True),
           pll=None, loader="ice40_generic", bitstream="bin"),
     _ulx3s("12F", DeviceConfig(rows=4, cols=4, depth=1024, clk_hz=75_000_000, **_ECP5)),
     _ulx3s("25F", DeviceConfig(rows=4, cols=4, depth=2048, clk_hz=75_000_000, **_ECP5)),
