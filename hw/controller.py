@@ -79,10 +79,11 @@ class Controller(wiring.Component):
         m = Module()
 
         # -- parts ----------------------------------------------------------------------------------
-        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem, init=[])
+        # The instructions (addresses below imem) and the 16 tensor registers after them share one
+        # memory: no instruction is fetched while a register is read, and the host writes only while idle.
+        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[])
         imem_rd, imem_wr = imem.read_port(), imem.write_port()
-        m.submodules.tregs = tregs = Memory(shape=TensorReg(), depth=16, init=[])
-        treg_rd, treg_wr = tregs.read_port(), tregs.write_port()
+        treg_data = imem_rd.data[:TensorReg().size]
         tag_width = _Tag(B).size
         bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
         for buf, unit in zip(Buf, bufs, strict=True):
@@ -119,7 +120,7 @@ class Controller(wiring.Component):
             self.imem_w.ready.eq(~self.busy),
             imem_wr.addr.eq(self.imem_w.payload.addr),
             imem_wr.data.eq(self.imem_w.payload.data),
-            imem_wr.en.eq(self.imem_w.valid & ~self.busy),
+            imem_wr.en.eq(self.imem_w.valid & ~self.busy & (self.imem_w.payload.addr < cfg.imem)),
         ]
         host_w_valid, host_w = Signal(), Signal.like(self.host_wr.payload)
         m.d.comb += self.host_wr.ready.eq(~self.busy)
@@ -472,13 +473,13 @@ class Controller(wiring.Component):
                             stop(Status.BAD_TENSOR)
                         with m.Else():
                             m.d.comb += [
-                                treg_wr.addr.eq(t.t), treg_wr.en.eq(1),
-                                treg_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
+                                imem_wr.addr.eq(cfg.imem + t.t), imem_wr.en.eq(1),
+                                imem_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
                             ]
                             m.d.sync += defined.bit_select(t.t, 1).eq(1)
                             next_instruction()
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
-                        m.d.comb += treg_rd.addr.eq(a_reg)
+                        m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
                         m.next = "LOAD_B"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
@@ -487,11 +488,11 @@ class Controller(wiring.Component):
                                                   ("LOAD_C", c_reg, db, "LOAD_OUT"),
                                                   ("LOAD_OUT", out_reg, dc, "LOADED")):
                 with m.State(state):
-                    m.d.comb += treg_rd.addr.eq(reg)
-                    m.d.sync += target.eq(treg_rd.data)
+                    m.d.comb += imem_rd.addr.eq(cfg.imem + reg)
+                    m.d.sync += target.eq(treg_data)
                     m.next = following
             with m.State("LOADED"):
-                m.d.sync += dout.eq(treg_rd.data)
+                m.d.sync += dout.eq(treg_data)
                 m.next = "SHAPE"
             with m.State("SHAPE"):
                 g, v = ins.args.gemm, ins.args.vec
