@@ -106,8 +106,9 @@ def serial_product(m: Module, a: Value, b: Value, phase: Value, cycles: int) -> 
 
 
 def _signed_width(values) -> int:
+    """The narrowest signed width holding ``values`` (block RAM is counted in bits)."""
     lo, hi = min(values), max(values)
-    return max((lo < 0) + max(lo.bit_length(), hi.bit_length()) + 1, 2)
+    return max(max(hi, 0).bit_length(), max(-lo - 1, 0).bit_length(), 1) + 1
 
 
 def pwl_memory(tables: list[PwlTable]) -> memory.Memory:

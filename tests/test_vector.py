@@ -64,3 +64,9 @@ def test_wrong_rounding_fails(monkeypatch):
 def test_bad_parameters(kwargs, bad):
     with pytest.raises(ValueError, match=bad):
         VectorUnit(**kwargs)
+
+
+@pytest.mark.parametrize("lo, hi, bits", [(0, 0, 2), (-1, 0, 2), (-64, 63, 7), (-65, 0, 8), (0, 64, 8),
+                                          (-18244, 520006, 20), (-3151, 4505, 14)])
+def test_tables_are_stored_in_the_narrowest_signed_width(lo, hi, bits):
+    assert vector._signed_width([lo, hi]) == bits
