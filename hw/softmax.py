@@ -23,14 +23,15 @@ class Softmax(wiring.Component):
 
     The unit computes ``physical_lanes`` lanes at a time: a beat is ``S = lanes / physical_lanes``
     slices, handled on consecutive cycles. Cycle contract: the unit works on one group at a time, in
-    four phases. *Load* accepts a beat, stores it a slice per cycle and tracks each lane's maximum
-    (``i.ready`` is high, except on the ``S - 1`` cycles after a transfer). *Exp* computes
-    ``e = exp_table(x - max)`` for the ``n`` stored rows, a slice per cycle, and sums them per lane
-    (``n·S + 3`` cycles). *Reciprocal* divides ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's
-    sum with an exact restoring divider (``32·S`` cycles). *Output* computes ``e`` again, a slice per
-    cycle, and emits ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure (``o.valid``
-    holds until the transfer), the first ``S + 3`` cycles after the reciprocal; after the transfer of
-    the final beat the unit loads again. ``i.ready`` is low outside *load*.
+    four phases. *Load* stores the beat on ``i`` a slice per cycle, so its payload must hold until the
+    transfer, as a stream's does (``i.ready`` is high on the cycle of its last slice), and tracks each
+    lane's maximum. *Exp* computes ``e = exp_table(x - max)`` for the ``n`` stored rows, a slice per
+    cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides
+    ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact restoring divider
+    (``32·S`` cycles). *Output* computes ``e`` again, a slice per cycle, and emits
+    ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure (``o.valid`` holds until
+    the transfer), the first ``S + 3`` cycles after the reciprocal; after the transfer of the final
+    beat the unit loads again. ``i.ready`` is low outside *load*.
 
     A group longer than ``max_rows`` is consumed to its ``last`` beat and dropped: it produces no
     output, and ``overflow`` is high for the one cycle after its ``last`` beat is accepted.
@@ -116,16 +117,10 @@ class Softmax(wiring.Component):
         step = Signal(range(32))  # the quotient bit being found
         div_slot = Signal(range(slices))
 
-        # Load: a beat as it transfers writes slice 0; ``held`` supplies the others.
-        pending = Signal()
-        held, held_last = Signal.like(self.i.payload.x), Signal()
+        # Load: slice ``slot`` of the beat on ``i`` is written each cycle; the beat transfers with the last.
         slot, wptr = Signal(range(slices)), Signal.like(rd.addr)
         transfer = self.i.valid & self.i.ready
-        source = self.i.payload.x
-        if slices > 1:
-            source = source.shape()(Mux(pending, held.as_value(), source.as_value()))
-        beat_last = Mux(pending, held_last, self.i.payload.last)
-        m.d.comb += [wr.addr.eq(wptr), *(wr.data[p].eq(pick(source, slot, p)) for p in range(phys))]
+        m.d.comb += [wr.addr.eq(wptr), *(wr.data[p].eq(pick(self.i.payload.x, slot, p)) for p in range(phys))]
 
         # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e.
         adv = ~self.o.valid | self.o.ready
@@ -157,27 +152,23 @@ class Softmax(wiring.Component):
         m.d.sync += self.overflow.eq(0)
         with m.FSM():
             with m.State("load"):
-                m.d.comb += self.i.ready.eq(~pending)
-                with m.If(transfer & (count == self.max_rows)):
+                full = count == self.max_rows
+                m.d.comb += self.i.ready.eq(full | (slot == slices - 1))
+                with m.If(self.i.valid & full):
                     with m.If(self.i.payload.last):
                         m.d.sync += [self.overflow.eq(1), count.eq(0), wptr.eq(0)]
                     with m.Else():
                         m.next = "drain"
-                with m.Elif(transfer | pending):
+                with m.Elif(self.i.valid):
                     m.d.comb += wr.en.eq(1)
-                    m.d.sync += wptr.eq(wptr + 1)
+                    m.d.sync += [wptr.eq(wptr + 1), slot.eq(slot + 1)]
                     with m.If(transfer):
-                        m.d.sync += [count.eq(count + 1), held.eq(self.i.payload.x),
-                                     held_last.eq(self.i.payload.last)]
+                        m.d.sync += [slot.eq(0), count.eq(count + 1)]
                         for lane in range(lanes):
                             x = self.i.payload.x[lane]
                             with m.If((count == 0) | (x > maximum[lane])):
                                 m.d.sync += maximum[lane].eq(x)
-                    if slices > 1:
-                        m.d.sync += [slot.eq(slot + 1), pending.eq(1)]
-                    with m.If(slot == slices - 1):
-                        m.d.sync += [slot.eq(0), pending.eq(0)]
-                        with m.If(beat_last):
+                        with m.If(self.i.payload.last):
                             m.d.sync += [rptr.eq(0), rslot.eq(0), rrow.eq(0), total.eq(0)]
                             m.next = "exp"
 

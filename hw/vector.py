@@ -126,14 +126,16 @@ class VectorUnit(wiring.Component):
     cycles.
 
     Cycle contract: a pipeline of ``physical_lanes`` lanes that takes a *slice* of that many lanes of
-    a beat per cycle; a beat's ``S = lanes / physical_lanes`` slices enter on the cycle of its
-    transfer and the ``S - 1`` following ones, and its result is valid on ``o`` :attr:`latency`
-    (``LATENCY + S - 1``, with :attr:`LATENCY` = 5) cycles after the transfer, when ``o`` is not
-    stalled. The whole pipeline advances when ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is
-    that condition (it depends combinationally on ``o.ready``), except on the ``S - 1`` cycles after a
-    transfer, when it is low. With ``physical_lanes == lanes`` (the default) the unit takes a beat per
-    cycle. With ``serial_multipliers``, every step of the pipeline takes ``max(fmt.bits, 16)`` cycles
-    instead of one while ``op`` is ``MUL`` or ``SGD``, ``act`` is leaky ReLU (not ``deriv``) or a table: each
+    the beat on ``i`` per cycle: a beat's ``S = lanes / physical_lanes`` slices enter on ``S``
+    consecutive cycles while ``i.valid`` is high (so its payload must hold until the transfer, as a
+    stream's does), and the beat transfers with its last slice. The whole pipeline advances when
+    ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is that condition (it depends
+    combinationally on ``o.ready``) on the cycle of the last slice, and low on the others. A beat
+    offered to an idle unit in cycle 0 has its result valid on ``o`` in cycle :attr:`latency`
+    (``LATENCY + S - 1``, with :attr:`LATENCY` = 5) when ``o`` is not stalled. With
+    ``physical_lanes == lanes`` (the default) the unit takes a beat per cycle. With
+    ``serial_multipliers``, every step of the pipeline takes ``max(fmt.bits, 16)`` cycles instead of
+    one while ``op`` is ``MUL`` or ``SGD``, ``act`` is leaky ReLU (not ``deriv``) or a table: each
     product is then computed by :func:`serial_product` over those cycles. Beats leave in order; none
     is dropped or duplicated, and ``o.valid`` stays high with a stable payload until the transfer.
 
@@ -148,7 +150,7 @@ class VectorUnit(wiring.Component):
     accepted beat then advances each lane's LFSR by :func:`numerics.lfsr_advance`. The LFSR of lane
     ``l`` resets to ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high sets it to
     ``lfsr_seed(seed, l)`` (a slice entering in that cycle still draws and does not advance the old
-    state; with ``S > 1``, pulse ``seed_load`` only while no beat is being sliced). The configuration
+    state; with ``S > 1``, pulse ``seed_load`` only between beats). The configuration
     inputs must be stable while beats are in the pipeline.
 
     Parameters
@@ -199,7 +201,8 @@ class VectorUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a beat's transfer to its result on ``o`` (``LATENCY`` plus the extra slices)."""
+        """Cycles from a beat offered to an idle unit to its result on ``o`` (``LATENCY`` plus the
+        extra slices)."""
         return self.LATENCY + self.lanes // self.physical_lanes - 1
 
     def __init__(self, lanes: int = 4, acc_width: int = 40, fmt: Fixed = numerics.ACT,
@@ -281,27 +284,19 @@ class VectorUnit(wiring.Component):
         last = Signal(4)
         slot = [Signal(range(slices), name=f"slot{k}") for k in range(5)]  # the slice at stage k
 
-        # The slice entering: the first one of a beat as it transfers, the others from ``held``.
+        # The slice entering: slice ``slot[0]`` of the beat on ``i``, which transfers with its last.
         adv = (~self.o.valid | self.o.ready) & (~slow | (phase == cycles - 1))
         if self.serial_multipliers:
             with m.If(adv):
                 m.d.sync += phase.eq(0)
             with m.If(self.o.ready):
                 m.d.sync += self.o.valid.eq(0)  # a transfer between steps
-        pending = Signal()  # slices 1.. of the beat in ``held`` are still to enter
-        held = Signal.like(self.i.payload)
-        m.d.comb += self.i.ready.eq(adv & ~pending)
-        beat = self.i.payload
-        entering = self.i.valid | pending
+        beat, entering = self.i.payload, self.i.valid
         enter = adv & entering
+        m.d.comb += self.i.ready.eq(adv & (slot[0] == slices - 1))
         if slices > 1:
-            beat = beat.shape()(Mux(pending, held.as_value(), beat.as_value()))
-            with m.If(self.i.valid & self.i.ready):
-                m.d.sync += [held.eq(self.i.payload), pending.eq(1), slot[0].eq(1)]
-            with m.If(pending & adv):
-                m.d.sync += slot[0].eq(slot[0] + 1)
-                with m.If(slot[0] == slices - 1):
-                    m.d.sync += [pending.eq(0), slot[0].eq(0)]
+            with m.If(enter):
+                m.d.sync += slot[0].eq(Mux(slot[0] == slices - 1, 0, slot[0] + 1))
 
         def sliced(lanes_value, lane):
             """Element ``lane`` of the entering slice."""
