@@ -18,7 +18,7 @@ from . import numerics
 from .numerics import SLOPE, Act, Fixed, PwlTable
 
 __all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index", "pwl_value",
-           "serial_product", "pwl_memory", "TABLE_ACTS"]
+           "serial_product", "pwl_memory", "pwl_samples", "TABLE_ACTS"]
 
 
 class VecOp(enum.Enum, shape=2):
@@ -121,6 +121,13 @@ def pwl_memory(tables: list[PwlTable]) -> memory.Memory:
                          init=[{"y0": a, "slope": b} for a, b in zip(y0, slope, strict=True)])
 
 
+def pwl_samples(tables: list[PwlTable]) -> memory.Memory:
+    """A ROM of the samples of ``tables``, each table followed by its end point (``segments + 1``
+    entries apiece): a segment's rise is the next sample less its own."""
+    y = [v for t in tables for v in (*t.y0, t.y0[-1] + t.slope[-1])]
+    return memory.Memory(shape=signed(_signed_width(y)), depth=len(y), init=y)
+
+
 class VectorUnit(wiring.Component):
     """Elementwise ``y = g(requantize(a op b))`` on ``lanes`` lanes, one beat per ``lanes / physical_lanes``
     cycles.
@@ -168,7 +175,7 @@ class VectorUnit(wiring.Component):
         process a beat in ``lanes / physical_lanes`` cycles, with the same results.
     serial_multipliers : bool
         Multiply by shift and add over ``max(fmt.bits, 16)`` cycles (no multiplier blocks, little
-        logic).
+        logic); the tables then hold samples only (:func:`pwl_samples`), read twice per element.
 
     Attributes
     ----------
@@ -260,7 +267,7 @@ class VectorUnit(wiring.Component):
         is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
 
         # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
-        cycles = max(bits, SLOPE.bits, table.seg_shift + 1)
+        cycles = max(bits, SLOPE.bits, table.seg_shift + 2)  # the top two digits of frac are zero
         phase = Signal(range(cycles))
         if self.serial_multipliers:
             slow = ((self.op == VecOp.MUL) | (self.op == VecOp.SGD) | is_table
@@ -322,7 +329,9 @@ class VectorUnit(wiring.Component):
                 m.d.sync += state.eq(Mux(seeded == 0, 1, seeded))
 
         # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
-        m.submodules.tables = rom = pwl_memory(self.tables)
+        serial = self.serial_multipliers
+        m.submodules.tables = rom = pwl_samples(self.tables) if serial else pwl_memory(self.tables)
+        table_id = Cat(self.deriv, table_no)
         slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
 
         final = slot[4] == slices - 1
@@ -350,7 +359,20 @@ class VectorUnit(wiring.Component):
                                rand=rand2[lane])
             index, frac = pwl_index(table, x3[lane])
             port = rom.read_port()
-            m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, self.deriv, table_no))]
+            if serial:
+                # The segment's sample (read as the pipeline steps, kept in phase 0), then the next
+                # one; their difference is the rise, ready from phase 1, before the product needs it.
+                address = (table_id << (self.segments.bit_length() - 1)) + table_id + index
+                here, sample = Signal.like(port.addr), Signal(signed(len(port.data)))
+                with m.If(adv):
+                    m.d.sync += here.eq(address)
+                with m.If(phase == 0):
+                    m.d.sync += sample.eq(port.data)
+                m.d.comb += [port.en.eq(adv | (phase == 0)), port.addr.eq(Mux(phase == 0, here + 1, address))]
+                rise = port.data - sample
+            else:
+                m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, table_id))]
+                sample, rise = port.data.y0, port.data.slope
             xv = x3[lane]
             leaky = requantize_hdl(mul(xv, self.slope), SLOPE.frac, bits)
             positive = Mux(xv > 0, one, 0)
@@ -360,7 +382,7 @@ class VectorUnit(wiring.Component):
                                  Mux(xv >= 0, xv, leaky)),
                              Mux(self.deriv, one, xv)))
             # Stage 5: interpolate, choose, saturate; into the slice's lanes of the output beat.
-            interp = _clamp(pwl_value(table, port.data.y0, port.data.slope, frac4[lane], mul), lo, hi)
+            interp = _clamp(pwl_value(table, sample, rise, frac4[lane], mul), lo, hi)
             with m.If(adv):
                 m.d.sync += [
                     t2[lane].eq(t),
