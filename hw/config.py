@@ -33,8 +33,9 @@ class DeviceConfig:
         Lanes the vector, softmax and reduce units compute per cycle, a divisor of ``cols`` (``None``:
         ``cols``, a beat per cycle). Fewer save logic on small parts; results are the same.
     serial_multipliers : bool
-        The vector unit multiplies by shift and add, 16 cycles per step of products (``MUL``,
-        ``SGD``, leaky ReLU, the tables), for parts whose multiplier blocks all go to the array.
+        The vector and softmax units multiply by shift and add, 16 (softmax: 18) cycles per step of
+        products (``MUL``, ``SGD``, leaky ReLU, the tables), for parts whose multiplier blocks all go
+        to the array.
     """
 
     rows: int = 4

@@ -93,7 +93,8 @@ class Controller(wiring.Component):
                                                     physical_lanes=cfg.vector_lanes,
                                                     serial_multipliers=cfg.serial_multipliers)
         m.submodules.softmax = smax = Softmax(lanes=C, max_rows=cfg.max_rows,
-                                                 physical_lanes=cfg.vector_lanes)
+                                                 physical_lanes=cfg.vector_lanes,
+                                                 serial_multipliers=cfg.serial_multipliers)
         m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows,
                                                physical_lanes=cfg.vector_lanes)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
@@ -9,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from . import numerics
 from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed
-from .vector import pwl_index, pwl_memory, pwl_value, requantize_hdl
+from .vector import pwl_index, pwl_memory, pwl_value, requantize_hdl, serial_product
 
 __all__ = ["Softmax"]
 
@@ -46,6 +48,9 @@ class Softmax(wiring.Component):
         Format of ``x`` and ``y`` (default :data:`numerics.ACT`).
     physical_lanes : int, optional
         Lanes computed at a time, a divisor of ``lanes`` (default ``lanes``).
+    serial_multipliers : bool
+        Multiply by shift and add (:func:`hw.vector.serial_product`): the *exp* and *output* phases
+        then step once per 18 cycles (the bits of the reciprocal and a sign) instead of every cycle.
 
     Attributes
     ----------
@@ -63,7 +68,7 @@ class Softmax(wiring.Component):
     """
 
     def __init__(self, lanes: int = 4, max_rows: int = 16, fmt: Fixed = numerics.ACT,
-                 physical_lanes: int | None = None):
+                 physical_lanes: int | None = None, serial_multipliers: bool = False):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be an integer >= 1, not {lanes!r}")
         if not isinstance(max_rows, int) or max_rows < 1:
@@ -74,6 +79,7 @@ class Softmax(wiring.Component):
         if not isinstance(physical_lanes, int) or physical_lanes < 1 or lanes % physical_lanes:
             raise ValueError(f"physical_lanes must be a divisor of lanes={lanes}, not {physical_lanes!r}")
         self.lanes, self.max_rows, self.fmt, self.physical_lanes = lanes, max_rows, fmt, physical_lanes
+        self.serial_multipliers = bool(serial_multipliers)
         self.table = numerics.exp_table(fmt)
         beat = data.ArrayLayout(signed(fmt.bits), lanes)
         super().__init__({
@@ -122,8 +128,22 @@ class Softmax(wiring.Component):
         transfer = self.i.valid & self.i.ready
         m.d.comb += [wr.addr.eq(wptr), *(wr.data[p].eq(pick(self.i.payload.x, slot, p)) for p in range(phys))]
 
-        # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e.
+        # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e. With
+        # serial multipliers the pipeline steps once per ``cycles`` cycles, the products' time.
         adv = ~self.o.valid | self.o.ready
+        if self.serial_multipliers:
+            cycles = max(recip_bits + 1, table.seg_shift + 2)
+            phase = Signal(range(cycles))
+            adv &= phase == cycles - 1
+            with m.If(phase != cycles - 1):
+                m.d.sync += phase.eq(phase + 1)
+            with m.If(adv):
+                m.d.sync += phase.eq(0)
+
+            def mul(a, b):
+                return serial_product(m, a, b, phase, cycles)
+        else:
+            mul = operator.mul
         reading = Signal()
         rptr, rslot, rrow = Signal.like(rd.addr), Signal(range(slices)), Signal.like(count)
         issue = reading & (rrow < count)
@@ -144,10 +164,13 @@ class Softmax(wiring.Component):
         for p in range(phys):
             port = rom.read_port()
             index, offset = pwl_index(table, rd.data[p] - pick(maximum, slot1, p).as_signed())
-            e = pwl_value(table, port.data.y0, port.data.slope, frac2[p])
+            e = pwl_value(table, port.data.y0, port.data.slope, frac2[p], mul)
             m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
             with m.If(adv):
                 m.d.sync += [frac2[p].eq(offset), e3[p].eq(e)]
+
+        # The outputs ``e·r``, built outside the FSM: a serial product works on every cycle.
+        outputs = [requantize_hdl(mul(e3[p], pick(recip, slot3, p)), out_shift, bits) for p in range(phys)]
 
         m.d.sync += self.overflow.eq(0)
         with m.FSM():
@@ -180,14 +203,14 @@ class Softmax(wiring.Component):
 
             with m.State("exp"):
                 m.d.comb += reading.eq(1)
-                with m.If(v3):
+                with m.If(adv & v3):
                     for k in range(slices):
                         with m.If(slot3 == k):
                             m.d.sync += [total[k * phys + p].eq(total[k * phys + p] + e3[p])
                                          for p in range(phys)]
-                with m.If(v3 & last3):
-                    m.d.sync += [remainder.eq(0), step.eq(31), div_slot.eq(0)]
-                    m.next = "reciprocal"
+                    with m.If(last3):
+                        m.d.sync += [remainder.eq(0), step.eq(31), div_slot.eq(0)]
+                        m.next = "reciprocal"
 
             with m.State("reciprocal"):
                 # Restoring division, one quotient bit per cycle from the numerator's MSB down.
@@ -207,11 +230,13 @@ class Softmax(wiring.Component):
 
             with m.State("output"):
                 m.d.comb += reading.eq(1)
+                if self.serial_multipliers:
+                    with m.If(self.o.ready):
+                        m.d.sync += self.o.valid.eq(0)  # a transfer between steps
                 with m.If(adv):
                     m.d.sync += [self.o.valid.eq(v3 & (slot3 == slices - 1)),
                                  self.o.payload.last.eq(last3)]
-                    for p in range(phys):
-                        y = requantize_hdl(e3[p] * pick(recip, slot3, p), out_shift, bits)
+                    for p, y in enumerate(outputs):
                         for k in range(slices):
                             with m.If(v3 & (slot3 == k)):
                                 m.d.sync += self.o.payload.y[k * phys + p].eq(y)

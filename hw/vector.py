@@ -90,7 +90,8 @@ def serial_product(m: Module, a: Value, b: Value, phase: Value, cycles: int) -> 
     """``a * b`` by Horner's rule: one shift and add per cycle, from the top bit of ``b`` down.
 
     ``b`` (at most ``cycles`` bits, or ``cycles - 1`` if unsigned) and ``a`` must hold while ``phase``
-    counts ``0 .. cycles - 1``; the product is valid, combinationally, in phase ``cycles - 1``.
+    counts ``0 .. cycles - 1``; the product is valid, combinationally, in phase ``cycles - 1``. Call it
+    outside any ``m.If`` or FSM state: its accumulator must step on every cycle.
     """
     a = Value.cast(a)
     wide = Signal(signed(cycles))
