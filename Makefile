@@ -7,7 +7,7 @@ BOARD  ?= icebreaker
 WAVES  ?= 0
 export SIM WAVES
 
-.PHONY: setup train test sim unit lint bench lab bitstream flash clean
+.PHONY: setup train test sim unit lint bench lab bitstream area flash clean
 
 setup: $(VENV)/.installed
 
@@ -56,6 +56,10 @@ $(VENV)/.boards: $(VENV)/.installed pyproject.toml
 # prints LUT/DSP/BRAM/SPRAM use and fmax, and fails when the design does not fit or misses timing.
 bitstream: $(VENV)/.boards
 	$(BIN)/python -m hw.boards.build $(BOARD)
+
+# What each block of BOARD's device takes (logic cells, DSPs, block RAMs), without placing it.
+area: $(VENV)/.boards
+	$(BIN)/python -m hw.boards.area $(BOARD)
 
 # Load build/boards/BOARD's bitstream with openFPGALoader (FLASH=1 writes the SPI flash instead).
 flash: $(VENV)/.boards

@@ -16,7 +16,7 @@ class DeviceConfig:
     Parameters
     ----------
     rows, cols : int
-        The systolic array, R×C. The vector unit has ``cols`` lanes.
+        The systolic array, R×C. The vector unit takes beats of ``cols`` lanes.
     depth : int
         Words per bank of each of the three buffers.
     imem : int
@@ -29,6 +29,13 @@ class DeviceConfig:
         Largest frame payload the link accepts, in bytes.
     clk_hz, baud : int
         Clock and UART rate (reported by ``INFO``; the virtual board has no UART).
+    vector_lanes : int or None
+        Lanes the vector, softmax and reduce units compute per cycle, a divisor of ``cols`` (``None``:
+        ``cols``, a beat per cycle). Fewer save logic on small parts; results are the same.
+    serial_multipliers : bool
+        The vector and softmax units multiply by shift and add, 16 (softmax: 18) cycles per step of
+        products (``MUL``, ``SGD``, leaky ReLU, the tables), for parts whose multiplier blocks all go
+        to the array.
     """
 
     rows: int = 4
@@ -40,6 +47,8 @@ class DeviceConfig:
     max_payload: int = 1024
     clk_hz: int = 50_000_000
     baud: int = 3_000_000
+    vector_lanes: int | None = None
+    serial_multipliers: bool = False
     gateware: int = field(default=1)
 
     def __post_init__(self):
@@ -47,6 +56,10 @@ class DeviceConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"DeviceConfig.{name} must be a positive integer, not {value!r}")
+        lanes = self.vector_lanes
+        if lanes is not None and (not isinstance(lanes, int) or lanes < 1 or self.cols % lanes):
+            raise ValueError(f"DeviceConfig.vector_lanes must be a divisor of cols={self.cols} or None, "
+                             f"not {lanes!r}")
 
     @property
     def banks(self) -> int:

@@ -79,18 +79,24 @@ class Controller(wiring.Component):
         m = Module()
 
         # -- parts ----------------------------------------------------------------------------------
-        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem, init=[])
+        # The instructions (addresses below imem) and the 16 tensor registers after them share one
+        # memory: no instruction is fetched while a register is read, and the host writes only while idle.
+        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[])
         imem_rd, imem_wr = imem.read_port(), imem.write_port()
-        m.submodules.tregs = tregs = Memory(shape=TensorReg(), depth=16, init=[])
-        treg_rd, treg_wr = tregs.read_port(), tregs.write_port()
+        treg_data = imem_rd.data[:TensorReg().size]
         tag_width = _Tag(B).size
         bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
         for buf, unit in zip(Buf, bufs, strict=True):
             m.submodules[f"buf_{buf.name.lower()}"] = unit
         m.submodules.array = array = SystolicArray(R, C, 16, k_max=cfg.k_max)
-        m.submodules.vector = vec = VectorUnit(lanes=C, acc_width=array.acc_width)
-        m.submodules.softmax = smax = Softmax(lanes=C, max_rows=cfg.max_rows)
-        m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows)
+        m.submodules.vector = vec = VectorUnit(lanes=C, acc_width=array.acc_width,
+                                                    physical_lanes=cfg.vector_lanes,
+                                                    serial_multipliers=cfg.serial_multipliers)
+        m.submodules.softmax = smax = Softmax(lanes=C, max_rows=cfg.max_rows,
+                                                 physical_lanes=cfg.vector_lanes,
+                                                 serial_multipliers=cfg.serial_multipliers)
+        m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows,
+                                               physical_lanes=cfg.vector_lanes)
 
         # -- state ----------------------------------------------------------------------------------
         ins = Signal(Instruction())
@@ -115,7 +121,7 @@ class Controller(wiring.Component):
             self.imem_w.ready.eq(~self.busy),
             imem_wr.addr.eq(self.imem_w.payload.addr),
             imem_wr.data.eq(self.imem_w.payload.data),
-            imem_wr.en.eq(self.imem_w.valid & ~self.busy),
+            imem_wr.en.eq(self.imem_w.valid & ~self.busy & (self.imem_w.payload.addr < cfg.imem)),
         ]
         host_w_valid, host_w = Signal(), Signal.like(self.host_wr.payload)
         m.d.comb += self.host_wr.ready.eq(~self.busy)
@@ -468,13 +474,13 @@ class Controller(wiring.Component):
                             stop(Status.BAD_TENSOR)
                         with m.Else():
                             m.d.comb += [
-                                treg_wr.addr.eq(t.t), treg_wr.en.eq(1),
-                                treg_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
+                                imem_wr.addr.eq(cfg.imem + t.t), imem_wr.en.eq(1),
+                                imem_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
                             ]
                             m.d.sync += defined.bit_select(t.t, 1).eq(1)
                             next_instruction()
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
-                        m.d.comb += treg_rd.addr.eq(a_reg)
+                        m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
                         m.next = "LOAD_B"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
@@ -483,11 +489,11 @@ class Controller(wiring.Component):
                                                   ("LOAD_C", c_reg, db, "LOAD_OUT"),
                                                   ("LOAD_OUT", out_reg, dc, "LOADED")):
                 with m.State(state):
-                    m.d.comb += treg_rd.addr.eq(reg)
-                    m.d.sync += target.eq(treg_rd.data)
+                    m.d.comb += imem_rd.addr.eq(cfg.imem + reg)
+                    m.d.sync += target.eq(treg_data)
                     m.next = following
             with m.State("LOADED"):
-                m.d.sync += dout.eq(treg_rd.data)
+                m.d.sync += dout.eq(treg_data)
                 m.next = "SHAPE"
             with m.State("SHAPE"):
                 g, v = ins.args.gemm, ins.args.vec

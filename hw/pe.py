@@ -45,7 +45,9 @@ class ProcessingElement(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        prod = Signal(signed(2 * self.width))
+        # Written every cycle and added only two cycles after a step enters: no reset needed, and
+        # without one the register goes into the DSP block (SB_MAC16's output register on iCE40).
+        prod = Signal(signed(2 * self.width), reset_less=True)
         acc = Signal(signed(self.acc_width))
         m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i), prod.eq(self.a_o * self.b_o)]
         total = Mux(self.clear, 0, acc) + prod

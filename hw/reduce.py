@@ -42,13 +42,15 @@ class Reduce(wiring.Component):
 
     Cycle contract: fully pipelined. ``i.ready`` is high whenever ``o.valid`` is low or ``o.ready``
     is high (the whole pipeline advances together, so ``i.ready`` depends combinationally on
-    ``o.ready``); an accepted beat updates each lane's running maximum and its companion value (the
-    row number, or the ``a`` of the row with the largest ``y``) in the same cycle. The transfer of
-    a group's ``last`` beat in cycle 0 makes its result valid on ``o`` in cycle :attr:`LATENCY`
-    (7) when ``o`` is not stalled: the hot value is chosen, normalised by a priority encoder and a
-    barrel shift, looked up in the ``ln`` table (its output registered), interpolated and scaled. Groups may
-    follow back to back, even of one beat each; results leave in order, one beat per group, and
-    ``o.valid`` holds with a stable payload until the transfer.
+    ``o.ready``), except on the ``S - 1`` cycles after the transfer of a group's ``last`` beat, with
+    ``S = lanes / physical_lanes``; an accepted beat updates each lane's running maximum and its
+    companion value (the row number, or the ``a`` of the row with the largest ``y``) in the same
+    cycle. The transfer of a group's ``last`` beat in cycle 0 makes its result valid on ``o`` in cycle
+    :attr:`LATENCY` (5) ``+ S - 1`` when ``o`` is not stalled: a slice of ``physical_lanes`` lanes
+    per cycle, the hot value is chosen, normalised by a priority encoder and a barrel shift, looked up
+    in the ``ln`` table and scaled. Groups may follow back to back, even of one beat each (one group
+    per ``S`` cycles); results leave in order, one beat per group, and ``o.valid`` holds with a
+    stable payload until the transfer.
 
     ``op`` is sampled with every beat and must be the same for all beats of a group; it may change
     as soon as a group's ``last`` beat is transferred. Groups have no length limit: the row number
@@ -63,6 +65,8 @@ class Reduce(wiring.Component):
         Rows an ARGMAX counts exactly (>= 1, at most ``fmt.max + 1``).
     fmt : Fixed
         Format of ``a``, ``y`` and the loss, at most 17 bits (default :data:`numerics.ACT`).
+    physical_lanes : int, optional
+        Lanes computed at a time after a group ends, a divisor of ``lanes`` (default ``lanes``).
 
     Attributes
     ----------
@@ -78,17 +82,21 @@ class Reduce(wiring.Component):
         If a parameter is out of range.
     """
 
-    LATENCY = 7
+    LATENCY = 5
 
-    def __init__(self, lanes: int = 4, max_rows: int = 16, fmt: Fixed = numerics.ACT):
+    def __init__(self, lanes: int = 4, max_rows: int = 16, fmt: Fixed = numerics.ACT,
+                 physical_lanes: int | None = None):
         if not isinstance(lanes, int) or lanes < 1:
             raise ValueError(f"lanes must be an integer >= 1, not {lanes!r}")
+        physical_lanes = lanes if physical_lanes is None else physical_lanes
+        if not isinstance(physical_lanes, int) or physical_lanes < 1 or lanes % physical_lanes:
+            raise ValueError(f"physical_lanes must be a divisor of lanes={lanes}, not {physical_lanes!r}")
         if not isinstance(fmt, Fixed) or fmt.bits > MANTISSA.bits:
             raise ValueError(f"fmt must be a Fixed of at most {MANTISSA.bits} bits, not {fmt!r}")
         if not isinstance(max_rows, int) or not 1 <= max_rows <= fmt.max + 1:
             raise ValueError(f"max_rows must be an integer in 1..{fmt.max + 1} (row numbers are "
                              f"outputs in {fmt}), not {max_rows!r}")
-        self.lanes, self.max_rows, self.fmt = lanes, max_rows, fmt
+        self.lanes, self.max_rows, self.fmt, self.physical_lanes = lanes, max_rows, fmt, physical_lanes
         self.table = numerics.ln_table(fmt)
         beat = data.ArrayLayout(signed(fmt.bits), lanes)
         super().__init__({
@@ -99,32 +107,42 @@ class Reduce(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, fmt, bits, table = self.lanes, self.fmt, self.fmt.bits, self.table
+        lanes, phys, fmt, bits, table = self.lanes, self.physical_lanes, self.fmt, self.fmt.bits, self.table
+        slices = lanes // phys
         ln2 = round(math.log(2) * fmt.one)
 
-        def lanes_of(shape, name):
-            return Signal(data.ArrayLayout(shape, lanes), name=name)
+        def lanes_of(shape, name, count=phys):
+            return Signal(data.ArrayLayout(shape, count), name=name)
+
+        def pick(lanes_value, slot, lane):
+            """Lane ``lane`` of slice ``slot`` of a beat-wide value."""
+            if slices == 1:
+                return lanes_value[lane]
+            width = len(lanes_value[lane])
+            parts = Cat(*(lanes_value[k * phys + lane] for k in range(slices)))
+            return parts.word_select(slot, width).as_signed()
 
         # Running state of the group being received.
         first = Signal(init=1)  # the next beat starts a group
         row = Signal(range(self.max_rows))
-        key, value = lanes_of(signed(bits), "key"), lanes_of(signed(bits), "value")
-        # Pipeline registers: stage 1 the group's final key and value, 2 the hot p (LOSS) or row
-        # (ARGMAX), 3 its top bit and left shift, 4 the table offset beside the table read, 5 the
-        # table's sample and slope, 6 ln m and the exponent's share (frac - top)·ln 2.
-        valid, argmax = Signal(6), Signal(6)
+        key, value = lanes_of(signed(bits), "key", lanes), lanes_of(signed(bits), "value", lanes)
+        # Pipeline registers: stage 1 the group's final keys and values, passed on a slice per cycle
+        # (``slot1`` the next one); per physical lane, 2 the hot p (LOSS) or row (ARGMAX), 3 its top
+        # bit and left shift, 4 the table offset beside the table read.
+        valid, argmax = Signal(4), Signal(4)
         single1 = Signal()
-        key1, value1 = lanes_of(signed(bits), "key1"), lanes_of(signed(bits), "value1")
-        p2, p3, p4, p5, p6 = (lanes_of(signed(bits), f"p{k}") for k in (2, 3, 4, 5, 6))
-        top3, top4, top5 = (lanes_of(range(bits - 1), f"top{k}") for k in (3, 4, 5))
-        exponent6 = lanes_of(signed(bits + ln2.bit_length() + 1), "exponent6")
+        key1, value1 = lanes_of(signed(bits), "key1", lanes), lanes_of(signed(bits), "value1", lanes)
+        slot1, slot2, slot3, slot4 = (Signal(range(slices), name=f"slot{k}") for k in (1, 2, 3, 4))
+        p2, p3, p4 = (lanes_of(signed(bits), f"p{k}") for k in (2, 3, 4))
+        top3, top4 = lanes_of(range(bits - 1), "top3"), lanes_of(range(bits - 1), "top4")
         shift3 = lanes_of(range(MANTISSA.frac + 1), "shift3")
-        frac4, frac5 = (lanes_of(max(table.seg_shift, 1), f"frac{k}") for k in (4, 5))
+        frac4 = lanes_of(max(table.seg_shift, 1), "frac4")
 
         adv = ~self.o.valid | self.o.ready
-        accept = self.i.valid & adv
+        pending = valid[0] & (slot1 != slices - 1)  # stage 1 keeps its group for another cycle
+        accept = self.i.valid & self.i.ready
         is_argmax = self.op == ReduceOp.ARGMAX
-        m.d.comb += self.i.ready.eq(adv)
+        m.d.comb += self.i.ready.eq(adv & ~pending)
 
         with m.If(accept):
             m.d.sync += first.eq(self.i.payload.last)
@@ -134,13 +152,14 @@ class Reduce(wiring.Component):
                 m.d.sync += row.eq(row + 1)
         with m.If(adv):
             m.d.sync += [
-                valid.eq(Cat(self.i.valid & self.i.payload.last, valid)),
-                argmax.eq(Cat(is_argmax, argmax)),
-                single1.eq(first),
-                self.o.valid.eq(valid[5]),
+                valid.eq(Cat(pending | (self.i.valid & self.i.payload.last), valid)),
+                argmax.eq(Cat(Mux(pending, argmax[0], is_argmax), argmax)),
+                slot1.eq(Mux(pending, slot1 + 1, 0)), slot2.eq(slot1), slot3.eq(slot2), slot4.eq(slot3),
+                self.o.valid.eq(valid[3] & (slot4 == slices - 1)),
             ]
+            with m.If(~pending):
+                m.d.sync += single1.eq(first)
 
-        m.submodules.ln = rom = pwl_memory([table])
         for lane in range(lanes):
             a, y = self.i.payload.a[lane], self.i.payload.y[lane]
             key_in = Mux(is_argmax, a, y)
@@ -150,10 +169,15 @@ class Reduce(wiring.Component):
             value_next = Mux(take, value_in, value[lane])
             with m.If(accept):
                 m.d.sync += [key[lane].eq(key_next), value[lane].eq(value_next)]
+            with m.If(adv & ~pending):
+                m.d.sync += [key1[lane].eq(key_next), value1[lane].eq(value_next)]
 
+        m.submodules.ln = rom = pwl_memory([table])
+        for lane in range(phys):
             # Stage 2: the hot p (binary groups: p or 1 - p by the label), at least one LSB.
-            complement = requantize_hdl(fmt.one - value1[lane], 0, bits)
-            p = Mux(single1 & (key1[lane] << 1 < fmt.one), complement, value1[lane])
+            key1_s, value1_s = pick(key1, slot1, lane), pick(value1, slot1, lane)
+            complement = requantize_hdl(fmt.one - value1_s, 0, bits)
+            p = Mux(single1 & (key1_s << 1 < fmt.one), complement, value1_s)
             # Stage 3: p = m * 2**top with m in [1, 2): a priority encoder, then a barrel shift.
             top = _top_bit(p2[lane].as_unsigned()[:bits - 1])
             # Stage 4: read the table of ln(m).
@@ -161,31 +185,20 @@ class Reduce(wiring.Component):
             index, offset = pwl_index(table, mantissa)
             port = rom.read_port()
             m.d.comb += [port.en.eq(adv), port.addr.eq(index)]
-            # Stage 6: interpolate ln(m) from the registered table output.
-            y0, slope = Signal.like(port.data.y0), Signal.like(port.data.slope)
-            ln_m = pwl_value(table, y0, slope, frac5[lane])
-            ln_m6 = Signal(signed(len(ln_m)))
-            # Stage 7: -ln p = (frac - top) * ln 2 - ln m, saturated.
-            loss = requantize_hdl(exponent6[lane] - ln_m6, 0, bits)
+            # Stage 5: -ln p = (frac - top) * ln 2 - ln m, saturated; into the slice's lanes.
+            ln_m = pwl_value(table, port.data.y0, port.data.slope, frac4[lane])
+            loss = requantize_hdl((fmt.frac - top4[lane]) * ln2 - ln_m, 0, bits)
             with m.If(adv):
                 m.d.sync += [
-                    key1[lane].eq(key_next),
-                    value1[lane].eq(value_next),
-                    p2[lane].eq(Mux(argmax[0], value1[lane], Mux(p < 1, 1, p))),
+                    p2[lane].eq(Mux(argmax[0], value1_s, Mux(p < 1, 1, p))),
                     p3[lane].eq(p2[lane]),
                     top3[lane].eq(top),
                     shift3[lane].eq(MANTISSA.frac - top),
                     p4[lane].eq(p3[lane]),
                     top4[lane].eq(top3[lane]),
                     frac4[lane].eq(offset),
-                    p5[lane].eq(p4[lane]),
-                    frac5[lane].eq(frac4[lane]),
-                    top5[lane].eq(top4[lane]),
-                    y0.eq(port.data.y0),
-                    slope.eq(port.data.slope),
-                    p6[lane].eq(p5[lane]),
-                    exponent6[lane].eq((fmt.frac - top5[lane]) * ln2),
-                    ln_m6.eq(ln_m),
-                    self.o.payload.y[lane].eq(Mux(argmax[5], p6[lane], loss)),
                 ]
+            for k in range(slices):
+                with m.If(adv & (slot4 == k)):
+                    m.d.sync += self.o.payload.y[k * phys + lane].eq(Mux(argmax[3], p4[lane], loss))
         return m

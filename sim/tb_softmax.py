@@ -1,8 +1,8 @@
 """cocotb testbench of :class:`hw.softmax.Softmax`, scored against :func:`sim.vector.softmax_groups`.
 
-Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``max_rows`` and ``groups``. Stimulus
-is seeded as in ``sim/tb_vector.py``; ``SEED=<run seed>`` replays a run (see
-``sim/runner.py``).
+Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``max_rows``, ``groups`` and ``patience``
+(idle cycles before a hang is declared, default 1000). Stimulus is seeded as in ``sim/tb_vector.py``;
+``SEED=<run seed>`` replays a run (see ``sim/runner.py``).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class SoftmaxBench:
         expected = self.overflows.count + dropped
         await pump(self.dut.clk, [self.source, self.sink, self.overflows],
                    lambda: not self.board.expected and not self.source.queue
-                   and self.overflows.count >= expected)
+                   and self.overflows.count >= expected, tb_params().get("patience", 1000))
         self.board.check_done()
         assert self.overflows.count == expected, \
             f"overflow pulsed {self.overflows.count} times, expected {expected}"

@@ -82,3 +82,17 @@ def test_parse_nextpnr_log_overfull():
     report = parse_nextpnr_log(text, "ice40")
     assert not report.fits
     assert report.errors == ["ERROR: Unable to place cell 'x', no BELs remaining"]
+
+
+def test_area_lists_the_blocks_of_a_device():
+    from hw.boards.area import Block, _table, blocks
+
+    config = DeviceConfig(rows=2, cols=2, depth=16, imem=8, k_max=8, clk_hz=12_000_000)
+    found = blocks(UartSoC(config), depth=3)
+    paths = [b.path for b in found]
+    assert paths[0] == () and ("soc", "controller", "vector") in paths
+    assert all(len(p) <= 3 for p in paths) and ("soc", "controller", "imem") not in paths
+    assert Block(("soc", "link"), "Link").module == "top.soc.link"
+    rows = [(Block((), "Top"), {"ICESTORM_LC": 10}), (Block(("a",), "A"), {"ICESTORM_LC": 4})]
+    table = _table(BOARDS["icebreaker"], rows)
+    assert table[1].split()[:3] == ["top", "(Top)", "10"] and table[2].split()[:2] == ["(rest)", "6"]

@@ -8,7 +8,8 @@ from hw.config import DeviceConfig
 from hw.controller import Controller
 from sim.runner import BUILD, run
 
-CONFIGS = [DeviceConfig(rows=2, cols=3, depth=160, imem=128, k_max=64, max_rows=8),
+CONFIGS = [DeviceConfig(rows=2, cols=3, depth=160, imem=128, k_max=64, max_rows=8, vector_lanes=1,
+                        serial_multipliers=True),
            DeviceConfig(rows=4, cols=4, depth=256, imem=128, k_max=64, max_rows=10)]
 
 
@@ -20,3 +21,9 @@ def test_controller(config):
     results.parent.mkdir(parents=True, exist_ok=True)
     run(Controller(config), f"controller_{config.rows}x{config.cols}", "sim.tb_controller",
         {**params, "programs": 20, "results": str(results)})
+
+
+@pytest.mark.parametrize("lanes", [0, 3, "2"])
+def test_vector_lanes_must_divide_cols(lanes):
+    with pytest.raises(ValueError, match=f"vector_lanes must be a divisor of cols=4 or None, not {lanes!r}"):
+        DeviceConfig(cols=4, vector_lanes=lanes)

@@ -25,6 +25,12 @@ def test_reduce():
     run(Reduce(lanes=8, max_rows=10), "reduce_l8", "sim.tb_reduce", {"lanes": 8, "max_rows": 10})
 
 
+@pytest.mark.sim
+def test_reduce_on_one_physical_lane():
+    run(Reduce(lanes=4, max_rows=10, physical_lanes=1), "reduce_l4p1", "sim.tb_reduce",
+        {"lanes": 4, "max_rows": 10, "physical_lanes": 1})
+
+
 def _lowest_bit(value):
     """A wrong priority encoder: the lowest set bit wins."""
     top = Value.cast(0)
@@ -85,6 +91,7 @@ def test_model_groups():
 @pytest.mark.parametrize("kwargs, bad", [
     ({"lanes": 0}, "0"), ({"max_rows": 0}, "0"), ({"fmt": Fixed(18, 12)}, "18"),
     ({"max_rows": 129, "fmt": Fixed(8, 4)}, "129"), ({"fmt": "ACT"}, "ACT"),
+    ({"lanes": 4, "physical_lanes": 3}, "3"),
 ])
 def test_bad_parameters(kwargs, bad):
     with pytest.raises(ValueError, match=bad):

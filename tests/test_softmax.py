@@ -15,7 +15,14 @@ def test_softmax():
         {"lanes": 4, "max_rows": 10})
 
 
-@pytest.mark.parametrize("kwargs, bad", [({"lanes": 0}, "0"), ({"max_rows": 0}, "0")])
+@pytest.mark.sim
+def test_softmax_on_one_physical_lane_with_serial_multipliers():
+    run(Softmax(lanes=4, max_rows=10, physical_lanes=1, serial_multipliers=True), "softmax_l4p1s",
+        "sim.tb_softmax", {"lanes": 4, "max_rows": 10, "patience": 4000})
+
+
+@pytest.mark.parametrize("kwargs, bad", [({"lanes": 0}, "0"), ({"max_rows": 0}, "0"),
+                                         ({"lanes": 4, "physical_lanes": 3}, "3")])
 def test_bad_parameters(kwargs, bad):
     with pytest.raises(ValueError, match=bad):
         Softmax(**kwargs)

