@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from host.compiler import Network, Program, compile_network
 from hw.config import DeviceConfig
 from hw.isa import Buf, Instruction, Opcode, decode, instruction
+from sim.model import Tensor
 
-__all__ = ["DIGITS", "BATCH", "TARGET", "Tensor", "Gemm", "gemm_kind", "program_gemms", "digits", "sweep",
+__all__ = ["DIGITS", "BATCH", "TARGET", "Gemm", "gemm_kind", "program_gemms", "digits", "sweep",
            "standalone", "setup_words", "depth_needed", "applies", "filled", "tiles", "occupancy",
            "CONTROLLERS"]
 
@@ -27,23 +28,6 @@ BATCH = 32
 TARGET = 0.90
 """The brief's array efficiency target, a share of ``R·C`` MACs per cycle."""
 _END = instruction(Opcode.END)
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """What a ``TENSOR`` instruction loads: a ``rows × cols`` matrix at ``base`` of ``buf``, rows ``pitch``
-    addresses apart."""
-
-    buf: Buf
-    base: int
-    rows: int
-    cols: int
-    pitch: int
-
-    @property
-    def end(self) -> int:
-        """The first address past the matrix."""
-        return self.base + self.rows * self.pitch
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,11 @@ class Tensor:
     def shape(self) -> tuple[int, int]:
         return self.rows, self.cols
 
+    @property
+    def end(self) -> int:
+        """The first address past the matrix."""
+        return self.base + self.rows * self.pitch
+
 
 class _Fault(Exception):
     """Stops ``run`` with ``status``."""
