@@ -207,8 +207,7 @@ def train_steps(driver: Driver, trainer: Trainer, train: Dataset, steps: int) ->
     cycles = []
     batches = minibatches(train, m, np.random.default_rng(0))
     for _, (x, y) in zip(range(steps), batches, strict=False):
-        for buf, addr, words in trainer.program.batch_writes(x, y):
-            driver.write(buf, addr, words)
+        trainer.write(trainer.program.batch_writes(x, y))
         cycles.append(driver.run(trainer.program.train, trainer.program.output).cycles)
     return driver.bytes_sent / (steps * m), driver.bytes_received / (steps * m), cycles
 

@@ -481,11 +481,12 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     # [Z > 0] is D[k] for ReLU and PReLU; other activations need a region of their own.
     own = net.stats and net.hidden != Act.RELU and not prelu
     active = {k: alloc(f"R{k}", Buf.A, sizes[k], m) if own else derivs[k] for k in hidden}
-    ones = []
-    if prelu:
-        ones += [alloc("1G", Buf.G, 1, m), alloc("1W", Buf.W, 1, m)]
-    if prelu or (net.stats and last > 1):
-        ones.append(alloc("1m", Buf.G, m, 1))
+    # Constant ones: rows to broadcast the slopes (one beside each operand buffer they meet), a
+    # column to sum over the minibatch.
+    ones_g = alloc("1G", Buf.G, 1, m) if prelu else None
+    ones_w = alloc("1W", Buf.W, 1, m) if prelu else None
+    ones_m = alloc("1m", Buf.G, m, 1) if prelu or (net.stats and last > 1) else None
+    ones = [r for r in (ones_g, ones_w, ones_m) if r is not None]
     reply = 7 + 2 * (predictions.first + m - losses.first)
     if reply > config.max_payload:
         raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
@@ -520,12 +521,12 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
             emit.vec(z[k], negative[k], _epi(op=VecOp.SUB), b=a)          # N = Z − P = min(Z, 0)
             if training:
                 emit.vec(z[k], derivs[k], _epi(act=Act.RELU, deriv=True))  # R = [Z > 0]
-            broadcast_slope(k, ones[0], negative[k], z[k])                 # (α·1ᵀ) ⊙ N over Z
+            broadcast_slope(k, ones_g, negative[k], z[k])                  # (α·1ᵀ) ⊙ N over Z
             emit.vec(z[k], a, _epi(), b=a)                                 # A = P + (α·1ᵀ) ⊙ N
         if training and net.stats:
             if own:
                 emit.vec(z[k], active[k], _epi(act=Act.RELU, deriv=True))
-            emit.gemm(active[k], ones[-1], counters[k - 1],                 # C += [Z > 0]·1
+            emit.gemm(active[k], ones_m, counters[k - 1],                   # C += [Z > 0]·1
                       _epi(shift=2 * ACT.frac, b_shift=2 * ACT.frac), c=counters[k - 1])
 
     def hidden_backward(k: int) -> None:
@@ -539,9 +540,9 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
         emit.vec(z[k], negative[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=negative[k])  # E ⊙ N
         emit.vec(z[k], derivs[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=derivs[k])      # E ⊙ R
         emit.vec(z[k], z[k], _epi(op=VecOp.SUB), b=derivs[k])                   # E − E ⊙ R
-        broadcast_slope(k, ones[1], z[k], z[k])                                  # (α·1ᵀ) ⊙ (E − E ⊙ R)
+        broadcast_slope(k, ones_w, z[k], z[k])                                   # (α·1ᵀ) ⊙ (E − E ⊙ R)
         emit.vec(z[k], z[k], _epi(), b=derivs[k])                               # dZ = … + E ⊙ R
-        sgd(negative[k], ones[-1], slopes[k - 1], tb=False)                      # α −= α/m · (E ⊙ N)·1
+        sgd(negative[k], ones_m, slopes[k - 1], tb=False)                        # α −= α/m · (E ⊙ N)·1
 
     def head() -> None:
         """Output probabilities and predictions from ``Z[L]``."""

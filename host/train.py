@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from host.compiler import Network, Program, compile_network
+from host.compiler import Network, Program, Write, compile_network
 from host.data import Dataset, inference_batches, minibatches
 from hw.isa import Opcode, Reg, instruction
 
@@ -80,8 +80,7 @@ class Trainer:
     def load(self, weights: list[np.ndarray]) -> None:
         """Put raw parameters (``Program.parameters``: weights, then learned slopes), the constants and
         cleared counters on the device and set its registers."""
-        for buf, addr, words in self.program.load_writes(weights):
-            self.driver.write(buf, addr, words)
+        self.write(self.program.load_writes(weights))
         self.driver.run(self.program.setup)
 
     def initial_weights(self) -> list[np.ndarray]:
@@ -91,15 +90,20 @@ class Trainer:
         """The raw parameters (weights, then learned slopes) as they are on the device now."""
         return [self._read(r) for r in self.program.parameters]
 
+    def write(self, writes: list[Write]) -> None:
+        """Send ``writes`` (of :class:`host.compiler.Program`) to the device."""
+        for buf, addr, words in writes:
+            self.driver.write(buf, addr, words)
+
     def _read(self, region) -> np.ndarray:
         return region.unpack(self.driver.read(region.buf, region.first, region.words))
 
     def _drain_counters(self, totals: list[np.ndarray]) -> None:
-        """Add the device's active-unit counters to ``totals`` and clear them."""
+        """Add the device's active-unit counters to ``totals`` and clear them (they are zero after
+        :meth:`load`, and every epoch ends with a drain, so each epoch starts from zero)."""
         for total, region in zip(totals, self.program.counters, strict=True):
             total += self._read(region)[:, 0]
-        for buf, addr, words in self.program.clear_counters():
-            self.driver.write(buf, addr, words)
+        self.write(self.program.clear_counters())
 
     def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
@@ -108,15 +112,12 @@ class Trainer:
                                                           "value": epoch_seed(self.seed, epoch)}),
                              instruction(Opcode.END)], self.reseed_at)
         self.driver.run(self.reseed_at)
-        for buf, addr, words in self.program.clear_counters():
-            self.driver.write(buf, addr, words)
         m, steps = self.network.batch, len(data) // self.network.batch
         counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
         drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
         losses, right = [], 0
         for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
-            for buf, addr, words in self.program.batch_writes(x, y):
-                self.driver.write(buf, addr, words)
+            self.write(self.program.batch_writes(x, y))
             result = self.driver.run(self.program.train, self.program.output)
             loss, predictions = self.program.decode_output(result.words)
             losses.append(loss.mean())
@@ -136,8 +137,7 @@ class Trainer:
         """Class numbers for every sample of ``x`` (the last minibatch padded, its padding dropped)."""
         out = []
         for batch, real in inference_batches(np.asarray(x), self.network.batch):
-            for buf, addr, words in self.program.batch_writes(batch):
-                self.driver.write(buf, addr, words)
+            self.write(self.program.batch_writes(batch))
             result = self.driver.run(self.program.infer, self.program.output)
             out.append(self.program.decode_output(result.words)[1][:real])   # no losses when inferring
         return np.concatenate(out)
