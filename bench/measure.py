@@ -264,6 +264,5 @@ def reference_accuracy(network: Network, raw: list[np.ndarray], train: Dataset, 
     ref = Reference.from_raw(network, raw)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
-        for x, y in minibatches(train, network.batch, rng):
-            ref.train_step(x, y)
+        ref.train_epoch(train, rng)
     return float(np.mean(ref.predict(test.x) == test.y))

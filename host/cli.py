@@ -149,24 +149,24 @@ def _train(args) -> None:
 
 def _unit_stats(active: list[np.ndarray]) -> str:
     """One line per hidden layer: how often its units were active, and how many never were."""
+    from host.train import dead_fraction
+
     lines = []
     for k, a in enumerate(active, 1):
-        dead = int((a == 0).sum())
+        dead = dead_fraction(a)
         lines.append(f"  layer {k}: units active for {100 * a.mean():.1f} % of samples on average; "
-                     f"dead (never active this epoch) {dead}/{len(a)} ({100 * dead / len(a):.1f} %)")
+                     f"dead (never active this epoch) {round(dead * len(a))}/{len(a)} ({100 * dead:.1f} %)")
     return "\n".join(lines)
 
 
 def _reference(network, trainer, train, test, seed: int, epochs: int) -> None:
     """The same network in float32, from the same initial weights, in the same data order."""
-    from host.data import minibatches
     from host.reference import Reference
 
     ref = Reference.from_raw(network, trainer.initial_weights())
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
-        for x, y in minibatches(train, network.batch, rng):
-            ref.train_step(x, y)
+        ref.train_epoch(train, rng)
     print(f"test accuracy of the float32 reference: {100 * np.mean(ref.predict(test.x) == test.y):.2f} %")
 
 
@@ -207,17 +207,16 @@ def _plot_stats(folder: Path, active: list, activations: list[np.ndarray]) -> No
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from host.plots import activity_map
+    from host.train import dead_fraction
+
     folder.mkdir(parents=True, exist_ok=True)
     layers = len(activations)
     fig, axes = plt.subplots(layers, 3, figsize=(13, 3.2 * layers), squeeze=False)
     epochs = len(active)
     for k, (heat, dead, hist) in enumerate(axes, 1):
-        fractions = np.array([epoch[k - 1] for epoch in active]).T
-        image = heat.imshow(100 * fractions, aspect="auto", cmap="viridis", vmin=0, vmax=100,
-                            extent=(0.5, epochs + 0.5, len(fractions) - 0.5, -0.5))
-        heat.set(xlabel="epoch", ylabel="unit", title=f"layer {k}: % of samples active")
-        fig.colorbar(image, ax=heat)
-        dead.plot(range(1, epochs + 1), [100 * np.mean(np.array(e[k - 1]) == 0) for e in active], "o-")
+        activity_map(fig, heat, [epoch[k - 1] for epoch in active], f"layer {k}: % of samples active")
+        dead.plot(range(1, epochs + 1), [100 * dead_fraction(e[k - 1]) for e in active], "o-")
         dead.set(xlabel="epoch", ylabel="dead units (%)", title=f"layer {k}: never active in the epoch")
         hist.hist(activations[k - 1].ravel(), bins=50)
         hist.set(xlabel="activation", ylabel="count", title=f"layer {k}: last minibatch")

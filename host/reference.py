@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from host.compiler import Network, Output
+from host.data import minibatches
 from hw.numerics import Act, activation_float, softmax_float
 
 __all__ = ["forward", "gradients", "step", "Reference"]
@@ -165,6 +166,12 @@ class Reference:
         the predictions made before the update, as the device's ``train`` entry returns them."""
         losses, predictions, self._weights = step(self.network, self._weights, x, y)
         return losses, predictions
+
+    def train_epoch(self, data, rng: np.random.Generator) -> None:
+        """One pass over ``data`` (a :class:`host.data.Dataset`) in the minibatches
+        :func:`host.data.minibatches` draws from ``rng``: the device's order for the same ``rng``."""
+        for x, y in minibatches(data, self.network.batch, rng):
+            self.train_step(x, y)
 
     def predict(self, x) -> np.ndarray:
         """Class numbers of ``x`` (any number of samples, a sample per row)."""

@@ -22,7 +22,7 @@ from host.compiler import Network, Program, Write, compile_network
 from host.data import Dataset, inference_batches, minibatches
 from hw.isa import Opcode, Reg, instruction
 
-__all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "COUNTER_MAX"]
+__all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "dead_fraction", "COUNTER_MAX"]
 
 COUNTER_MAX = (1 << 15) - 1
 """A device counter saturates here (16-bit words): the host drains them before they can."""
@@ -38,6 +38,12 @@ def confusion_matrix(y, predictions, classes: int) -> np.ndarray:
     c = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(c, (np.asarray(y), np.asarray(predictions)), 1)
     return c
+
+
+def dead_fraction(active) -> float:
+    """The share of a layer's units that were active for no sample (``active``: per-unit counts or
+    fractions, as :attr:`EpochResult.active` holds them)."""
+    return float(np.mean(np.asarray(active) == 0))
 
 
 @dataclass

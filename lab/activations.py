@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from host.compiler import Network
+from host.train import dead_fraction
 from hw.numerics import Act
 from lab.plots import figure, save
 from lab.runs import EPOCHS, train_all
@@ -52,7 +53,7 @@ def summary(runs: list[dict]) -> dict:
            "loss": float(np.mean([r["loss"][-1] for r in runs]))}
     out["gap"] = out["float32"] - out["device"]
     if runs[0]["active"]:
-        out["dead"] = float(np.mean([np.mean(np.array(r["active"][-1][0]) == 0) for r in runs]))
+        out["dead"] = float(np.mean([dead_fraction(r["active"][-1][0]) for r in runs]))
     if runs[0]["slopes"]:
         slopes = np.concatenate([np.array(r["slopes"][0]) for r in runs])
         out["slopes"] = (float(slopes.mean()), float(slopes.min()), float(slopes.max()))

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from host.compiler import Network
+from host.plots import activity_map
+from host.train import dead_fraction
 from hw.config import DeviceConfig
 from hw.numerics import Act
 from lab.plots import figure, save
@@ -62,7 +64,7 @@ def _network(options: dict) -> Network:
 
 def dead(run: dict, epoch: int = -1) -> list[float]:
     """Per hidden layer, the fraction of units active for no sample of ``epoch``."""
-    return [float(np.mean(np.array(layer) == 0)) for layer in run["active"][epoch]]
+    return [dead_fraction(layer) for layer in run["active"][epoch]]
 
 
 def _pct(x: float) -> str:
@@ -109,11 +111,8 @@ def _units_plot(r: dict, plots: Path) -> str:
     axes = np.reshape(axes, (layers, 2))
     edges = np.linspace(-2, 6, 41)
     for k, (heat, hist) in enumerate(axes):
-        fractions = np.array([epoch[k] for epoch in run["active"]]).T
-        image = heat.imshow(100 * fractions, aspect="auto", cmap="viridis", vmin=0, vmax=100,
-                            extent=(0.5, len(run["active"]) + 0.5, len(fractions) - 0.5, -0.5))
-        heat.set(xlabel="epoch", ylabel="unit", title=f"ReLU layer {k + 1}: % of samples active (seed 0)")
-        fig.colorbar(image, ax=heat)
+        activity_map(fig, heat, [epoch[k] for epoch in run["active"]],
+                     f"ReLU layer {k + 1}: % of samples active (seed 0)")
         for label, runs in r["runs"].items():
             hist.stairs(runs[0]["histograms"][k], edges, label=label)
         hist.set(xlabel="activation a = g(z)", ylabel="count", yscale="log",

@@ -16,7 +16,7 @@ import numpy as np
 
 from host.checkpoint import network_to_dict
 from host.compiler import Network
-from host.data import digits, minibatches
+from host.data import digits
 from host.driver import Driver
 from host.reference import Reference
 from host.train import Trainer
@@ -56,8 +56,7 @@ def train(network: Network, seed: int, epochs: int = EPOCHS, reference: bool = T
             if result.active is not None:
                 out["active"].append([a.tolist() for a in result.active])
             if ref is not None:
-                for x, y in minibatches(train_set, network.batch, ref_rng):
-                    ref.train_step(x, y)
+                ref.train_epoch(train_set, ref_rng)
                 out["float32"].append(float(np.mean(ref.predict(test.x) == test.y)))
         params = trainer.weights()
     fmt = network.weight_format
