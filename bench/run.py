@@ -8,8 +8,8 @@ time adds a few minutes):
 2. the virtual board with the default device (4×4): a training step at minibatch 1, 8 and 32, each
    profiled instruction by instruction, link bytes of training and inference, then one whole
    ``systolic train`` run (seed 0) for the epoch time, the simulation speed and the identity check;
-3. the virtual board with a deeper 4×4 device for minibatch 128, and an 8×8 device at minibatch 32
-   for the 8×8 boards;
+3. the virtual board with a deeper 4×4 device for minibatch 128, and each board's own device (its
+   array, vector lanes and multipliers) at minibatch 32, for the boards the digits MLP fits;
 4. the golden model (``--target model``, bit-identical): the same run for the epoch-time ratio, and
    three seeds against the float32 reference for accuracy;
 5. the bitstream manifest, if the boards have been built.
@@ -47,7 +47,6 @@ LOG = ROOT / "build" / "bench.log"
 BATCHES = (1, 8, 32, 128)
 DEEP = DeviceConfig(depth=8192)
 """The default device with buffers deep enough for minibatch 128 (the default holds up to 32)."""
-WIDE = DeviceConfig(rows=8, cols=8)
 BOARD_BATCH = 32
 CMD = "python -m bench"
 
@@ -89,8 +88,29 @@ def _board_arrays() -> str:
     return ", ".join(f"{r}×{c} ({', '.join(names)})" for (r, c), names in arrays.items())
 
 
-def _board_models(profiles: dict[tuple[int, int, int], measure.StepProfile],
-                  bytes_per_step: float) -> list[BoardModel]:
+def _device(name: str, config: DeviceConfig) -> str:
+    """How the step tables name a device: ``4×4``, or a board and how its units are built."""
+    units = [f"{config.vector_lanes} vector lane{'s' * (config.vector_lanes != 1)}"] \
+        if config.vector_lanes not in (None, config.cols) else []
+    units += ["serial multipliers"] if config.serial_multipliers else []
+    return f"{name}: {config.rows}×{config.cols}" + "".join(f", {u}" for u in units) if name \
+        else f"{config.rows}×{config.cols}"
+
+
+def _fitting_boards() -> dict[str, DeviceConfig | str]:
+    """Each board's device, or why the digits MLP at minibatch :data:`BOARD_BATCH` does not fit it."""
+    out: dict[str, DeviceConfig | str] = {}
+    for name, config in _boards():
+        try:
+            compile_network(Network(measure.DIGITS, batch=BOARD_BATCH), config)
+        except ValueError as error:
+            out[name] = f"the digits MLP at minibatch {BOARD_BATCH} does not fit: {str(error).split(':')[0]}"
+        else:
+            out[name] = config
+    return out
+
+
+def _board_models(profiles: dict[str, measure.StepProfile], bytes_per_step: float) -> list[BoardModel]:
     """Samples/s of a training step on each board from its clock, baud and the measured cycles.
 
     The link protocol is request–reply: the ``WRITE`` frames, the ``RUN`` and every reply follow one
@@ -98,26 +118,20 @@ def _board_models(profiles: dict[tuple[int, int, int], measure.StepProfile],
     ``bytes · 10 / baud`` on the line plus ``cycles / f_clk`` on the array (USB latency excluded), and
     the line is in use for the first share of it.
     """
-    out = []
+    out, fitting = [], _fitting_boards()
     for name, config in _boards():
-        try:
-            compile_network(Network(measure.DIGITS, batch=BOARD_BATCH), config)
-        except ValueError as error:
-            why = f"the digits MLP at minibatch {BOARD_BATCH} does not fit: {str(error).split(':')[0]}"
-            out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, why))
+        if name not in profiles:
+            out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, fitting[name]))
             continue
-        profile = profiles.get((config.rows, config.cols, BOARD_BATCH))
-        if profile is None:
-            out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud,
-                                  f"no {config.rows}×{config.cols} array measured"))
-            continue
+        profile = profiles[name]
         line_s = bytes_per_step * measure.UART_BITS / config.baud
         out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, "", line_s,
                               profile.cycles / config.clk_hz))
     return out
 
 
-def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[dict, dict]:
+def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[
+        dict[int, measure.StepProfile], dict]:
     """Profile and link bytes of the training step at each minibatch size on one device."""
     profiles, links = {}, {}
     for m in batches:
@@ -128,7 +142,7 @@ def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[dict,
         if set(cycles) != {profile.cycles}:
             raise RuntimeError(f"minibatch {m}: training steps took {cycles} cycles, the profiled step "
                                f"{profile.cycles}: cycle counts depend on the data")
-        profiles[profile.rows, profile.cols, m] = profile
+        profiles[m] = profile
     return profiles, links
 
 
@@ -175,7 +189,7 @@ def _rows(r: dict, boards: list[BoardModel]) -> list[Row]:
     """The table, in the order of the brief's "Numbers we aim at"."""
     rows = [_efficiency_row(r["efficiency"])]
     for p in r["steps"]:
-        rows.append(Row(f"training step, minibatch {p['batch']} ({p['rows']}×{p['cols']})",
+        rows.append(Row(f"training step, minibatch {p['batch']} ({p['device']})",
                         "(array busy; no target)",
                         f"{p['cycles']} cycles, {p['cycles'] / p['batch']:.0f}/sample, "
                         f"array busy {_pct(p['gemm_ideal'] / p['cycles'])}", verdict(None),
@@ -234,19 +248,60 @@ def _rows(r: dict, boards: list[BoardModel]) -> list[Row]:
 
 
 def _board_rows(manifest: dict | None) -> list[Row]:
-    targets = [("iCE40 UP5K", "icebreaker", "all 8 DSPs, timing met"),
-               ("ECP5-85F", "ulx3s-85f", "≥ 64 MAC cells in DSPs, ≥ 100 MHz")]
-    if manifest is None:
-        return [Row(what, target, "not built yet (issue 5)", MISSING, "make bitstream BOARD=" + name)
-                for what, name, target in targets]
-    boards = manifest.get("boards", manifest)
+    """The brief's two board targets, judged on the bitstreams recorded in ``bitstreams/``."""
+    targets = [("iCE40 UP5K", "icebreaker", "all 8 DSPs in the array, timing met", _ice40_ok),
+               ("ECP5-85F", "ulx3s-85f", "≥ 64 MAC cells in DSPs, ≥ 100 MHz", _ecp5_85f_ok)]
     rows = []
-    for what, name, target in targets:
-        entry = boards.get(name) if isinstance(boards, dict) else None
-        measured = ", ".join(f"{k} {v}" for k, v in entry.items()) if entry else "not in the manifest"
-        rows.append(Row(what, target, measured, MISSING if not entry else "see figures",
-                        "bitstreams/manifest.json"))
+    for what, name, target, judge in targets:
+        entry = (manifest or {}).get(name)
+        if entry is None:
+            rows.append(Row(what, target, "no bitstream recorded (see docs/boards.md)", MISSING,
+                            f"make bitstream BOARD={name}"))
+            continue
+        rows.append(Row(what, target, _board_summary(entry), verdict(judge(entry)),
+                        f"make bitstream BOARD={name} (bitstreams/manifest.json)"))
     return rows
+
+
+def _resources(entry: dict) -> dict[str, dict]:
+    return {r["name"]: r for r in entry["resources"]}
+
+
+def _fmax(entry: dict) -> float:
+    return min(clock["achieved"] for clock in entry["fmax"].values())
+
+
+def _board_summary(entry: dict) -> str:
+    used = _resources(entry)
+    cells = ", ".join(f"{r['used']:,}/{r['available']:,} {name}" for name, r in used.items() if name != "IO")
+    return (f"{entry['rows']}×{entry['cols']} array ({entry['rows'] * entry['cols']} MAC cells), {cells}; "
+            f"fmax {_fmax(entry):.1f} MHz, clocked at {entry['clk_hz'] / 1e6:g} MHz")
+
+
+def _ice40_ok(entry: dict) -> bool:
+    cells = entry["rows"] * entry["cols"]
+    return cells == 8 and _resources(entry)["DSP"]["used"] == 8 and _fmax(entry) >= entry["clk_hz"] / 1e6
+
+
+def _ecp5_85f_ok(entry: dict) -> bool:
+    return entry["rows"] * entry["cols"] >= 64 and _fmax(entry) >= 100
+
+
+def _manifest_table(manifest: dict | None) -> str:
+    """Markdown table of every recorded bitstream."""
+    if not manifest:
+        return "No bitstream is recorded in `bitstreams/manifest.json` yet."
+    names = list(dict.fromkeys(n for e in manifest.values() for n in _resources(e) if n != "IO"))
+    lines = ["| board | array | clock | baud | " + " | ".join(names) + " | fmax | build | commit |",
+             "| --- | --- | --- | --- |" + " ---: |" * len(names) + " ---: | ---: | --- |"]
+    for name, e in manifest.items():
+        used = _resources(e)
+        cells = " | ".join(f"{used[n]['used']:,} / {used[n]['available']:,}" if n in used else "—"
+                           for n in names)
+        lines.append(f"| {name} | {e['rows']}×{e['cols']} | {e['clk_hz'] / 1e6:g} MHz | "
+                     f"{e['baud'] / 1e6:g} Mbaud | {cells} | {_fmax(e):.1f} MHz | "
+                     f"{e['build_seconds'] / 60:.0f} min | `{e['commit'][:10]}` |")
+    return "\n".join(lines)
 
 
 def _plots(r: dict) -> list[str]:
@@ -263,7 +318,7 @@ def _plots(r: dict) -> list[str]:
     kinds = list(dict.fromkeys(k for p in steps for k in p["kinds"]))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bottom = np.zeros(len(steps))
-    labels = [f"m={p['batch']}\n{p['rows']}×{p['cols']}" for p in steps]
+    labels = [f"m={p['batch']}\n{p['device'].replace(': ', chr(10)).replace(', ', chr(10))}" for p in steps]
     for kind in kinds:
         share = np.array([100 * p["kinds"].get(kind, 0) / p["cycles"] for p in steps])
         ax.bar(labels, share, bottom=bottom, label=kind)
@@ -334,7 +389,7 @@ def _digits_table(eff: list[dict]) -> str:
 def _breakdown(steps: list[dict]) -> str:
     """Markdown table of cycles per instruction kind for each profiled step."""
     kinds = list(dict.fromkeys(k for p in steps for k in p["kinds"]))
-    head = [f"m = {p['batch']} ({p['rows']}×{p['cols']})" for p in steps]
+    head = [f"m = {p['batch']} ({p['device']})" for p in steps]
     lines = ["| cycles | " + " | ".join(head) + " |", "| --- |" + " ---: |" * len(steps)]
     for kind in kinds:
         cells = (f"{p['kinds'].get(kind, 0)} ({_pct(p['kinds'].get(kind, 0) / p['cycles'])})" for p in steps)
@@ -345,11 +400,11 @@ def _breakdown(steps: list[dict]) -> str:
 
 
 def _gemms(steps: list[dict]) -> str:
-    lines = ["| array | m | GEMM | M × K × N | cycles | ideal | efficiency |",
+    lines = ["| device | m | GEMM | M × K × N | cycles | ideal | efficiency |",
              "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
     for p in steps:
         for g in p["gemms"]:
-            lines.append(f"| {p['rows']}×{p['cols']} | {p['batch']} | {g['kind']} | "
+            lines.append(f"| {p['device']} | {p['batch']} | {g['kind']} | "
                          f"{g['m']} × {g['k']} × {g['n']} | {g['cycles']} | {g['ideal']:.0f} | "
                          f"{_pct(g['ideal'] / g['cycles'])} |")
     return "\n".join(lines)
@@ -419,6 +474,11 @@ protocol is request–reply, so a training step on a board takes `bytes · 10 / 
 | board | array | clock | baud | line per step | array per step | samples/s |
 | --- | --- | --- | --- | ---: | ---: | ---: |
 {boards}
+
+The bitstreams of `bitstreams/` (`make bitstream BOARD=…`, recorded by `python -m hw.boards.manifest
+record BOARD`; fmax is nextpnr's after routing):
+
+{_manifest_table(r['manifest'])}
 """
 
 
@@ -451,20 +511,24 @@ def _measure(args) -> tuple[dict, list[BoardModel]]:
     r: dict = {"efficiency": measure.array_efficiency()}
 
     stats: dict = {}
+    default = _device("", DeviceConfig())
     with measure.virtual(DeviceConfig(), stats) as driver:
         profiles, links = _steps(driver, tuple(m for m in BATCHES if m <= 32), train, test)
         virtual_run = measure.train_run(driver, Network(measure.DIGITS), train, test, 0, args.epochs)
     r["virtual"] = stats
     with measure.virtual(DEEP, {}) as driver:
         more, _ = _steps(driver, tuple(m for m in BATCHES if m > 32), train, test)
-        profiles.update(more)
-    with measure.virtual(WIDE, {}) as driver:
-        more, _ = _steps(driver, (BOARD_BATCH,), train, test)
-        profiles.update(more)
-    r["steps"] = [asdict(p) for p in profiles.values()]
+    steps = [{**asdict(p), "device": default} for p in (*profiles.values(), *more.values())]
+    board_profiles: dict[str, measure.StepProfile] = {}
+    for name, config in _fitting_boards().items():
+        if isinstance(config, DeviceConfig):
+            with measure.virtual(config, {}) as driver:
+                board_profiles[name] = _steps(driver, (BOARD_BATCH,), train, test)[0][BOARD_BATCH]
+            steps.append({**asdict(board_profiles[name]), "device": _device(name, config)})
+    r["steps"] = steps
     r["link"] = {str(m): asdict(v) for m, v in links.items()}
     link = links[BOARD_BATCH]
-    boards = _board_models(profiles, (link.train_in + link.train_out) * BOARD_BATCH)
+    boards = _board_models(board_profiles, (link.train_in + link.train_out) * BOARD_BATCH)
     r["boards"] = [{**asdict(b), "samples_per_s": b.samples_per_s, "line_use": b.line_use} for b in boards]
 
     runs = []

@@ -99,3 +99,23 @@ def test_digits_table_marks_where_the_target_applies():
     assert len(lines) == 4
     assert lines[2].endswith("| 80.0 % | 83.3 % | 96.0 % | SHORT |")
     assert lines[3].endswith("| (K < 16) |")
+
+
+def _entry(rows, cols, dsp, fmax, clk_hz=15e6):
+    return {"rows": rows, "cols": cols, "clk_hz": clk_hz, "baud": 3e6, "build_seconds": 600.0,
+            "commit": "0123456789abcdef", "fmax": {"clk": {"achieved": fmax, "target": clk_hz / 1e6}},
+            "resources": [{"name": "LUT", "cell": "TRELLIS_COMB", "used": 28963, "available": 83640},
+                          {"name": "DSP", "cell": "MULT18X18D", "used": dsp, "available": 156}]}
+
+
+def test_board_targets_are_judged_on_the_recorded_bitstreams():
+    assert [r.verdict for r in run._board_rows(None)] == ["not measured"] * 2
+    slow = run._board_rows({"ulx3s-85f": _entry(8, 8, 81, 25.6)})
+    assert slow[0].verdict == "not measured" and slow[1].verdict == "SHORT"
+    assert "64 MAC cells" in slow[1].measured and "81/156 DSP" in slow[1].measured
+    assert run._board_rows({"ulx3s-85f": _entry(8, 8, 81, 101.0)})[1].verdict == "pass"
+    ice = run._board_rows({"icebreaker": _entry(2, 4, 8, 13.0, clk_hz=12e6)})
+    assert ice[0].verdict == "pass"
+    assert run._board_rows({"icebreaker": _entry(2, 4, 8, 11.0, clk_hz=12e6)})[0].verdict == "SHORT"
+    table = run._manifest_table({"ulx3s-85f": _entry(8, 8, 81, 25.6)}).splitlines()
+    assert len(table) == 3 and "| 28,963 / 83,640 | 81 / 156 | 25.6 MHz | 10 min | `0123456789` |" in table[2]

@@ -9,17 +9,17 @@ import pytest
 
 from hw.boards import BOARDS
 from hw.boards.build import Report, Resource, write_report
-from hw.boards.manifest import check, record
+from hw.boards.manifest import MANIFEST, check, record
 
 
-def _build(tmp_path, name: str, fmax: float = 30.0):
+def _build(tmp_path, name: str, fmax: float = 30.0, gateware: str = "0" * 40):
     """A finished build of board ``name`` in ``tmp_path / name`` with a made-up report."""
     target = BOARDS[name]
-    build_dir = tmp_path / name
+    build_dir = tmp_path / f"{name}-{fmax}-{gateware}"
     build_dir.mkdir()
     (build_dir / f"top.{target.bitstream}").write_bytes(bytes(range(256)) * 4)
-    report = Report([Resource("LUT", "TRELLIS_COMB", 10, 100)], {"clk": (fmax, 20.0)}, True, [])
-    write_report(target, report, 12.5, "0" * 40, build_dir / "report.json")
+    report = Report([Resource("LUT", "TRELLIS_COMB", 10, 100)], {"clk": (fmax, 15.0)}, True, [])
+    write_report(target, report, 12.5, gateware, build_dir / "report.json")
     return build_dir
 
 
@@ -44,9 +44,12 @@ def test_check_catches_a_changed_board_table(tmp_path):
     assert "the board table now says" in check(folder)[0]
 
 
-def test_a_build_missing_timing_is_not_recorded(tmp_path):
+def test_a_build_missing_timing_or_of_uncommitted_gateware_is_not_recorded(tmp_path):
     with pytest.raises(ValueError, match="misses timing"):
         record("ulx3s-85f", _build(tmp_path, "ulx3s-85f", fmax=10.0), tmp_path / "bitstreams")
+    with pytest.raises(ValueError, match="uncommitted gateware"):
+        record("ulx3s-85f", _build(tmp_path, "ulx3s-85f", gateware="0" * 40 + "+dirty"),
+               tmp_path / "bitstreams")
     with pytest.raises(ValueError, match="no finished build"):
         record("icebreaker", tmp_path / "nothing", tmp_path / "bitstreams")
 
@@ -64,3 +67,13 @@ def test_info_reports_the_board_tables_configuration(name):
     for field, value in asdict(config).items():
         if field not in unreported:
             assert getattr(reported, field) == value, field
+
+
+def test_the_prebuilt_bitstreams_match_the_manifest_and_the_board_table():
+    """Every entry of ``bitstreams/manifest.json`` against its file's sha256 and the board table."""
+    manifest = json.loads(MANIFEST.read_text())
+    assert manifest, f"{MANIFEST} records no bitstream"
+    assert check() == []
+    for name, item in manifest.items():
+        assert item["config"] == asdict(BOARDS[name].config)
+        assert not item["commit"].endswith("+dirty"), name

@@ -4,7 +4,7 @@
 left in ``build/boards/BOARD`` to ``bitstreams/BOARD.bin`` (iCE40) or ``.bit`` (ECP5) and records it
 in the manifest: the board, its device configuration, clock and baud, the resource use and fmax
 nextpnr reported, the build time, the versions of the tools, the git commit of the gateware and the
-file's sha256. Only a build that fits and meets timing is recorded. ``python -m hw.boards.manifest
+file's sha256. Only a build of committed gateware that fits and meets timing is recorded. ``python -m hw.boards.manifest
 check`` verifies every entry against its file and against the board table (:data:`hw.boards.BOARDS`).
 The manifest is written atomically.
 """
@@ -55,6 +55,7 @@ def _write(path: Path, manifest: dict) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(dict(sorted(manifest.items())), f, indent=1)
             f.write("\n")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -67,7 +68,8 @@ def record(name: str, build_dir: Path, folder: Path = BITSTREAMS) -> dict:
     Raises
     ------
     ValueError
-        If there is no finished build in ``build_dir``, or it does not fit or misses timing.
+        If there is no finished build in ``build_dir``, it does not fit or misses timing, or its
+        gateware was not committed.
     """
     target = board(name)
     report_path, bitstream = build_dir / "report.json", build_dir / f"top.{target.bitstream}"
@@ -79,6 +81,9 @@ def record(name: str, build_dir: Path, folder: Path = BITSTREAMS) -> dict:
                          f"build it again")
     if not build["fits"] or not build["timing_met"]:
         raise ValueError(f"the build in {build_dir} does not fit or misses timing: not recorded")
+    if build["commit"].endswith("+dirty"):
+        raise ValueError(f"the build in {build_dir} is of uncommitted gateware: commit hw/, then build "
+                         "it again")
     folder.mkdir(parents=True, exist_ok=True)
     copy = folder / f"{name}.{target.bitstream}"
     shutil.copyfile(bitstream, copy)
