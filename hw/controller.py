@@ -336,8 +336,8 @@ class Controller(wiring.Component):
 
         # The walks below load the request of the next step; ``event`` says how the walk moved, and so
         # how the start of the request's row follows: "start" (the first step), "inner" (the next
-        # step of a tile or row of a block), "block" (the next column block, the inner walk from 0)
-        # or "band" (the next row tile, from its first block and step).
+        # step of a tile or row of a block: the tags' lane counts stay), "block" (the next column
+        # block, the inner walk from 0) or "band" (the next row tile, from its first block and step).
         def gemm_steps(i0, j0, k, event):
             """X and Y requests of step ``k`` of tile ``(i0, j0)``.
 
@@ -358,8 +358,8 @@ class Controller(wiring.Component):
                 *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next, da),
                 *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next, db),
                 x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
-                x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
-                y_tag.n.eq(Mux(N - j0 >= C, C, N - j0)),
+                *([] if event == "inner" else [x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
+                                               y_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
             ]
 
         def pass_beat(i, j0, event):
@@ -371,7 +371,7 @@ class Controller(wiring.Component):
                 *access(x_req, 0, i, j0, rows[0], da),
                 *access(y_req, 0, i, j0, rows[1], db),
                 x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
-                x_tag.n.eq(Mux(N - j0 >= C, C, N - j0)),
+                *([] if event == "inner" else [x_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
             ]
 
         def c_rows(i0, j0, r, event):
@@ -472,6 +472,9 @@ class Controller(wiring.Component):
 
         t = ins.args.tensor
         op = ins.op
+        shift = B.bit_length() - 1                       # B = 2**shift
+        extent = Signal(range(cfg.depth + 2))            # TENSOR: rows·pitch so far, or depth + 1
+        row_bit = Signal(range(len(t.rows)))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -505,20 +508,31 @@ class Controller(wiring.Component):
                             next_instruction()
                     with m.Case(Opcode.TENSOR):
                         with m.If((t.buf.as_value() == 3) | (t.rows == 0) | (t.cols == 0)
-                                  | (t.pitch * B < t.cols) | (t.base + t.rows * t.pitch > cfg.depth)):
+                                  | ((t.pitch << shift) < t.cols)):
                             stop(Status.BAD_TENSOR)
                         with m.Else():
-                            m.d.comb += [
-                                imem_wr.addr.eq(cfg.imem + t.t), imem_wr.en.eq(1),
-                                imem_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
-                            ]
-                            m.d.sync += defined.bit_select(t.t, 1).eq(1)
-                            next_instruction()
+                            m.d.sync += [extent.eq(0), row_bit.eq(len(t.rows) - 1)]
+                            m.next = "TENSOR"
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                         m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
                         m.next = "LOAD_B"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
+            # rows·pitch by shift and add, a bit of rows per cycle from the top, saturated above depth.
+            with m.State("TENSOR"):
+                product = (extent << 1) + Mux(t.rows.bit_select(row_bit, 1), t.pitch, 0)
+                m.d.sync += [extent.eq(Mux(product > cfg.depth, cfg.depth + 1, product)),
+                             row_bit.eq(row_bit - 1)]
+                with m.If(row_bit == 0):
+                    with m.If(t.base + product > cfg.depth):
+                        stop(Status.BAD_TENSOR)
+                    with m.Else():
+                        m.d.comb += [
+                            imem_wr.addr.eq(cfg.imem + t.t), imem_wr.en.eq(1),
+                            imem_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
+                        ]
+                        m.d.sync += defined.bit_select(t.t, 1).eq(1)
+                        next_instruction()
             # The register file answers a cycle after its address: a, b, c, out arrive in turn.
             for state, reg, target, following in (("LOAD_B", b_reg, da, "LOAD_C"),
                                                   ("LOAD_C", c_reg, db, "LOAD_OUT"),
