@@ -8,33 +8,38 @@ from amaranth.utils import ceil_log2
 
 from .layout import Layout
 
-__all__ = ["Mode", "ReadRequest", "WriteRequest", "ReadResponse", "Buffer"]
+__all__ = ["Mode", "ReadRequest", "WriteRequest", "ReadResponse", "Buffer", "times"]
 
 
-class Mode(enum.Enum, shape=2):
+class Mode(enum.Enum, shape=1):
     """How an access walks the stored matrix; lane ``l`` of the access is element ``l`` of the walk.
 
     - ``ROW``: elements ``(p, q + l)``, a row segment.
     - ``COLUMN``: elements ``(p + l, q)``, a column segment.
-    - ``FLAT``: host words ``base + l``; ``p``, ``q`` and ``pitch`` are ignored.
+
+    Host word ``w`` is element ``(0, w)`` of a matrix whose row 0 starts at address 0, so the host's
+    flat words are ``ROW`` accesses with ``row = skew = 0`` and ``q = w`` (a write of one word masks
+    every lane but 0).
     """
 
     ROW = 0
     COLUMN = 1
-    FLAT = 2
 
 
 def _address_fields(banks: int, depth: int) -> dict:
     word = unsigned(max(1, ceil_log2(banks * depth)))
     address = unsigned(max(1, ceil_log2(depth)))
-    return {"mode": Mode, "base": word, "pitch": unsigned(depth.bit_length()), "p": address, "q": word}
+    skew = unsigned(max(1, ceil_log2(banks)))
+    return {"mode": Mode, "row": address, "skew": skew, "q": word, "pitch": address}
 
 
 class ReadRequest(data.StructLayout):
-    """A read: ``mode``, where the matrix is (``base``, ``pitch``), where the access starts (``p``, ``q``).
+    """A read: ``mode``, where row ``p`` of the matrix starts (``row``, ``skew``), column ``q``, ``pitch``.
 
-    ``base`` and ``q`` have ``ceil_log2(banks·depth)`` bits (a host word number fits), ``p``
-    ``ceil_log2(depth)`` and ``pitch`` enough for ``depth``; ``tag`` is returned with the data.
+    ``row`` is the address of element ``(p, 0)`` (``base + p·pitch``) and ``skew`` is ``p mod B``, its
+    bank; ``pitch`` (addresses from one row to the next) is used by ``COLUMN`` accesses only.
+    ``row`` and ``pitch`` have ``ceil_log2(depth)`` bits, ``skew`` ``log2 B`` (at least one) and
+    ``q`` ``ceil_log2(banks·depth)`` (a host word number fits); ``tag`` is returned with the data.
     """
 
     def __init__(self, banks: int, depth: int, tag_width: int):
@@ -60,13 +65,15 @@ class Buffer(wiring.Component):
     """A buffer of ``banks`` memory banks holding matrices in the skewed layout of :mod:`hw.layout`.
 
     Element ``(p, q)`` of a matrix at ``base`` with rows ``pitch`` addresses apart is in bank
-    ``(p + q) mod B``, address ``base + p·pitch + (q >> log2 B)``; host word ``w`` is bank ``w mod B``,
-    address ``w >> log2 B``. An access of :class:`Mode` ``ROW`` or ``COLUMN`` from ``(p, q)`` therefore
-    touches every bank once: bank ``b`` serves lane ``l = (b − p − q) mod B`` and computes its own
-    address from the rotation (row: one carry; column: ``l·pitch`` by shifts and adds; ``p·pitch`` by
-    shifts and adds shared by all banks, so no multiplier block is used). Each bank is one memory
-    with one read and one write port, which synthesis maps to block RAM. Addresses wrap at
-    ``ceil_log2(depth)`` bits; an access reaching past ``depth`` is undefined.
+    ``(p + q) mod B``, address ``base + p·pitch + (q >> log2 B)``. A request names row ``p`` by its
+    start, ``row = base + p·pitch``, and ``skew = p mod B``, so the requester (which walks rows one at
+    a time or by a fixed stride) keeps ``row`` by additions and the buffer multiplies nothing. An
+    access of :class:`Mode` ``ROW`` or ``COLUMN`` from ``(p, q)`` touches every bank once: bank ``b``
+    serves lane ``l = (b − skew − q) mod B`` at ``row + (q >> log2 B)`` plus its own step (row: a
+    carry once ``q mod B + l`` reaches ``B``; column: ``l·pitch``, a constant multiple made by shifts
+    and adds). Each bank is one memory with one read and one write port, which synthesis maps to
+    block RAM. Addresses wrap at ``ceil_log2(depth)`` bits; an access reaching past ``depth`` is
+    undefined.
 
     Cycle contract:
 
@@ -77,14 +84,13 @@ class Buffer(wiring.Component):
     - ``rd_data``: the response of each read, in request order, ``latency = 1`` cycle after its
       transfer; ``valid`` and the payload hold until ``ready``, during which ``rd`` waits.
     - ``wr``: always ready; a write transfers on every cycle with ``wr.valid`` and changes the banks
-      at the end of that cycle. Lane ``l`` is written if ``mask[l]`` is set; a ``FLAT`` write stores
-      lane 0 at word ``base`` (if ``mask[0]``) and nothing else.
+      at the end of that cycle. Lane ``l`` is written if ``mask[l]`` is set.
     - Ordering: a read sees every write transferred on an earlier cycle, and not a write transferred
       on the same cycle (reads return the old data). A response waiting on ``rd_data`` keeps the
       data read when its request transferred, whatever is written meanwhile.
 
-    The request arithmetic is combinational from the ``rd`` and ``wr`` payloads to the banks: drive
-    them from registers.
+    The request arithmetic (two additions deep) is combinational from the ``rd`` and ``wr`` payloads
+    to the banks: drive them from registers.
 
     Parameters
     ----------
@@ -102,7 +108,7 @@ class Buffer(wiring.Component):
     rd : In(stream.Signature(ReadRequest))
         Read requests.
     rd_data : Out(stream.Signature(ReadResponse))
-        Read responses: ``data[l]`` is lane ``l``; ``FLAT`` reads give words ``base … base+B−1``.
+        Read responses: ``data[l]`` is lane ``l``.
     wr : In(stream.Signature(WriteRequest))
         Write requests.
     layout : Layout
@@ -143,7 +149,7 @@ class Buffer(wiring.Component):
         # Reads: each bank reads its address on the accepting cycle and holds its output while
         # the response waits; the lanes are the bank outputs rotated back into access order.
         rd, out = self.rd, self.rd_data
-        addresses, rotation = self._addresses(m, rd.payload, "rd")
+        addresses, rotation, _ = self._addresses(m, rd.payload, "rd")
         held_rotation = Signal.like(rotation)
         held_tag = Signal(self.tag_width)
         m.d.comb += rd.ready.eq(~out.valid | out.ready)
@@ -157,13 +163,11 @@ class Buffer(wiring.Component):
         for lane, value in enumerate(lanes):
             m.d.comb += out.payload.data[lane].eq(value)
 
-        # Writes: lanes rotated into bank order; a FLAT write keeps lane 0 only.
+        # Writes: lanes and their enables rotated into bank order.
         wr = self.wr
-        addresses, rotation = self._addresses(m, wr.payload, "wr")
-        flat = wr.payload.mode == Mode.FLAT
-        enables = [wr.valid & wr.payload.mask[lane] & (~flat if lane else 1) for lane in range(self.banks)]
-        back = Signal.like(rotation)
-        m.d.comb += [wr.ready.eq(1), back.eq((-rotation)[:self.layout.shift])]
+        addresses, _, back = self._addresses(m, wr.payload, "wr")
+        enables = [wr.valid & wr.payload.mask[lane] for lane in range(self.banks)]
+        m.d.comb += wr.ready.eq(1)
         data_in = _rotate(m, list(wr.payload.data), back, "wr_data")
         enable_in = _rotate(m, enables, back, "wr_en")
         for (_, write), address, value, enable in zip(banks, addresses, data_in, enable_in, strict=True):
@@ -171,56 +175,50 @@ class Buffer(wiring.Component):
         return m
 
     def _addresses(self, m: Module, request, name: str):
-        """Per-bank addresses of ``request`` and rotation ``r``: bank ``b`` serves lane ``(b − r) mod B``."""
+        """Per-bank addresses of ``request``, its rotation ``r`` (bank ``b`` serves lane ``(b − r) mod B``)
+        and ``−r mod B``."""
         count, shift = self.banks, self.layout.shift
         bits = max(1, ceil_log2(self.depth))
-        flat = request.mode == Mode.FLAT
         column = request.mode == Mode.COLUMN
         start = Signal(bits, name=f"{name}_start")      # address of lane 0
         rotation_bits = max(1, shift)                   # avoids zero-width signals when B = 1
-        low = Signal(rotation_bits, name=f"{name}_low")  # q mod B of lane 0 (word mod B if FLAT)
+        low = Signal(rotation_bits, name=f"{name}_low")  # q mod B of lane 0
         rotation = Signal(rotation_bits, name=f"{name}_rotation")
-        row_offset = _times(request.pitch, request.p, bits)
         m.d.comb += [
-            start.eq(Mux(flat, request.base >> shift, request.base + row_offset + (request.q >> shift))),
-            low.eq(Mux(flat, request.base, request.q)[:shift]),
-            rotation.eq(Mux(flat, request.base, request.p + request.q)[:shift]),
+            start.eq(request.row + (request.q >> shift)),
+            low.eq(request.q[:shift]),
+            rotation.eq((request.skew + request.q)[:shift]),
         ]
+        # Lane l's step from the start: column, l rows down; row, a carry once q mod B + l wraps a
+        # pitch. Rotated into bank order: bank b serves lane (b − r) mod B.
+        steps = [Signal(bits, name=f"{name}_lane_step_{lane}") for lane in range(count)]
+        m.d.comb += [step.eq(Mux(column, times(request.pitch, lane, bits), low >= count - lane))
+                     for lane, step in enumerate(steps)]
+        back = Signal(rotation_bits, name=f"{name}_back")
+        m.d.comb += back.eq((-rotation)[:shift])
         addresses = []
-        for bank in range(count):
-            lane = Signal(rotation_bits, name=f"{name}_lane_of_bank_{bank}")
-            step = Signal(bits, name=f"{name}_step_{bank}")
+        for bank, step in enumerate(_rotate(m, steps, back, f"{name}_bank_step")):
             address = Signal(bits, name=f"{name}_address_{bank}")
-            m.d.comb += [lane.eq((bank - rotation)[:shift]), address.eq(start + step)]
-            with m.Switch(lane):
-                for k in range(count):
-                    with m.Case(k):
-                        # Column: lane k is k rows down; row: a carry once q mod B + k wraps a pitch.
-                        m.d.comb += step.eq(Mux(column, _times(request.pitch, k, bits), low >= count - k))
+            m.d.comb += address.eq(start + step)
             addresses.append(address)
-        return addresses, rotation
+        return addresses, rotation, back
 
 
-def _times(value, factor, bits: int):
-    """``value · factor`` modulo ``2**bits`` by shifts and adds (``factor`` an int or a Value)."""
-    if isinstance(factor, int):
-        terms = [value << i for i in range(factor.bit_length()) if factor >> i & 1]
-    else:
-        terms = [Mux(factor[i], value << i, 0) for i in range(min(len(factor), bits))]
+def times(value, factor: int, bits: int):
+    """``value · factor`` modulo ``2**bits`` for a constant ``factor ≥ 0``, by shifts and adds."""
     total = 0
-    for term in terms:
-        total = (total + term)[:bits]
+    for i in range(factor.bit_length()):
+        if factor >> i & 1:
+            total = (total + (value << i))[:bits]
     return total
 
 
 def _rotate(m: Module, values: list, amount, name: str) -> list:
-    """``out[l] = values[(amount + l) mod n]`` for ``n = len(values)``."""
-    if len(values) == 1:
-        return values
+    """``out[l] = values[(amount + l) mod n]`` for ``n = len(values)``, by ``log2 n`` stages of 2:1 muxes."""
     shape = Value.cast(values[0]).shape()
-    out = [Signal(shape, name=f"{name}_{lane}") for lane in range(len(values))]
-    with m.Switch(amount):
-        for k in range(len(values)):
-            with m.Case(k):
-                m.d.comb += [o.eq(values[(k + lane) % len(values)]) for lane, o in enumerate(out)]
-    return out
+    for stage in range((len(values) - 1).bit_length()):
+        turned = [Signal(shape, name=f"{name}_{stage}_{lane}") for lane in range(len(values))]
+        m.d.comb += [out.eq(Mux(amount[stage], values[(lane + (1 << stage)) % len(values)], values[lane]))
+                     for lane, out in enumerate(turned)]
+        values = turned
+    return values

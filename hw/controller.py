@@ -14,7 +14,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .array import SystolicArray
-from .buffers import Buffer, Mode
+from .buffers import Buffer, Mode, times
 from .config import DeviceConfig
 from .isa import Buf, Instruction, Opcode, Reg, Status
 from .numerics import Act
@@ -151,10 +151,12 @@ class Controller(wiring.Component):
                 unit.rd.valid.eq(pick_x | pick_y | pick_z | pick_h),
                 unit.rd.payload.eq(Mux(pick_x, x_req, Mux(pick_y, y_req, z_req))),
             ]
-            with m.If(pick_h):
+            with m.If(pick_h):       # host words: a ROW access of row 0 at address 0
                 m.d.comb += [
-                    unit.rd.payload.mode.eq(Mode.FLAT),
-                    unit.rd.payload.base.eq(host_r.addr),
+                    unit.rd.payload.mode.eq(Mode.ROW),
+                    unit.rd.payload.row.eq(0),
+                    unit.rd.payload.skew.eq(0),
+                    unit.rd.payload.q.eq(host_r.addr),
                     host_r_ready.eq(unit.rd.ready),
                 ]
 
@@ -194,11 +196,13 @@ class Controller(wiring.Component):
         for index, unit in enumerate(bufs):
             with m.If(self.busy):
                 m.d.comb += [unit.wr.valid.eq(w_valid & (obuf == index)), unit.wr.payload.eq(w_req)]
-            with m.Else():
+            with m.Else():           # a host word: lane 0 of a ROW access of row 0 at address 0
                 m.d.comb += [
                     unit.wr.valid.eq(host_w_valid & (host_w.buf == index)),
-                    unit.wr.payload.mode.eq(Mode.FLAT),
-                    unit.wr.payload.base.eq(host_w.addr),
+                    unit.wr.payload.mode.eq(Mode.ROW),
+                    unit.wr.payload.row.eq(0),
+                    unit.wr.payload.skew.eq(0),
+                    unit.wr.payload.q.eq(host_w.addr),
                     unit.wr.payload.data[0].eq(host_w.data),
                     unit.wr.payload.mask.eq(1),
                 ]
@@ -309,39 +313,71 @@ class Controller(wiring.Component):
         # Writer: GEMM: tiles, rows of the tile below M; passes: blocks j0, rows; reductions: blocks.
         w_i0, w_j0, w_r = Signal(12), Signal(12), Signal(12)
         w_p = Mux(gemm, w_i0 + w_r, w_r)
+        # Where rows start (``base + p·pitch``), kept by additions as the walkers step: the X and Y
+        # readers' in their requests, the Z reader's and the writer's for the row p and for the
+        # first row of the tile (``band``).
+        row_bits = len(x_req.row)
+        z_band = Signal(row_bits)
+        w_row, w_band = Signal(row_bits), Signal(row_bits)
 
         def last_block(j0, width):
             return j0 + width >= N
 
-        def access(req, transposed, row_p, row_q, d):
-            """The ROW access at ``(row_p, row_q)``, or if transposed the COLUMN one at ``(row_q, row_p)``."""
+        def access(req, column, p, q, row, d):
+            """The ROW access at ``(p, q)`` of ``d``, whose row ``p`` starts at ``row``, or if
+            ``column`` the COLUMN one."""
             return [
-                req.mode.eq(Mux(transposed, Mode.COLUMN, Mode.ROW)),
-                req.p.eq(Mux(transposed, row_q, row_p)),
-                req.q.eq(Mux(transposed, row_p, row_q)),
-                req.base.eq(d.base),
+                req.mode.eq(Mux(column, Mode.COLUMN, Mode.ROW)),
+                req.row.eq(row),
+                req.skew.eq(p),
+                req.q.eq(q),
                 req.pitch.eq(d.pitch),
             ]
 
-        def gemm_steps(i0, j0, k):
-            """X and Y requests of step ``k`` of tile ``(i0, j0)``."""
+        # The walks below load the request of the next step; ``event`` says how the walk moved, and so
+        # how the start of the request's row follows: "start" (the first step), "inner" (the next
+        # step of a tile or row of a block: the tags' lane counts stay), "block" (the next column
+        # block, the inner walk from 0) or "band" (the next row tile, from its first block and step).
+        def gemm_steps(i0, j0, k, event):
+            """X and Y requests of step ``k`` of tile ``(i0, j0)``.
+
+            A is read at ``(i0, k)`` (column k of the tile) or, if ``ta``, at ``(k, i0)`` (row k of aᵀ);
+            B at ``(k, j0)`` (row k of the tile) or, if ``tb``, at ``(j0, k)`` (column k of bᵀ).
+            """
             ga = ins.args.gemm
+            x_row, y_row = x_req.row, y_req.row
+            x_next = {"start": da.base,
+                      "inner": Mux(ga.ta, x_row + da.pitch, x_row),
+                      "block": Mux(ga.ta, da.base, x_row),
+                      "band": Mux(ga.ta, da.base, x_row + times(da.pitch, R, row_bits))}[event]
+            y_next = {"start": db.base,
+                      "inner": Mux(ga.tb, y_row, y_row + db.pitch),
+                      "block": Mux(ga.tb, y_row + times(db.pitch, C, row_bits), db.base),
+                      "band": db.base}[event]
             return [
-                *access(x_req, ~ga.ta, k, i0, da),   # A: column k of the tile (row k of aᵀ)
-                *access(y_req, ga.tb, k, j0, db),    # B: row k of the tile (column k of bᵀ)
+                *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next, da),
+                *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next, db),
                 x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
-                x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
-                y_tag.n.eq(Mux(N - j0 >= C, C, N - j0)),
+                *([] if event == "inner" else [x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
+                                               y_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
             ]
 
-        def pass_beat(i, j0):
+        def pass_beat(i, j0, event):
             """X and Y requests of row ``i`` of column block ``j0``."""
+            rows = {"start": (da.base, db.base),
+                    "inner": (x_req.row + da.pitch, y_req.row + db.pitch),
+                    "block": (da.base, db.base)}[event]
             return [
-                *access(x_req, 0, i, j0, da),
-                *access(y_req, 0, i, j0, db),
+                *access(x_req, 0, i, j0, rows[0], da),
+                *access(y_req, 0, i, j0, rows[1], db),
                 x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
-                x_tag.n.eq(Mux(N - j0 >= C, C, N - j0)),
+                *([] if event == "inner" else [x_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
             ]
+
+        def c_rows(i0, j0, r, event):
+            """Z request of row ``r`` of tile ``(i0, j0)`` of c, keeping the start of the tile's first row."""
+            row = {"inner": z_req.row + dc.pitch, "block": z_band, "band": z_req.row + dc.pitch}[event]
+            return [*access(z_req, 0, i0 + r, j0, row, dc), *([z_band.eq(row)] if event == "band" else [])]
 
         def rd_ready(buf_sel):
             return Mux(buf_sel == 0, bufs[0].rd.ready, Mux(buf_sel == 1, bufs[1].rd.ready, bufs[2].rd.ready))
@@ -350,7 +386,7 @@ class Controller(wiring.Component):
 
         def tile_walk(i0, j0, inner, inner_last, valid, request):
             """Advance ``inner`` within tile ``(i0, j0)``, then the tiles, row tiles outermost; load the
-            next ``request(i0, j0, inner)`` and drop ``valid`` after the last."""
+            next ``request(i0, j0, inner, event)`` and drop ``valid`` after the last."""
             with m.If(inner == inner_last):
                 m.d.sync += inner.eq(0)
                 with m.If(last_block(j0, C)):
@@ -358,11 +394,11 @@ class Controller(wiring.Component):
                     with m.If(i0 + R >= M):
                         m.d.sync += valid.eq(0)
                     with m.Else():
-                        m.d.sync += [i0.eq(i0 + R), *request(i0 + R, 0, 0)]
+                        m.d.sync += [i0.eq(i0 + R), *request(i0 + R, 0, 0, "band")]
                 with m.Else():
-                    m.d.sync += [j0.eq(j0 + C), *request(i0, j0 + C, 0)]
+                    m.d.sync += [j0.eq(j0 + C), *request(i0, j0 + C, 0, "block")]
             with m.Else():
-                m.d.sync += [inner.eq(inner + 1), *request(i0, j0, inner + 1)]
+                m.d.sync += [inner.eq(inner + 1), *request(i0, j0, inner + 1, "inner")]
 
         with m.If(x_take):
             with m.If(gemm):
@@ -373,13 +409,12 @@ class Controller(wiring.Component):
                     with m.If(last_block(s_j0, C)):
                         m.d.sync += x_valid.eq(0)
                     with m.Else():
-                        m.d.sync += [s_j0.eq(s_j0 + C), *pass_beat(0, s_j0 + C)]
+                        m.d.sync += [s_j0.eq(s_j0 + C), *pass_beat(0, s_j0 + C, "block")]
                 with m.Else():
-                    m.d.sync += [s_k.eq(s_k + 1), *pass_beat(s_k + 1, s_j0)]
+                    m.d.sync += [s_k.eq(s_k + 1), *pass_beat(s_k + 1, s_j0, "inner")]
 
         with m.If(z_take):
-            tile_walk(c_i0, c_j0, c_r, R - 1, z_valid,
-                      lambda i0, j0, r: access(z_req, 0, i0 + r, j0, dc))
+            tile_walk(c_i0, c_j0, c_r, R - 1, z_valid, c_rows)
 
         with m.If(epi_take):
             with m.If(drain_r == R - 1):
@@ -398,9 +433,8 @@ class Controller(wiring.Component):
             m.d.sync += [
                 w_valid.eq(1),
                 w_req.mode.eq(Mode.ROW),
-                w_req.base.eq(dout.base),
-                w_req.pitch.eq(dout.pitch),
-                w_req.p.eq(w_p),
+                w_req.row.eq(w_row),
+                w_req.skew.eq(w_p),
                 w_req.q.eq(w_j0),
                 w_req.mask.eq(lanes_in_matrix(Mux(N - w_j0 >= C, C, N - w_j0))),
             ]
@@ -413,12 +447,13 @@ class Controller(wiring.Component):
                     m.d.sync += w_j0.eq(0)
                     with m.If(~gemm | (w_p == M - 1)):
                         m.d.sync += writing_done.eq(1)
-                    with m.Else():
-                        m.d.sync += w_i0.eq(w_i0 + R)
+                    with m.Else():       # the next tile's first row follows the last one written
+                        m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + dout.pitch),
+                                     w_band.eq(w_row + dout.pitch)]
                 with m.Else():
-                    m.d.sync += w_j0.eq(w_j0 + C)
+                    m.d.sync += [w_j0.eq(w_j0 + C), w_row.eq(w_band)]
             with m.Else():
-                m.d.sync += w_r.eq(w_r + 1)
+                m.d.sync += [w_r.eq(w_r + 1), w_row.eq(w_row + dout.pitch)]
 
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
@@ -437,6 +472,9 @@ class Controller(wiring.Component):
 
         t = ins.args.tensor
         op = ins.op
+        shift = B.bit_length() - 1                       # B = 2**shift
+        extent = Signal(range(cfg.depth + 2))            # TENSOR: rows·pitch so far, or depth + 1
+        row_bit = Signal(range(len(t.rows)))
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -470,20 +508,31 @@ class Controller(wiring.Component):
                             next_instruction()
                     with m.Case(Opcode.TENSOR):
                         with m.If((t.buf.as_value() == 3) | (t.rows == 0) | (t.cols == 0)
-                                  | (t.pitch * B < t.cols) | (t.base + t.rows * t.pitch > cfg.depth)):
+                                  | ((t.pitch << shift) < t.cols)):
                             stop(Status.BAD_TENSOR)
                         with m.Else():
-                            m.d.comb += [
-                                imem_wr.addr.eq(cfg.imem + t.t), imem_wr.en.eq(1),
-                                imem_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
-                            ]
-                            m.d.sync += defined.bit_select(t.t, 1).eq(1)
-                            next_instruction()
+                            m.d.sync += [extent.eq(0), row_bit.eq(len(t.rows) - 1)]
+                            m.next = "TENSOR"
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                         m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
                         m.next = "LOAD_B"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
+            # rows·pitch by shift and add, a bit of rows per cycle from the top, saturated above depth.
+            with m.State("TENSOR"):
+                product = (extent << 1) + Mux(t.rows.bit_select(row_bit, 1), t.pitch, 0)
+                m.d.sync += [extent.eq(Mux(product > cfg.depth, cfg.depth + 1, product)),
+                             row_bit.eq(row_bit - 1)]
+                with m.If(row_bit == 0):
+                    with m.If(t.base + product > cfg.depth):
+                        stop(Status.BAD_TENSOR)
+                    with m.Else():
+                        m.d.comb += [
+                            imem_wr.addr.eq(cfg.imem + t.t), imem_wr.en.eq(1),
+                            imem_wr.data.eq(Cat(t.buf, t.base, t.rows, t.cols, t.pitch)),
+                        ]
+                        m.d.sync += defined.bit_select(t.t, 1).eq(1)
+                        next_instruction()
             # The register file answers a cycle after its address: a, b, c, out arrive in turn.
             for state, reg, target, following in (("LOAD_B", b_reg, da, "LOAD_C"),
                                                   ("LOAD_C", c_reg, db, "LOAD_OUT"),
@@ -536,14 +585,16 @@ class Controller(wiring.Component):
             with m.State("START"):
                 m.d.sync += [
                     s_i0.eq(0), s_j0.eq(0), s_k.eq(0), x_valid.eq(1),
-                    c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z), *access(z_req, 0, 0, 0, dc),
+                    c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z),
+                    *access(z_req, 0, 0, 0, dc.base, dc), z_band.eq(dc.base),
                     drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0),
                     w_i0.eq(0), w_j0.eq(0), w_r.eq(0), writing_done.eq(0),
+                    w_row.eq(dout.base), w_band.eq(dout.base),
                 ]
                 with m.If(gemm):
-                    m.d.sync += gemm_steps(0, 0, 0)
+                    m.d.sync += gemm_steps(0, 0, 0, "start")
                 with m.Else():
-                    m.d.sync += pass_beat(0, 0)
+                    m.d.sync += pass_beat(0, 0, "start")
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)

@@ -41,15 +41,16 @@ class BufferModel:
     def lanes(self, mode, base: int, pitch: int, p: int, q: int) -> tuple[np.ndarray, np.ndarray]:
         """``(bank, address)`` of each lane of an access, addresses wrapped as the hardware wraps them.
 
+        The access is given by the matrix (``base``, ``pitch``) and its start ``(p, q)``; the
+        hardware's request carries ``row = base + p·pitch`` and ``skew = p mod banks`` instead. Host
+        words ``w … w+B−1`` are the ``ROW`` access ``(base, pitch, p, q) = (0, any, 0, w)``.
         Raises ``IndexError`` if an address is past ``depth`` (undefined in the hardware).
         """
         mode = Mode(mode)
         if mode is Mode.ROW:
             bank, address = self.layout.row(p, q, base, pitch)
-        elif mode is Mode.COLUMN:
-            bank, address = self.layout.column(p, q, base, pitch)
         else:
-            bank, address = self.layout.unflat(base + np.arange(self.layout.banks))
+            bank, address = self.layout.column(p, q, base, pitch)
         address = address & ((1 << ceil_log2(self.depth)) - 1)
         if (address >= self.depth).any():
             raise IndexError(f"{mode.name} access at base={base} pitch={pitch} p={p} q={q} "
@@ -61,9 +62,7 @@ class BufferModel:
         return self.image[self.lanes(mode, base, pitch, p, q)]
 
     def write(self, mode, base: int, pitch: int, p: int, q: int, data, mask) -> None:
-        """Write lane ``l`` of ``data`` where ``mask[l]`` is set (``FLAT``: lane 0 only, to word ``base``)."""
+        """Write lane ``l`` of ``data`` where ``mask[l]`` is set."""
         bank, address = self.lanes(mode, base, pitch, p, q)
         mask = np.array(mask, dtype=bool)
-        if Mode(mode) is Mode.FLAT:
-            mask[1:] = False
         self.image[bank[mask], address[mask]] = np.asarray(data, dtype=np.int64)[mask]

@@ -5,9 +5,11 @@ Parameters (from ``tests/test_buffers.py``): ``banks``, ``depth``, ``width``, ``
 payload field. The seed is cocotb's (``COCOTB_RANDOM_SEED``, printed at start-up), so a failing run
 replays exactly.
 
-One driver loop offers reads and writes and takes responses cycle by cycle; at each transfer the
-model predicts the read (before applying a write of the same cycle: reads see old data) or applies
-the write, and the scoreboard compares responses in request order.
+Requests carry ``row = base + p·pitch`` and ``skew = p mod B`` (:class:`Access` derives them),
+while the model predicts from ``(base, pitch, p, q)`` through :class:`hw.layout.Layout`. One driver
+loop offers reads and writes and takes responses cycle by cycle; at each transfer the model
+predicts the read (before applying a write of the same cycle: reads see old data) or applies the
+write, and the scoreboard compares responses in request order.
 """
 
 from __future__ import annotations
@@ -43,8 +45,24 @@ class Access:
     data: list = field(default_factory=lambda: [0] * B)
     mask: int = (1 << B) - 1
 
+    @property
+    def row(self) -> int:
+        """The request's ``row``: the address where row ``p`` starts."""
+        return self.base + self.p * self.pitch
+
+    @property
+    def skew(self) -> int:
+        """The request's ``skew``: ``p mod B``."""
+        return self.p % B
+
     def where(self) -> tuple:
         return self.mode, self.base, self.pitch, self.p, self.q
+
+
+def host(word: int, **kwargs) -> Access:
+    """The host's word ``word`` (and the ``B − 1`` after it for a read): a ``ROW`` access of row 0
+    at address 0; a write stores lane 0 only unless given another ``mask``."""
+    return Access(Mode.ROW, 0, **{"mask": 1, **kwargs}, q=word)
 
 
 def encode(fields: dict, access: Access) -> int:
@@ -165,7 +183,7 @@ class Bench:
         return [self.rng.randint(LO, HI) for _ in range(B)]
 
     async def load(self, p_wr: float = 1.0) -> list:
-        """Host-style load: random matrices over random noise, one ``FLAT`` write per word.
+        """Host-style load: random matrices over random noise, one write of lane 0 per word.
 
         Returns the matrices as ``(base, matrix)``; the model must then hold exactly the image.
         """
@@ -184,21 +202,21 @@ class Bench:
             bank, address = layout.unflat(word)
             data = self.junk()
             data[0] = int(image[bank, address])
-            writes.append(Access(Mode.FLAT, word, data=data, mask=rng.getrandbits(B) | 1))
+            writes.append(host(word, data=data, pitch=rng.randrange(DEPTH)))
         await self.run([], writes, p_wr=p_wr)
         assert np.array_equal(self.model.image, image), "the model's image differs from the one loaded"
         for base, matrix in matrices:
             assert np.array_equal(layout.load(self.model.image, base, *matrix.shape), matrix)
         return matrices
 
-    def access(self, matrices: list, modes=tuple(Mode), write: bool = False) -> Access:
-        """A random access in range: a segment of a stored matrix (edges favoured) or a host word."""
+    def access(self, matrices: list, modes=(*Mode, None), write: bool = False) -> Access:
+        """A random access in range: a segment of a stored matrix (edges favoured) or, for a mode
+        ``None``, host words with a random ``pitch`` (which a ``ROW`` access ignores)."""
         rng = self.rng
         while True:
             mode = rng.choice(modes)
-            if mode is Mode.FLAT:
-                access = Access(mode, rng.randrange(B * DEPTH), rng.randrange(DEPTH + 1),
-                                rng.randrange(DEPTH), rng.randrange(B * DEPTH))
+            if mode is None:
+                access = host(rng.randrange(B * DEPTH), pitch=rng.randrange(DEPTH))
             else:
                 base, matrix = rng.choice(matrices)
                 rows, cols = matrix.shape
@@ -226,7 +244,7 @@ async def start(dut) -> Bench:
 
 @cocotb.test()
 async def segment_reads(dut):
-    """Host-style load, then random ROW/COLUMN/FLAT reads with gaps and stalls."""
+    """Host-style load, then random ROW, COLUMN and host-word reads with gaps and stalls."""
     bench = await start(dut)
     matrices = await bench.load(p_wr=0.8)
     reads = [bench.access(matrices) for _ in range(1500)]
@@ -251,7 +269,7 @@ async def masked_writes_and_mixed_traffic(dut):
     reads = [bench.access(matrices) for _ in range(1500)]
     writes = [bench.access(matrices, write=True) for _ in range(1500)]
     await bench.run(reads, writes, p_rd=0.7, p_wr=0.5, ready=0.6)
-    everything = [Access(Mode.FLAT, word) for word in range(0, B * DEPTH, B)]
+    everything = [host(word) for word in range(0, B * DEPTH, B)]
     await bench.run(everything, [], p_rd=0.9, ready=0.9)
     dut._log.info("masked_writes_and_mixed_traffic: %d responses checked", bench.board.checked)
 
@@ -267,11 +285,11 @@ async def read_during_write(dut):
         old = int(model.image[model.layout.unflat(word)])
         new = [old ^ 0x5A5A] + bench.junk()[1:]
         newer = [old ^ 0x0FF0] + bench.junk()[1:]
-        got = await bench.run([Access(Mode.FLAT, word)] * 2, [Access(Mode.FLAT, word, data=new)])
+        got = await bench.run([host(word)] * 2, [host(word, data=new)])
         assert (got[0][0], got[1][0]) == (old, new[0]), f"word {word}: {got} after writing {new[0]}"
         # The response waits on rd_data while the word is written again.
-        got = await bench.run([Access(Mode.FLAT, word), None, None, Access(Mode.FLAT, word)],
-                              [None, Access(Mode.FLAT, word, data=newer)], ready=lambda cycle: cycle >= 5)
+        got = await bench.run([host(word), None, None, host(word)],
+                              [None, host(word, data=newer)], ready=lambda cycle: cycle >= 5)
         assert (got[0][0], got[1][0]) == (new[0], newer[0]), f"word {word}: {got}"
     for _ in range(40):
         write = bench.access(matrices, modes=(Mode.ROW, Mode.COLUMN), write=True)

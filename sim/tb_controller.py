@@ -161,7 +161,10 @@ def _faults() -> list[tuple[str, list[int]]]:
         ("buffer 3", [instruction(Opcode.TENSOR, tensor=t) | 3 << 8, end]),  # buf: bits 8-9
         ("pitch too small", [instruction(Opcode.TENSOR, tensor={**t, "cols": 4 * CONFIG.banks, "pitch": 1}),
                              end]),
-        ("past the buffer", [instruction(Opcode.TENSOR, tensor={**t, "base": CONFIG.depth - 1}), end]),
+        ("past the buffer", [instruction(Opcode.TENSOR, tensor={**t, "base": CONFIG.depth - 8}),  # fits
+                             instruction(Opcode.TENSOR, tensor={**t, "base": CONFIG.depth - 1}), end]),
+        # rows·pitch = 2**11: a product kept modulo a smaller power of two would look in range.
+        ("far past the buffer", [instruction(Opcode.TENSOR, tensor={**t, "rows": 2048, "pitch": 1}), end]),
         ("undefined register", [*ok, instruction(Opcode.GEMM, gemm={**gemm, "a": 9}), end]),
         ("same buffer", [*ok, instruction(Opcode.TENSOR, tensor={**tensor, "t": 2, "buf": Buf.W, "base": 8}),
                          instruction(Opcode.GEMM, gemm={**gemm, "b": 2}), end]),

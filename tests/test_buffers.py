@@ -31,21 +31,21 @@ def test_model_reads_rows_and_columns_of_a_stored_matrix():
                 assert np.array_equal(column[:5 - p], matrix[p:p + banks, q])
 
 
-def test_model_writes_masked_lanes_and_flat_words():
+def test_model_writes_masked_lanes_and_host_words():
     model = BufferModel(4, 16)
     model.write(Mode.ROW, 2, 3, 1, 2, [1, 2, 3, 4], [1, 0, 1, 1])
     assert list(model.read(Mode.ROW, 2, 3, 1, 2)) == [1, 0, 3, 4]
     model.write(Mode.COLUMN, 2, 3, 0, 3, [5, 6, 7, 8], [0, 1, 0, 0])
     assert model.read(Mode.ROW, 2, 3, 1, 3)[0] == 6
-    model.write(Mode.FLAT, 9, 0, 0, 0, [-1, -2, -3, -4], [1, 1, 1, 1])
-    assert list(model.read(Mode.FLAT, 8, 0, 0, 0)) == [0, -1, 0, 0]
+    model.write(Mode.ROW, 0, 5, 0, 9, [-1, -2, -3, -4], [1, 0, 0, 0])   # host word 9
+    assert list(model.read(Mode.ROW, 0, 5, 0, 8)) == [0, -1, 0, 0]
     assert model.image[1, 2] == -1                          # word 9: bank 1, address 2
 
 
 def test_model_wraps_addresses_like_the_hardware_and_refuses_undefined_ones():
     model = BufferModel(4, 16)
-    model.write(Mode.FLAT, 63, 0, 0, 0, [9, 0, 0, 0], [1, 0, 0, 0])
-    assert list(model.read(Mode.FLAT, 62, 0, 0, 0)) == [0, 9, 0, 0]   # words 64, 65 wrap to 0, 1
+    model.write(Mode.ROW, 0, 0, 0, 63, [9, 0, 0, 0], [1, 0, 0, 0])
+    assert list(model.read(Mode.ROW, 0, 0, 0, 62)) == [0, 9, 0, 0]   # words 64, 65 wrap to 0, 1
     with pytest.raises(IndexError, match="depth 12"):
         BufferModel(4, 12).read(Mode.COLUMN, 0, 4, 0, 0)
 
@@ -61,11 +61,11 @@ def test_rejects_bad_parameters():
 
 
 def test_request_layouts():
-    assert fields(ReadRequest(4, 256, 2)) == {"mode": [0, 2], "base": [2, 10], "pitch": [12, 9],
-                                              "p": [21, 8], "q": [29, 10], "tag": [39, 2]}
-    assert fields(WriteRequest(4, 256, 16))["data"] == [39, 64]
+    assert fields(ReadRequest(4, 256, 2)) == {"mode": [0, 1], "row": [1, 8], "skew": [9, 2],
+                                              "q": [11, 10], "pitch": [21, 8], "tag": [29, 2]}
+    assert fields(WriteRequest(4, 256, 16))["data"] == [29, 64]
     assert fields(ReadResponse(4, 16, 2)) == {"data": [0, 64], "tag": [64, 2]}
-    assert [m.value for m in Mode] == [0, 1, 2] and Mode.as_shape().width == 2
+    assert [m.value for m in Mode] == [0, 1] and Mode.as_shape().width == 1
 
 
 @pytest.mark.sim
