@@ -161,7 +161,9 @@ def occupancy(m: int, n: int, rows: int, cols: int) -> float:
 
 def _controllers() -> dict[tuple[int, int], DeviceConfig]:
     """Per distinct array of ``hw.boards``, its first board's device with buffers just deep enough
-    for the digits GEMMs and the sweep, and a 16-word instruction memory (a short Verilator build)."""
+    for the digits GEMMs and the sweep, a 16-word instruction memory (a short Verilator build), and a
+    vector unit of every lane with multiplier blocks, so that the epilogue keeps up with the array: a
+    board's fewer lanes or serial multipliers show in its training-step profile instead."""
     from hw.boards import BOARDS
 
     out: dict[tuple[int, int], DeviceConfig] = {}
@@ -169,7 +171,8 @@ def _controllers() -> dict[tuple[int, int], DeviceConfig]:
         config = board.config
         if (config.rows, config.cols) not in out:
             depth = depth_needed(digits(config.rows, config.cols)[1] + sweep(config))
-            out[config.rows, config.cols] = replace(config, depth=depth, imem=16)
+            out[config.rows, config.cols] = replace(config, depth=depth, imem=16, vector_lanes=None,
+                                                    serial_multipliers=False)
     return out
 
 

@@ -428,8 +428,9 @@ is the command that measured it.
 
 Every distinct array of `hw/boards` is measured: {_board_arrays()}.
 The array testbench streams each GEMM shape with no stalls (`M = 2·R`, `N` in 1, 7, 64). The
-controller testbench runs GEMM instructions one at a time on a controller of the board's device with
-buffers just deep enough (`bench/gemms.py`): operands read from the buffers, results written back,
+controller testbench runs GEMM instructions one at a time on a controller of the board's array with
+buffers just deep enough and a vector unit of every lane (`bench/gemms.py`; a board's own vector lanes
+show in its training step below): operands read from the buffers, results written back,
 fetch and decode included, cycles less those of the same program with the GEMM replaced by a `NOP`,
 every buffer then compared word for word with the golden model. Two families: a sweep of `K` with
 `M = 4·R`, `N = 8·C`, and the GEMMs of the digits training step (64-32-10, minibatch {gemms.BATCH})
