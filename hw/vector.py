@@ -3,7 +3,8 @@
 The unit post-processes the systolic array's accumulators (``Z = acc + bias``, ``A = g(Z)``) and
 runs the elementwise steps of back-propagation (``dZ = dA * g'(Z)``, ``A - Y``, weight updates). Its
 arithmetic is :mod:`hw.numerics`; the HDL helpers here (:func:`requantize_hdl`, :func:`pwl_index`,
-:func:`pwl_value`, :func:`pwl_memory`) are shared with :mod:`hw.softmax`.
+:func:`pwl_value`, :func:`serial_product`, :func:`pwl_memory`) are shared with :mod:`hw.softmax` and
+:mod:`hw.reduce`.
 """
 
 from __future__ import annotations
@@ -47,27 +48,66 @@ def _clamp(value: Value, lo: int, hi: int) -> Value:
     return Mux(value < lo, lo, Mux(value > hi, hi, value))
 
 
-def requantize_hdl(value: Value, shift: Value | int, bits: int, *, stochastic: Value | int = 0,
-                   rand: Value | int = 0) -> Value:
-    """HDL of :func:`numerics.requantize` and :func:`numerics.requantize_stochastic`.
+def requantize_hdl(value: Value, shift: int, bits: int) -> Value:
+    """HDL of :func:`numerics.requantize` by a constant ``shift``.
 
-    ``value >> shift`` rounded to nearest-even, or (when ``stochastic``) with the low ``shift`` bits
-    of ``rand`` added before the floor, then saturated to ``signed(bits)``. A constant ``shift`` may
-    be negative (a left shift, as in :func:`numerics.shift_round`).
+    ``value >> shift`` rounded to nearest-even, then saturated to ``signed(bits)``; a negative
+    ``shift`` is a left shift, as in :func:`numerics.shift_round`.
     """
     value = Value.cast(value)
-    if isinstance(shift, int):
-        if shift < 0:
-            value, shift = value << -shift, 0
-        ones, half = Const((1 << shift) - 1), Const((1 << shift) >> 1)
-    else:
-        ones = (Const(1) << shift) - 1
-        half = (Const(1) << shift) >> 1
+    if shift < 0:
+        value, shift = value << -shift, 0
+    half = (1 << shift) >> 1
     lsb = (value >> shift)[0]
-    nearest = Mux(half == 0, 0, half - 1 + lsb)  # a tie carries only onto an odd floor
-    bias = Mux(stochastic, Value.cast(rand) & ones, nearest)
-    rounded = (value + bias) >> shift
+    nearest = half - 1 + lsb if half else 0  # a tie carries only onto an odd floor
+    rounded = (value + nearest) >> shift
     return _clamp(rounded, -(1 << (bits - 1)), (1 << (bits - 1)) - 1)[:bits].as_signed()
+
+
+def thermometer(m: Module, value: Value, width: int) -> Value:
+    """``width`` bits, bit ``i`` set when ``i < value`` (unsigned): ``(1 << value) - 1`` without
+    a shifter or an adder."""
+    value = Value.cast(value)
+    bits, k = Const(0, 1), 0  # bit i is i < value[:k]
+    while len(bits) < width and k < len(value):
+        wider = Signal(2 * len(bits), name=f"thermometer{k}")
+        m.d.comb += wider.eq(Cat(bits | value[k].replicate(len(bits)), bits & value[k].replicate(len(bits))))
+        bits, k = wider, k + 1
+    if k < len(value):
+        bits = bits | value[k:].any().replicate(len(bits))
+    return Cat(bits[:width], Const(0, max(width - len(bits), 0)))
+
+
+def shift_right(m: Module, value: Value, shift: Value, keep: int) -> tuple[Value, Value, Value]:
+    """``value >> shift`` (arithmetic) by a logarithmic shifter that keeps only ``keep`` bits.
+
+    Returns the low ``keep`` bits of the shifted value, whether any bit shifted out below was set
+    (the *sticky* bit of rounding) and whether the shifted value fits ``signed(keep)`` (every bit
+    above those kept is a copy of their sign). The shifter takes the bits of ``shift`` from the
+    largest, so each step keeps just the bits that the smaller steps after it can still bring down.
+    """
+    value, shift = Value.cast(value), Value.cast(shift)
+    sign = value[-1]
+    window = Cat(value, sign.replicate(max(keep - len(value), 0)))
+    sticky, spill = Const(0), Const(0)
+    for k in reversed(range(len(shift))):
+        step = 1 << k
+        moved = Cat(window[step:], sign.replicate(min(step, len(window))))
+        sticky = sticky | (shift[k] & window[:step].any())
+        after = Signal(len(window), name=f"shifted{k}")
+        m.d.comb += after.eq(Mux(shift[k], moved, window))
+        kept = keep + step - 1  # the later steps shift by at most step - 1 in all
+        if len(after) > kept:
+            spill = spill | (after[kept:] != sign.replicate(len(after) - kept))
+        window = after[:kept]
+    fits = ~spill & (window[keep - 1] == sign)
+    return window[:keep], sticky, fits
+
+
+def round_nearest_even(half: Value, sticky: Value, lsb: Value) -> Value:
+    """Whether a right shift rounds up to nearest-even: the first bit shifted out (``half``) is set
+    and either another one (``sticky``) is, or the floor is odd (``lsb``)."""
+    return half & (sticky | lsb)
 
 
 def pwl_index(table: PwlTable, x: Value) -> tuple[Value, Value]:
@@ -140,7 +180,7 @@ class VectorUnit(wiring.Component):
     ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is that condition (it depends
     combinationally on ``o.ready``) on the cycle of the last slice, and low on the others. A beat
     offered to an idle unit in cycle 0 has its result valid on ``o`` in cycle :attr:`latency`
-    (``LATENCY + S - 1``, with :attr:`LATENCY` = 5) when ``o`` is not stalled. With
+    (``LATENCY + S - 1``, with :attr:`LATENCY` = 6) when ``o`` is not stalled. With
     ``physical_lanes == lanes`` (the default) the unit takes a beat per cycle. With
     ``serial_multipliers``, every step of the pipeline takes ``max(fmt.bits, 16)`` cycles instead of
     one while ``op`` is ``MUL`` or ``SGD``, ``act`` is leaky ReLU (not ``deriv``) or a table: each
@@ -154,12 +194,15 @@ class VectorUnit(wiring.Component):
           | requantize_stochastic(t, shift, rand, fmt.bits)   (round = STOCHASTIC)
         y = activation(act, deriv, x, slope, fmt, segments)
 
-    ``rand`` is the lane's LFSR state when the beat is accepted; in ``STOCHASTIC`` mode every
-    accepted beat then advances each lane's LFSR by :func:`numerics.lfsr_advance`. The LFSR of lane
-    ``l`` resets to ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high sets it to
-    ``lfsr_seed(seed, l)`` (a slice entering in that cycle still draws and does not advance the old
-    state; with ``S > 1``, pulse ``seed_load`` only between beats). The configuration
-    inputs must be stable while beats are in the pipeline.
+    ``rand`` is the lane's LFSR state, which every beat rounded in ``STOCHASTIC`` mode advances by
+    :func:`numerics.lfsr_advance` after drawing it. The LFSR of lane ``l`` resets to
+    ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high sets it to ``lfsr_seed(seed, l)``. The
+    configuration inputs must be stable, and ``seed_load`` low, while beats are in the pipeline.
+
+    The stages: (1) a slice enters; (2) ``t``, by one adder and a conditional negation; (3) the
+    stochastic bias is added and ``t`` shifted, keeping the bits of ``x`` and the first bit shifted
+    out; (4) rounding and saturation; (5) the table read and the functions without a table; (6) the
+    interpolation or the leaky slope's product (one multiplier serves both) and the choice of ``y``.
 
     Parameters
     ----------
@@ -205,7 +248,7 @@ class VectorUnit(wiring.Component):
         If a parameter is out of range, or the tables of ``fmt`` do not share one geometry.
     """
 
-    LATENCY = 5
+    LATENCY = 6
 
     @property
     def latency(self) -> int:
@@ -262,10 +305,18 @@ class VectorUnit(wiring.Component):
         table = self.tables[0]
         lo, hi = fmt.min, fmt.max
         one = min(fmt.one, hi)
-        t_width = max(self.acc_width + 16, self.acc_width, bits + 31) + 1
         stochastic = self.round == Rounding.STOCHASTIC
         table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
         is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
+
+        # The width of t, and of t plus the bias of a stochastic rounding (below 2**32).
+        a_range = (-(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1)
+        shifted_range = (fmt.min << 31, fmt.max << 31)
+        products = [p * q for p in a_range for q in (fmt.min, fmt.max, -(1 << 15), (1 << 15) - 1)]
+        t_range = [*(p + q for p in a_range for q in shifted_range),
+                   *(p - q for p in a_range for q in shifted_range),
+                   *products, *(q - p for q in shifted_range for p in products)]
+        t_width = _signed_width([*t_range, max(t_range) + (1 << 32) - 1])
 
         # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
         cycles = max(bits, SLOPE.bits, table.seg_shift + 2)  # the top two digits of frac are zero
@@ -285,12 +336,15 @@ class VectorUnit(wiring.Component):
             return Signal(data.ArrayLayout(shape, phys), name=name)
 
         a1, b1 = lanes_of(signed(self.acc_width), "a1"), lanes_of(signed(bits), "b1")
-        rand1, rand2 = lanes_of(32, "rand1"), lanes_of(32, "rand2")
-        t2, x3 = lanes_of(signed(t_width), "t2"), lanes_of(signed(bits), "x3")
-        simple4, frac4 = lanes_of(signed(bits), "simple4"), lanes_of(max(table.seg_shift, 1), "frac4")
-        valid = Signal(4)  # stages 1..4; stage 5 is o.valid
-        last = Signal(4)
-        slot = [Signal(range(slices), name=f"slot{k}") for k in range(5)]  # the slice at stage k
+        t2 = lanes_of(signed(t_width), "t2")
+        q3, up3, fits3, sign3 = (lanes_of(signed(bits), "q3"), lanes_of(1, "up3"), lanes_of(1, "fits3"),
+                                 lanes_of(1, "sign3"))
+        x4 = lanes_of(signed(bits), "x4")
+        simple5, frac5 = lanes_of(signed(bits), "simple5"), lanes_of(max(table.seg_shift, 1), "frac5")
+        leaky5 = lanes_of(1, "leaky5")
+        valid = Signal(5)  # stages 2..6; the output is o.valid
+        last = Signal(5)
+        slot = [Signal(range(slices), name=f"slot{k}") for k in range(6)]  # the slice at stage k + 1
 
         # The slice entering: slice ``slot[0]`` of the beat on ``i``, which transfers with its last.
         adv = (~self.o.valid | self.o.ready) & (~slow | (phase == cycles - 1))
@@ -312,18 +366,18 @@ class VectorUnit(wiring.Component):
                 Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(
                     slot[0], len(lanes_value[lane])).as_signed()
 
-        # LFSRs, one per lane of the beat; a slice draws and advances those of its lanes.
+        # LFSRs, one per lane of the beat. Those of a physical lane form a ring that turns as a slice
+        # leaves stage 3, so its head is the state of the lanes of the slice in stage 3.
         rows = numerics.lfsr_matrix()
         states = [Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}") for lane in range(lanes)]
+        rand = states[:phys]
         for lane in range(phys):
-            drawn = Cat(*states[lane::phys]).word_select(slot[0], 32) if slices > 1 else states[lane]
+            ring = states[lane::phys]
             advanced = Signal(32, name=f"lfsr{lane}_next")
-            m.d.comb += [advanced[i].eq((drawn & rows[i]).xor()) for i in range(32)]
-            for k, state in enumerate(states[lane::phys]):
-                with m.If(~self.seed_load & enter & stochastic & (slot[0] == k)):
-                    m.d.sync += state.eq(advanced)
-            with m.If(adv):
-                m.d.sync += rand1[lane].eq(drawn)
+            m.d.comb += [advanced[i].eq((ring[0] & rows[i]).xor()) for i in range(32)]
+            with m.If(adv & valid[1]):
+                m.d.sync += [*(ring[k].eq(ring[k + 1]) for k in range(len(ring) - 1)),
+                             ring[-1].eq(Mux(stochastic, advanced, ring[0]))]
         for lane, state in enumerate(states):
             seeded = (self.seed + lane * 0x9E3779B9)[:32]
             with m.If(self.seed_load):
@@ -335,30 +389,38 @@ class VectorUnit(wiring.Component):
         table_id = Cat(self.deriv, table_no)
         slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
 
-        final = slot[4] == slices - 1
+        final = slot[5] == slices - 1
         with m.If(adv):
             m.d.sync += [
                 valid.eq(Value.cast(entering) | (valid << 1)),
                 last.eq(beat.last | (last << 1)),
                 *(a1[lane].eq(sliced(beat.a, lane)) for lane in range(phys)),
                 *(b1[lane].eq(sliced(beat.b, lane)) for lane in range(phys)),
-                rand2.eq(rand1),
-                *(slot[k + 1].eq(slot[k]) for k in range(4)),
-                self.o.valid.eq(valid[3] & final),
-                self.o.payload.last.eq(last[3]),
+                *(slot[k + 1].eq(slot[k]) for k in range(5)),
+                self.o.valid.eq(valid[4] & final),
+                self.o.payload.last.eq(last[4]),
             ]
+        ones = thermometer(m, self.shift, 32)  # the bits of rand a stochastic rounding adds
+        multiply = (self.op == VecOp.MUL) | (self.op == VecOp.SGD)
+        negate = (self.op == VecOp.SUB) | (self.op == VecOp.SGD)
         for lane in range(phys):
-            # Stage 2: combine the operands.
+            # Stage 2: combine the operands, t = left + right or left - right with one adder.
             a, b = a1[lane], b1[lane]
             shifted = b << self.b_shift
             product = mul(a, Mux(self.op == VecOp.SGD, self.scale, b))
-            t = Mux(self.op == VecOp.MUL, product,
-                    Mux(self.op == VecOp.SGD, shifted - product,
-                        Mux(self.op == VecOp.SUB, a - shifted, a + shifted)))
-            # Stage 3: requantise. Stage 4: table read, and the functions that need no table.
-            x = requantize_hdl(t2[lane], self.shift, bits, stochastic=stochastic,
-                               rand=rand2[lane])
-            index, frac = pwl_index(table, x3[lane])
+            left = Mux(self.op == VecOp.SGD, shifted, Mux(self.op == VecOp.MUL, 0, a))
+            right = Mux(multiply, product, shifted)
+            t = left + Mux(negate, ~right, right) + negate
+            # Stage 3: add the stochastic bias, shift (keeping the first bit shifted out), decide
+            # the rounding. Stage 4: round and saturate.
+            bias = Mux(stochastic, rand[lane] & ones, 0)
+            biased = (t2[lane] + bias)[:t_width]
+            u, sticky, fits = shift_right(m, Cat(Const(0, 1), biased), self.shift, bits + 1)
+            up = ~stochastic & round_nearest_even(u[0], sticky, u[1])
+            q = q3[lane]
+            x = Mux(fits3[lane], Mux(q == hi, q, q + up3[lane]), Mux(sign3[lane], lo, hi))
+            # Stage 5: table read, and the functions that need no table.
+            index, frac = pwl_index(table, x4[lane])
             port = rom.read_port()
             if serial:
                 # The segment's sample (read as the pipeline steps, kept in phase 0), then the next
@@ -374,24 +436,33 @@ class VectorUnit(wiring.Component):
             else:
                 m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, table_id))]
                 sample, rise = port.data.y0, port.data.slope
-            xv = x3[lane]
-            leaky = requantize_hdl(mul(xv, self.slope), SLOPE.frac, bits)
+            xv = x4[lane]
             positive = Mux(xv > 0, one, 0)
             simple = Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(xv >= 0, xv, 0)),
                          Mux(self.act == Act.LEAKY_RELU,
-                             Mux(self.deriv, Mux(xv > 0, one, slope_deriv),
-                                 Mux(xv >= 0, xv, leaky)),
+                             Mux(self.deriv, Mux(xv > 0, one, slope_deriv), xv),
                              Mux(self.deriv, one, xv)))
-            # Stage 5: interpolate, choose, saturate; into the slice's lanes of the output beat.
-            interp = _clamp(pwl_value(table, sample, rise, frac4[lane], mul), lo, hi)
+            leaky = (self.act == Act.LEAKY_RELU) & ~self.deriv & (xv < 0)  # scaled in stage 6
+            # Stage 6: a table's interpolation or a leaky slope's product (one multiplier serves
+            # both), choose, saturate; into the slice's lanes of the output beat.
+            slope_product = mul(Mux(is_table, rise, simple5[lane]), Mux(is_table, frac5[lane], self.slope))
+            interp = _clamp(pwl_value(table, sample, rise, frac5[lane],
+                                      lambda _rise, _frac, product=slope_product: product), lo, hi)
+            scaled = requantize_hdl(slope_product, SLOPE.frac, bits)
+            y = Mux(is_table, interp, Mux(leaky5[lane], scaled, simple5[lane]))
             with m.If(adv):
                 m.d.sync += [
                     t2[lane].eq(t),
-                    x3[lane].eq(x),
-                    frac4[lane].eq(frac),
-                    simple4[lane].eq(simple),
+                    q3[lane].eq(u[1:]),
+                    up3[lane].eq(up),
+                    fits3[lane].eq(fits),
+                    sign3[lane].eq(biased[-1]),
+                    x4[lane].eq(x),
+                    frac5[lane].eq(frac),
+                    simple5[lane].eq(simple),
+                    leaky5[lane].eq(leaky),
                 ]
             for k in range(slices):
-                with m.If(adv & (slot[4] == k)):
-                    m.d.sync += self.o.payload.y[k * phys + lane].eq(Mux(is_table, interp, simple4[lane]))
+                with m.If(adv & (slot[5] == k)):
+                    m.d.sync += self.o.payload.y[k * phys + lane].eq(y)
         return m

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from amaranth.hdl import Const, Mux, Value
+from amaranth.hdl import Module, Signal, signed
+from amaranth.sim import Simulator
 
 from hw import vector
 from hw.numerics import Fixed
@@ -35,20 +37,10 @@ def test_vector_unit_on_one_lane_with_serial_multipliers():
         "sim.tb_vector", {"lanes": 4, "acc_width": 40, "physical_lanes": 1, "stride": 13, "beats": 100})
 
 
-def _round_half_up(value, shift, bits, *, stochastic=0, rand=0):
-    """A wrong rounding: ties always round up (the bias is half, without the even correction)."""
-    value = Value.cast(value)
-    half = (Const(1) << shift) >> 1
-    ones = (Const(1) << shift) - 1
-    rounded = (value + Mux(stochastic, Value.cast(rand) & ones, half)) >> shift
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(rounded < lo, lo, Mux(rounded > hi, hi, rounded))[:bits].as_signed()
-
-
 @pytest.mark.sim
 def test_wrong_rounding_fails(monkeypatch):
     """Round-half-up instead of nearest-even in the RTL alone makes the scoreboard fail."""
-    monkeypatch.setattr(vector, "requantize_hdl", _round_half_up)
+    monkeypatch.setattr(vector, "round_nearest_even", lambda half, sticky, lsb: half)
     with pytest.raises(AssertionError, match="cocotb tests of sim.tb_vector failed") as failure:
         run(VectorUnit(lanes=2, acc_width=24), "vector_mutant", "sim.tb_vector",
             {"lanes": 2, "acc_width": 24}, testcase="test_rounding_ties")
@@ -70,3 +62,31 @@ def test_bad_parameters(kwargs, bad):
                                           (-18244, 520006, 20), (-3151, 4505, 14)])
 def test_tables_are_stored_in_the_narrowest_signed_width(lo, hi, bits):
     assert vector._signed_width([lo, hi]) == bits
+
+
+def test_shift_right_and_thermometer():
+    """The requantising shifter's window, sticky bit and fit, and the stochastic mask, against plain
+    integer arithmetic for every shift (Amaranth's simulator)."""
+    width, keep = 20, 5
+    m = Module()
+    value, shift = Signal(signed(width)), Signal(range(width + 6))
+    window, sticky, fits = vector.shift_right(m, value, shift, keep)
+    ones = vector.thermometer(m, shift, 12)
+    rng = np.random.default_rng(7)
+    samples = [-(1 << (width - 1)), (1 << (width - 1)) - 1, -1, 0, 1,
+               *rng.integers(-(1 << (width - 1)), 1 << (width - 1), 60).tolist()]
+
+    async def bench(ctx):
+        for v in samples:
+            for s in range(width + 6):
+                ctx.set(value, v)
+                ctx.set(shift, s)
+                shifted = v >> s
+                assert ctx.get(window) == shifted & ((1 << keep) - 1), (v, s)
+                assert ctx.get(sticky) == (v & ((1 << s) - 1) != 0), (v, s)
+                assert ctx.get(fits) == (-(1 << (keep - 1)) <= shifted < 1 << (keep - 1)), (v, s)
+                assert ctx.get(ones) == (1 << min(s, 12)) - 1, s
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
