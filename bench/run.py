@@ -48,6 +48,8 @@ BATCHES = (1, 8, 32, 128)
 DEEP = DeviceConfig(depth=8192)
 """The default device with buffers deep enough for minibatch 128 (the default holds up to 32)."""
 BOARD_BATCH = 32
+JITTER = 0.001
+"""How far a training step's cycles may stray from its profile (a share of them)."""
 CMD = "python -m bench"
 
 
@@ -132,14 +134,19 @@ def _board_models(profiles: dict[str, measure.StepProfile], bytes_per_step: floa
 
 def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[
         dict[int, measure.StepProfile], dict]:
-    """Profile and link bytes of the training step at each minibatch size on one device."""
+    """Profile and link bytes of the training step at each minibatch size on one device.
+
+    A step's cycles do not depend on the data, which the profile (:func:`measure.profile_step`)
+    relies on; with serial multipliers they vary by a few cycles with where the multipliers' cycle
+    counter stands when an instruction starts, which :data:`JITTER` bounds.
+    """
     profiles, links = {}, {}
     for m in batches:
         trainer = Trainer(driver, Network(measure.DIGITS, batch=m), seed=0)
         trainer.load(trainer.initial_weights())
         links[m], cycles = measure.link_bytes(driver, trainer, train, test, steps=4)
         profile = measure.profile_step(driver, trainer.program)
-        if set(cycles) != {profile.cycles}:
+        if max(abs(c - profile.cycles) for c in cycles) > JITTER * profile.cycles:
             raise RuntimeError(f"minibatch {m}: training steps took {cycles} cycles, the profiled step "
                                f"{profile.cycles}: cycle counts depend on the data")
         profiles[m] = profile

@@ -58,7 +58,8 @@ async def run_stream(dut, words: list[int], n_out: int, *, rng: random.Random,
 
     Each cycle ``i.valid`` is offered with probability ``p_valid`` and ``o.ready`` with ``p_ready``
     (seeded by ``rng``). Returns the collected payloads and the number of cycles from the first
-    input transfer to the last output transfer, both included. Fails if nothing moves for
+    input transfer to the last output transfer, both included (0 when either stream moved nothing,
+    as when no reply is expected). Fails if nothing moves for
     ``timeout`` cycles (a hang), or if ``o`` offers another beat within ``settle`` cycles after
     the last one expected.
     """
@@ -100,7 +101,8 @@ async def run_stream(dut, words: list[int], n_out: int, *, rng: random.Random,
             raise AssertionError(f"stream {o} gave a beat beyond the {n_out} expected")
         await RisingEdge(clk)
     out_ready.value = 0
-    return received, last_out - first_in + 1
+    moved_both = first_in is not None and last_out is not None
+    return received, last_out - first_in + 1 if moved_both else 0
 
 
 async def serial_send(pin, wire: bytes, bit_ps: int) -> None:
