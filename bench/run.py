@@ -325,7 +325,7 @@ def _plots(r: dict) -> list[str]:
     kinds = list(dict.fromkeys(k for p in steps for k in p["kinds"]))
     fig, ax = plt.subplots(figsize=(8, 4.5))
     bottom = np.zeros(len(steps))
-    labels = [f"m={p['batch']}\n{p['device'].replace(': ', chr(10)).replace(', ', chr(10))}" for p in steps]
+    labels = [f"m={p['batch']}\n{p['device'].split(':')[0]}" for p in steps]  # a board's name
     for kind in kinds:
         share = np.array([100 * p["kinds"].get(kind, 0) / p["cycles"] for p in steps])
         ax.bar(labels, share, bottom=bottom, label=kind)
