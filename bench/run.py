@@ -92,11 +92,13 @@ def _board_arrays() -> str:
 
 def _device(name: str, config: DeviceConfig) -> str:
     """How the step tables name a device: ``4×4``, or a board and how its units are built."""
-    units = [f"{config.vector_lanes} vector lane{'s' * (config.vector_lanes != 1)}"] \
-        if config.vector_lanes not in (None, config.cols) else []
-    units += ["serial multipliers"] if config.serial_multipliers else []
-    return f"{name}: {config.rows}×{config.cols}" + "".join(f", {u}" for u in units) if name \
-        else f"{config.rows}×{config.cols}"
+    parts = [f"{config.rows}×{config.cols}"]
+    if config.vector_lanes not in (None, config.cols):
+        parts.append(f"{config.vector_lanes} vector lane{'s' * (config.vector_lanes != 1)}")
+    if config.serial_multipliers:
+        parts.append("serial multipliers")
+    described = ", ".join(parts)
+    return f"{name}: {described}" if name else described
 
 
 def _fitting_boards() -> dict[str, DeviceConfig | str]:
@@ -112,15 +114,17 @@ def _fitting_boards() -> dict[str, DeviceConfig | str]:
     return out
 
 
-def _board_models(profiles: dict[str, measure.StepProfile], bytes_per_step: float) -> list[BoardModel]:
-    """Samples/s of a training step on each board from its clock, baud and the measured cycles.
+def _board_models(fitting: dict[str, DeviceConfig | str], profiles: dict[str, measure.StepProfile],
+                  bytes_per_step: float) -> list[BoardModel]:
+    """Samples/s of a training step on each board from its clock, baud and the measured cycles
+    (``fitting`` from :func:`_fitting_boards`, ``profiles`` of the boards that fit).
 
     The link protocol is request–reply: the ``WRITE`` frames, the ``RUN`` and every reply follow one
     another, and the array computes only between the ``RUN`` frame and its reply. So a step takes
     ``bytes · 10 / baud`` on the line plus ``cycles / f_clk`` on the array (USB latency excluded), and
     the line is in use for the first share of it.
     """
-    out, fitting = [], _fitting_boards()
+    out = []
     for name, config in _boards():
         if name not in profiles:
             out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, fitting[name]))
@@ -528,7 +532,8 @@ def _measure(args) -> tuple[dict, list[BoardModel]]:
         more, _ = _steps(driver, tuple(m for m in BATCHES if m > 32), train, test)
     steps = [{**asdict(p), "device": default} for p in (*profiles.values(), *more.values())]
     board_profiles: dict[str, measure.StepProfile] = {}
-    for name, config in _fitting_boards().items():
+    fitting = _fitting_boards()
+    for name, config in fitting.items():
         if isinstance(config, DeviceConfig):
             with measure.virtual(config, {}) as driver:
                 board_profiles[name] = _steps(driver, (BOARD_BATCH,), train, test)[0][BOARD_BATCH]
@@ -536,7 +541,7 @@ def _measure(args) -> tuple[dict, list[BoardModel]]:
     r["steps"] = steps
     r["link"] = {str(m): asdict(v) for m, v in links.items()}
     link = links[BOARD_BATCH]
-    boards = _board_models(board_profiles, (link.train_in + link.train_out) * BOARD_BATCH)
+    boards = _board_models(fitting, board_profiles, (link.train_in + link.train_out) * BOARD_BATCH)
     r["boards"] = [{**asdict(b), "samples_per_s": b.samples_per_s, "line_use": b.line_use} for b in boards]
 
     runs = []

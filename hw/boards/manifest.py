@@ -4,9 +4,9 @@
 left in ``build/boards/BOARD`` to ``bitstreams/BOARD.bin`` (iCE40) or ``.bit`` (ECP5) and records it
 in the manifest: the board, its device configuration, clock and baud, the resource use and fmax
 nextpnr reported, the build time, the versions of the tools, the git commit of the gateware and the
-file's sha256. Only a build of committed gateware that fits and meets timing is recorded. ``python -m hw.boards.manifest
-check`` verifies every entry against its file and against the board table (:data:`hw.boards.BOARDS`).
-The manifest is written atomically.
+file's sha256. Only a build of committed gateware that fits and meets timing is recorded.
+``python -m hw.boards.manifest check`` verifies every entry against its file, against the board table
+(:data:`hw.boards.BOARDS`) and that its gateware was committed. The manifest is written atomically.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def record(name: str, build_dir: Path, folder: Path = BITSTREAMS) -> dict:
 
 
 def check(folder: Path = BITSTREAMS) -> list[str]:
-    """Every disagreement between ``folder``'s manifest, its files and the board table (none: ``[]``)."""
+    """Every disagreement between ``folder``'s manifest, its files and the board table, and every
+    entry of uncommitted gateware (none: ``[]``)."""
     problems = []
     for name, item in _load(folder / "manifest.json").items():
         path = folder / item["file"]
@@ -108,6 +109,9 @@ def check(folder: Path = BITSTREAMS) -> list[str]:
         if item["config"] != asdict(BOARDS[name].config):
             problems.append(f"{name}: built with {item['config']}, the board table now says "
                             f"{asdict(BOARDS[name].config)}: rebuild and record it")
+        if item["commit"].endswith("+dirty"):
+            problems.append(f"{name}: built from uncommitted gateware ({item['commit']}): rebuild and "
+                            "record it")
     return problems
 
 
