@@ -8,7 +8,7 @@ import operator
 from functools import reduce
 
 from amaranth import Cat, Const, Module, Mux, Signal, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -53,6 +53,19 @@ def crc16_step(crc, byte):
         terms = [t ^ top if CRC_POLY >> n & 1 else t for n, t in enumerate(terms)]
     sources = Cat(crc, byte)
     return Cat(*(reduce(operator.xor, (sources[k] for k in sorted(t)), Const(0, 1)) for t in terms))
+
+
+def _byte_memory(m: Module, name: str, depth: int):
+    """A byte memory in ``m``: its write port, its read port and the byte read, a cycle after ``addr``.
+
+    A byte read in the cycle its address is written is never used, so the read may return anything
+    then (``no_rw_check``): synthesis maps the memory to block RAM with no logic ordering the two.
+    """
+    m.submodules[name] = memory = Memory(shape=8, depth=depth, init=[], attrs={"no_rw_check": 1})
+    rd = memory.read_port(domain="comb")
+    data = Signal(8, reset_less=True)
+    m.d.sync += data.eq(rd.data)
+    return memory.write_port(), rd, data
 
 
 def _check_max_payload(max_payload) -> int:
@@ -115,36 +128,39 @@ class LinkRx(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.buffer = buffer = Memory(shape=8, depth=self.max_payload, init=[])
-        wr = buffer.write_port()
-        rd = buffer.read_port()
+        wr, rd, rd_data = _byte_memory(m, "buffer", self.max_payload)
 
-        hdr = Signal(Header)
+        type_, seq = Signal(8), Signal(8)
+        length = Signal(range(max(self.max_payload, 0xFF) + 1))  # its low byte whole, for OVERSIZED
         remaining = Signal(8)                      # bytes left in the current COBS block
         zero_pending = Signal()                    # the current block ends in an implied 0x00
         started = Signal()                         # a non-delimiter byte arrived in this frame
-        count = Signal(range(self.max_payload + OVERHEAD + 1))      # decoded bytes so far
+        count = Signal(range(self.max_payload + OVERHEAD + 1))  # decoded bytes; then bytes delivered
         older, newer = Signal(8), Signal(8)        # the last two decoded bytes (the CRC, at the end)
         crc = Signal(16, init=CRC_INIT)            # over the decoded bytes before those two
-        err = Signal(LinkErrorLayout)
-        index = Signal(range(self.max_payload))
+        code = Signal(range(max(ErrorCode) + 1))
+        seq_known = Signal()
 
         byte = self.i.payload
-        seq_known = count >= 2
+        next_count = count + 1
 
-        def fail(code):
-            m.d.sync += [err.code.eq(code), err.seq.eq(hdr.seq), err.seq_known.eq(seq_known)]
+        def fail(error_code):
+            m.d.sync += [code.eq(error_code), seq_known.eq(count >= 2)]
 
         def restart():
             m.d.sync += [remaining.eq(0), zero_pending.eq(0), started.eq(0), count.eq(0),
                          crc.eq(CRC_INIT)]
 
         m.d.comb += [
-            self.hdr.payload.eq(hdr),
-            self.data.payload.data.eq(rd.data),
-            self.data.payload.last.eq(index == hdr.length - 1),
-            self.error.payload.eq(err),
-            rd.addr.eq(index),
+            self.hdr.payload.type.eq(type_),
+            self.hdr.payload.seq.eq(seq),
+            self.hdr.payload.length.eq(length),
+            self.data.payload.data.eq(rd_data),
+            self.data.payload.last.eq(length == 1),
+            self.error.payload.code.eq(code),
+            self.error.payload.seq.eq(seq),
+            self.error.payload.seq_known.eq(seq_known),
+            rd.addr.eq(count),
             wr.addr.eq(count - OVERHEAD),
             wr.data.eq(older),
         ]
@@ -154,7 +170,6 @@ class LinkRx(wiring.Component):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid & (byte == 0)):
                     restart()
-                    m.d.sync += index.eq(0)
                     with m.If(started):                # an empty frame is ignored
                         with m.If((remaining != 0) | (count < OVERHEAD)):
                             fail(ErrorCode.TRUNCATED)
@@ -162,7 +177,7 @@ class LinkRx(wiring.Component):
                         with m.Elif(crc != Cat(older, newer)):
                             fail(ErrorCode.BAD_CRC)
                             m.next = "ERROR"
-                        with m.Elif(hdr.length != count - OVERHEAD):
+                        with m.Elif(length != count - OVERHEAD):
                             fail(ErrorCode.LENGTH_MISMATCH)
                             m.next = "ERROR"
                         with m.Else():
@@ -178,21 +193,21 @@ class LinkRx(wiring.Component):
                         m.d.comb += [decoded.eq(byte), emit.eq(1)]
                         m.d.sync += remaining.eq(remaining - 1)
                     with m.If(emit):
-                        m.d.sync += [count.eq(count + 1), older.eq(newer), newer.eq(decoded)]
+                        m.d.sync += [count.eq(next_count), older.eq(newer), newer.eq(decoded)]
                         with m.If(count >= 2):
                             m.d.sync += crc.eq(crc16_step(crc, older))
                         with m.If(count >= OVERHEAD):
                             m.d.comb += wr.en.eq(1)
                         with m.Switch(count):
                             with m.Case(0):
-                                m.d.sync += hdr.type.eq(decoded)
+                                m.d.sync += type_.eq(decoded)
                             with m.Case(1):
-                                m.d.sync += hdr.seq.eq(decoded)
+                                m.d.sync += seq.eq(decoded)
                             with m.Case(2):
-                                m.d.sync += hdr.length[:8].eq(decoded)
+                                m.d.sync += length[:8].eq(decoded)
                             with m.Case(3):
-                                m.d.sync += hdr.length[8:].eq(decoded)
-                        too_long = Cat(hdr.length[:8], decoded) > self.max_payload
+                                m.d.sync += length[8:].eq(decoded)
+                        too_long = Cat(length[:8], decoded) > self.max_payload
                         with m.If(((count == 3) & too_long) | (count == self.max_payload + OVERHEAD)):
                             fail(ErrorCode.OVERSIZED)
                             m.next = "DISCARD"
@@ -208,18 +223,28 @@ class LinkRx(wiring.Component):
             with m.State("HEADER"):
                 m.d.comb += self.hdr.valid.eq(1)
                 with m.If(self.hdr.ready):
-                    with m.If(hdr.length == 0):
+                    with m.If(length == 0):
                         m.next = "RECEIVE"
                     with m.Else():
                         m.next = "PAYLOAD"
-            with m.State("PAYLOAD"):
+            with m.State("PAYLOAD"):                   # count: the read address; length: bytes left
                 m.d.comb += self.data.valid.eq(1)
                 with m.If(self.data.ready):
-                    m.d.comb += rd.addr.eq(index + 1)
-                    m.d.sync += index.eq(index + 1)
+                    m.d.comb += rd.addr.eq(next_count)
+                    m.d.sync += [count.eq(next_count), length.eq(length - 1)]
                     with m.If(self.data.payload.last):
+                        m.d.sync += count.eq(0)
                         m.next = "RECEIVE"
         return m
+
+
+class _Part(enum.Enum, shape=2):
+    """The part of a frame :class:`LinkTx` gathers next."""
+
+    HEADER = 0
+    PAYLOAD = 1
+    CRC = 2
+    DONE = 3
 
 
 class LinkTx(wiring.Component):
@@ -259,96 +284,93 @@ class LinkTx(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.block = block = Memory(shape=8, depth=COBS_RUN, init=[])
-        wr = block.write_port()
-        rd = block.read_port()
+        wr, rd, rd_data = _byte_memory(m, "block", COBS_RUN + 1)
 
-        hdr = Signal(Header)
+        hdr = Signal(Header)                    # rotated a byte per header byte, whole again after it
         is_error = Signal()
-        err = Signal(LinkErrorLayout)
-        position = Signal(range(0xFFFF + OVERHEAD + 1))    # frame bytes gathered so far
-        crc = Signal(16)
-        fill = Signal(range(COBS_RUN + 1))                 # bytes in the block buffer
-        code = Signal(8)
-        final = Signal()                                   # the frame still needs a last block
-        index = Signal(range(COBS_RUN))
+        err_code = Signal(range(max(ErrorCode) + 1))
+        err_known = Signal()
+        part = Signal(_Part)
+        step = Signal(2)                        # byte of the header or of the CRC
+        left = Signal(16)                       # payload bytes still to gather
+        crc = Signal(16)                        # then shifted out, low byte first
+        fill = Signal(range(COBS_RUN + 2))      # 1 + bytes in the block buffer: the block's code byte
+        final = Signal()                        # the frame still needs a last block
+        index = Signal(range(COBS_RUN + 1))     # next block byte to send
 
-        payload_end = hdr.length + HEADER_BYTES
-        error_bytes = Signal(8)
-        with m.Switch(position - HEADER_BYTES):
-            with m.Case(0):
-                m.d.comb += error_bytes.eq(err.code)
-            with m.Case(1):
-                m.d.comb += error_bytes.eq(Mux(err.seq_known, SEQ_KNOWN, 0))
-            with m.Default():
-                m.d.comb += error_bytes.eq(Mux(err.seq_known, err.seq, 0))
-
+        error_byte = Mux(left[1], Mux(left[0], err_code, err_known * SEQ_KNOWN), hdr.seq)
         source, source_valid = Signal(8), Signal()
-        with m.Switch(position):
-            for n in range(HEADER_BYTES):
-                with m.Case(n):
-                    m.d.comb += [source.eq(hdr.as_value().word_select(n, 8)), source_valid.eq(1)]
-            with m.Default():
-                with m.If(position < payload_end):
-                    m.d.comb += [source.eq(Mux(is_error, error_bytes, self.data.payload)),
-                                 source_valid.eq(is_error | self.data.valid)]
-                with m.Else():
-                    m.d.comb += [source.eq(Mux(position == payload_end, crc[:8], crc[8:])),
-                                 source_valid.eq(1)]
+        with m.Switch(part):
+            with m.Case(_Part.HEADER):
+                m.d.comb += [source.eq(hdr.as_value()[:8]), source_valid.eq(1)]
+            with m.Case(_Part.PAYLOAD):
+                m.d.comb += [source.eq(Mux(is_error, error_byte, self.data.payload)),
+                             source_valid.eq(is_error | self.data.valid)]
+            with m.Case(_Part.CRC):
+                m.d.comb += [source.eq(crc[:8]), source_valid.eq(1)]
 
         m.d.comb += [rd.addr.eq(index), wr.addr.eq(fill), wr.data.eq(source)]
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.sync += [position.eq(0), crc.eq(CRC_INIT), fill.eq(0), final.eq(1)]
+                m.d.sync += [part.eq(_Part.HEADER), step.eq(0), crc.eq(CRC_INIT), fill.eq(1), final.eq(1)]
                 with m.If(self.error.valid):
                     m.d.comb += self.error.ready.eq(1)
                     e = self.error.payload
-                    m.d.sync += [err.eq(e), is_error.eq(1), hdr.type.eq(FrameType.ERROR),
-                                 hdr.seq.eq(Mux(e.seq_known, e.seq, 0)),
-                                 hdr.length.eq(ERROR_PAYLOAD_BYTES)]
+                    m.d.sync += [is_error.eq(1), err_code.eq(e.code), err_known.eq(e.seq_known),
+                                 hdr.type.eq(FrameType.ERROR), hdr.seq.eq(Mux(e.seq_known, e.seq, 0)),
+                                 hdr.length.eq(ERROR_PAYLOAD_BYTES), left.eq(ERROR_PAYLOAD_BYTES)]
                     m.next = "GATHER"
                 with m.Elif(self.hdr.valid):
                     m.d.comb += self.hdr.ready.eq(1)
-                    m.d.sync += [hdr.eq(self.hdr.payload), is_error.eq(0)]
+                    m.d.sync += [is_error.eq(0), hdr.eq(self.hdr.payload), left.eq(self.hdr.payload.length)]
                     m.next = "GATHER"
             with m.State("GATHER"):
-                m.d.sync += index.eq(0)
-                with m.If(position == payload_end + CRC_BYTES):
+                m.d.sync += index.eq(1)
+                with m.If(part == _Part.DONE):
                     with m.If(final):
-                        m.d.sync += [code.eq(fill + 1), final.eq(0)]
+                        m.d.sync += final.eq(0)
                         m.next = "CODE"
                     with m.Else():
                         m.next = "DELIMITER"
+                with m.Elif((part == _Part.PAYLOAD) & (left == 0)):
+                    m.d.sync += part.eq(_Part.CRC)
                 with m.Elif(source_valid):
-                    m.d.comb += self.data.ready.eq(~is_error & (position >= HEADER_BYTES)
-                                                   & (position < payload_end))
-                    m.d.sync += [position.eq(position + 1),
-                                 final.eq((source == 0) | (fill != COBS_RUN - 1))]
-                    with m.If(position < payload_end):
+                    m.d.sync += final.eq((source == 0) | (fill != COBS_RUN))
+                    with m.If(part != _Part.CRC):
                         m.d.sync += crc.eq(crc16_step(crc, source))
+                    with m.Switch(part):
+                        with m.Case(_Part.HEADER):
+                            m.d.sync += [hdr.eq(hdr.as_value().rotate_right(8)), step.eq(step + 1)]
+                            with m.If(step == HEADER_BYTES - 1):
+                                m.d.sync += [step.eq(0), part.eq(_Part.PAYLOAD)]
+                        with m.Case(_Part.PAYLOAD):
+                            m.d.comb += self.data.ready.eq(~is_error)
+                            m.d.sync += left.eq(left - 1)
+                        with m.Case(_Part.CRC):
+                            m.d.sync += [crc.eq(crc[8:]), step.eq(step + 1)]
+                            with m.If(step == CRC_BYTES - 1):
+                                m.d.sync += part.eq(_Part.DONE)
                     with m.If(source == 0):
-                        m.d.sync += code.eq(fill + 1)
                         m.next = "CODE"
                     with m.Else():
                         m.d.comb += wr.en.eq(1)
                         m.d.sync += fill.eq(fill + 1)
-                        with m.If(fill == COBS_RUN - 1):
-                            m.d.sync += code.eq(0xFF)
+                        with m.If(fill == COBS_RUN):
                             m.next = "CODE"
             with m.State("CODE"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(code)]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(fill)]
                 with m.If(self.o.ready):
                     m.next = "BLOCK"
-                    with m.If(fill == 0):
+                    with m.If(fill == 1):
                         m.next = "GATHER"
             with m.State("BLOCK"):
-                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(rd.data)]
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(rd_data)]
                 with m.If(self.o.ready):
                     m.d.comb += rd.addr.eq(index + 1)
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index == fill - 1):
-                        m.d.sync += fill.eq(0)
+                    with m.If(index + 1 == fill):
+                        m.d.sync += fill.eq(1)
                         m.next = "GATHER"
             with m.State("DELIMITER"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.eq(0)]
