@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
 from .numerics import MANTISSA, Fixed
-from .vector import pwl_index, pwl_memory, pwl_value, requantize_hdl
+from .vector import pwl_memory, requantize_hdl
 
 __all__ = ["ReduceOp", "Reduce"]
 
@@ -20,14 +20,6 @@ class ReduceOp(enum.Enum, shape=1):
 
     ARGMAX = 0
     LOSS = 1
-
-
-def _top_bit(value: Value) -> Value:
-    """Priority encoder: the position of the highest set bit of unsigned ``value`` (0 for 0)."""
-    top = Value.cast(0)
-    for bit in range(1, len(value)):
-        top = Mux(value[bit], bit, top)
-    return top
 
 
 class Reduce(wiring.Component):
@@ -40,17 +32,20 @@ class Reduce(wiring.Component):
         LOSS:    numerics.cross_entropy(a[h], fmt), h = numerics.argmax(y)     (n > 1)
                  numerics.cross_entropy(a if 2 * y >= fmt.one else sat(fmt.one - a), fmt)   (n = 1)
 
-    Cycle contract: fully pipelined. ``i.ready`` is high whenever ``o.valid`` is low or ``o.ready``
-    is high (the whole pipeline advances together, so ``i.ready`` depends combinationally on
-    ``o.ready``), except on the ``S - 1`` cycles after the transfer of a group's ``last`` beat, with
-    ``S = lanes / physical_lanes``; an accepted beat updates each lane's running maximum and its
-    companion value (the row number, or the ``a`` of the row with the largest ``y``) in the same
-    cycle. The transfer of a group's ``last`` beat in cycle 0 makes its result valid on ``o`` in cycle
-    :attr:`LATENCY` (5) ``+ S - 1`` when ``o`` is not stalled: a slice of ``physical_lanes`` lanes
-    per cycle, the hot value is chosen, normalised by a priority encoder and a barrel shift, looked up
-    in the ``ln`` table and scaled. Groups may follow back to back, even of one beat each (one group
-    per ``S`` cycles); results leave in order, one beat per group, and ``o.valid`` holds with a
-    stable payload until the transfer.
+    Cycle contract: the unit takes a *slice* of ``physical_lanes`` lanes of the beat on ``i`` per
+    cycle: a beat's ``S = lanes / physical_lanes`` slices update each lane's running maximum and its
+    companion value (the row number, or the ``a`` of the row with the largest ``y``) on ``S``
+    consecutive cycles while ``i.valid`` is high (so its payload must hold until the transfer, as a
+    stream's does), and the beat transfers with its last slice, the only cycle ``i.ready`` is high.
+    A slice of a group's ``last`` beat also waits for the back end to be free, which then computes
+    that slice's results: in one cycle for ARGMAX, in :attr:`loss_cycles` (``fmt.bits + 15``) for
+    LOSS, where ``p`` is normalised by left shifts, its ``ln`` table segment read and interpolated by
+    Horner's rule, a bit per cycle. The back end passes a slice's results into ``o`` when ``o`` is
+    not stalled, and ``o.valid`` rises with the last slice's: a one-beat ARGMAX group on an idle unit
+    transfers in cycle ``S - 1`` and its result is valid in cycle ``S - 1 +`` :attr:`LATENCY` (2);
+    a LOSS group's result is valid ``S * loss_cycles + 1`` cycles after its last beat's first slice
+    is taken. Groups may follow back to back; results leave in order, one beat per group, and
+    ``o.valid`` holds with a stable payload until the transfer.
 
     ``op`` is sampled with every beat and must be the same for all beats of a group; it may change
     as soon as a group's ``last`` beat is transferred. Groups have no length limit: the row number
@@ -66,7 +61,7 @@ class Reduce(wiring.Component):
     fmt : Fixed
         Format of ``a``, ``y`` and the loss, at most 17 bits (default :data:`numerics.ACT`).
     physical_lanes : int, optional
-        Lanes computed at a time after a group ends, a divisor of ``lanes`` (default ``lanes``).
+        Lanes computed at a time, a divisor of ``lanes`` (default ``lanes``).
 
     Attributes
     ----------
@@ -82,7 +77,7 @@ class Reduce(wiring.Component):
         If a parameter is out of range.
     """
 
-    LATENCY = 5
+    LATENCY = 2
 
     def __init__(self, lanes: int = 4, max_rows: int = 16, fmt: Fixed = numerics.ACT,
                  physical_lanes: int | None = None):
@@ -105,16 +100,27 @@ class Reduce(wiring.Component):
             "op": In(ReduceOp),
         })
 
+    @property
+    def loss_cycles(self) -> int:
+        """Cycles the back end takes per slice of a LOSS group: a normalising shift per bit of ``p``
+        but its sign and top, a table read and the interpolation."""
+        return self.fmt.bits - 2 + MANTISSA.bits
+
     def elaborate(self, platform):
         m = Module()
         lanes, phys, fmt, bits, table = self.lanes, self.physical_lanes, self.fmt, self.fmt.bits, self.table
         slices = lanes // phys
         ln2 = round(math.log(2) * fmt.one)
+        norm = bits - 2                                   # shifts that bring p's top bit to bit bits - 2
+        horner = MANTISSA.bits - 1 - table.seg_shift      # shifts from there to the offset's top bit
+        last = self.loss_cycles                           # the phase that writes the result
+        rounding = table.seg_shift + table.guard
+        bound = (max(map(abs, table.y0)) + max(map(abs, table.slope))) << table.seg_shift
 
-        def lanes_of(shape, name, count=phys):
-            return Signal(data.ArrayLayout(shape, count), name=name)
+        def lanes_of(shape, name):
+            return Signal(data.ArrayLayout(shape, phys), name=name)
 
-        def pick(lanes_value, slot, lane):
+        def pick(lanes_value, lane):
             """Lane ``lane`` of slice ``slot`` of a beat-wide value."""
             if slices == 1:
                 return lanes_value[lane]
@@ -122,83 +128,88 @@ class Reduce(wiring.Component):
             parts = Cat(*(lanes_value[k * phys + lane] for k in range(slices)))
             return parts.word_select(slot, width).as_signed()
 
-        # Running state of the group being received.
-        first = Signal(init=1)  # the next beat starts a group
+        # Front end: each lane's key (the largest a or y so far) and value (its row, or its a), kept
+        # as a ring of slices that turns once per slice step: the slice worked on is always ring 0.
+        first = Signal(init=1)  # the beat on ``i`` starts a group
         row = Signal(range(self.max_rows))
-        key, value = lanes_of(signed(bits), "key", lanes), lanes_of(signed(bits), "value", lanes)
-        # Pipeline registers: stage 1 the group's final keys and values, passed on a slice per cycle
-        # (``slot1`` the next one); per physical lane, 2 the hot p (LOSS) or row (ARGMAX), 3 its top
-        # bit and left shift, 4 the table offset beside the table read.
-        valid, argmax = Signal(4), Signal(4)
-        single1 = Signal()
-        key1, value1 = lanes_of(signed(bits), "key1", lanes), lanes_of(signed(bits), "value1", lanes)
-        slot1, slot2, slot3, slot4 = (Signal(range(slices), name=f"slot{k}") for k in (1, 2, 3, 4))
-        p2, p3, p4 = (lanes_of(signed(bits), f"p{k}") for k in (2, 3, 4))
-        top3, top4 = lanes_of(range(bits - 1), "top3"), lanes_of(range(bits - 1), "top4")
-        shift3 = lanes_of(range(MANTISSA.frac + 1), "shift3")
-        frac4 = lanes_of(max(table.seg_shift, 1), "frac4")
+        slot = Signal(range(slices))
+        keys = [lanes_of(signed(bits), f"key{k}") for k in range(slices)]
+        values = [lanes_of(signed(bits), f"value{k}") for k in range(slices)]
+        # Back end, all physical lanes in step: ``phase`` counts the cycles of a final slice (0 idle).
+        phase = Signal(range(last + 1))
+        argmax, end = Signal(), Signal()  # the slice in the back end is an ARGMAX; the beat's last
+        mant = lanes_of(bits - 1, "mant")  # p, shifted left until its top bit is set (ARGMAX: the row)
+        scaled = lanes_of(range(min(fmt.frac - norm, 0) * ln2, fmt.frac * ln2 + 1), "scaled")
+        ln_m = lanes_of(range(-bound, bound + 1), "ln_m")  # ln(m) before rounding
+        out = [Cat(*(self.o.payload.y[k * phys + lane] for lane in range(phys))) for k in range(slices)]
 
-        adv = ~self.o.valid | self.o.ready
-        pending = valid[0] & (slot1 != slices - 1)  # stage 1 keeps its group for another cycle
-        accept = self.i.valid & self.i.ready
+        done = (phase == last) & (~self.o.valid | self.o.ready)
+        free = (phase == 0) | done
+        go = ~self.i.payload.last | free  # a slice of the beat on ``i`` may be taken
+        step = self.i.valid & go
+        start = step & self.i.payload.last
         is_argmax = self.op == ReduceOp.ARGMAX
-        m.d.comb += self.i.ready.eq(adv & ~pending)
+        m.d.comb += self.i.ready.eq(go & (slot == slices - 1))
 
-        with m.If(accept):
+        with m.If(step):
+            m.d.sync += slot.eq(Mux(slot == slices - 1, 0, slot + 1))
+            m.d.sync += [keys[k].eq(keys[k + 1]) for k in range(slices - 1)]
+            m.d.sync += [values[k].eq(values[k + 1]) for k in range(slices - 1)]
+        with m.If(self.i.valid & self.i.ready):
             m.d.sync += first.eq(self.i.payload.last)
             with m.If(self.i.payload.last):
                 m.d.sync += row.eq(0)
             with m.Elif(row != self.max_rows - 1):
                 m.d.sync += row.eq(row + 1)
-        with m.If(adv):
-            m.d.sync += [
-                valid.eq(Cat(pending | (self.i.valid & self.i.payload.last), valid)),
-                argmax.eq(Cat(Mux(pending, argmax[0], is_argmax), argmax)),
-                slot1.eq(Mux(pending, slot1 + 1, 0)), slot2.eq(slot1), slot3.eq(slot2), slot4.eq(slot3),
-                self.o.valid.eq(valid[3] & (slot4 == slices - 1)),
-            ]
-            with m.If(~pending):
-                m.d.sync += single1.eq(first)
 
-        for lane in range(lanes):
-            a, y = self.i.payload.a[lane], self.i.payload.y[lane]
-            key_in = Mux(is_argmax, a, y)
-            value_in = Mux(is_argmax, row, a)
-            take = first | (key_in > key[lane])
-            key_next = Mux(take, key_in, key[lane])
-            value_next = Mux(take, value_in, value[lane])
-            with m.If(accept):
-                m.d.sync += [key[lane].eq(key_next), value[lane].eq(value_next)]
-            with m.If(adv & ~pending):
-                m.d.sync += [key1[lane].eq(key_next), value1[lane].eq(value_next)]
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If((phase != 0) & (phase != last)):
+            m.d.sync += phase.eq(phase + 1)
+        with m.If(done):
+            m.d.sync += [phase.eq(0), self.o.valid.eq(end)]
+            m.d.sync += [out[k].eq(out[k + 1]) for k in range(slices - 1)]
+        with m.If(start):
+            m.d.sync += [phase.eq(Mux(is_argmax, last, 1)), argmax.eq(is_argmax),
+                         end.eq(slot == slices - 1)]
 
         m.submodules.ln = rom = pwl_memory([table])
         for lane in range(phys):
-            # Stage 2: the hot p (binary groups: p or 1 - p by the label), at least one LSB.
-            key1_s, value1_s = pick(key1, slot1, lane), pick(value1, slot1, lane)
-            complement = requantize_hdl(fmt.one - value1_s, 0, bits)
-            p = Mux(single1 & (key1_s << 1 < fmt.one), complement, value1_s)
-            # Stage 3: p = m * 2**top with m in [1, 2): a priority encoder, then a barrel shift.
-            top = _top_bit(p2[lane].as_unsigned()[:bits - 1])
-            # Stage 4: read the table of ln(m).
-            mantissa = (p3[lane].as_unsigned()[:bits - 1] << shift3[lane])[:MANTISSA.bits - 1]
-            index, offset = pwl_index(table, mantissa)
+            # Fold the slice into the running state; a final slice starts the back end on its hot p
+            # (binary groups: p or 1 - p by the label), at least one LSB.
+            a, y = pick(self.i.payload.a, lane), pick(self.i.payload.y, lane)
+            key, value = keys[0][lane], values[0][lane]
+            key_in = Mux(is_argmax, a, y)
+            take = first | (key_in > key)
+            key_next = Mux(take, key_in, key)
+            value_next = Mux(take, Mux(is_argmax, row, a), value)
+            complement = requantize_hdl(fmt.one - value_next, 0, bits)
+            p = Mux(first & (key_next << 1 < fmt.one), complement, value_next)
+            with m.If(step):
+                m.d.sync += [keys[-1][lane].eq(key_next), values[-1][lane].eq(value_next)]
+            with m.If(start):
+                m.d.sync += [mant[lane].eq(Mux(is_argmax, value_next, Mux(p < 1, 1, p))),
+                             scaled[lane].eq((fmt.frac - norm) * ln2)]
+
+            # Back end: -ln p = (frac - top) * ln 2 - ln m for p = m * 2**top, m in [1, 2). Phases
+            # 1..norm normalise p, adding ln 2 per shift; the next reads the table at m's segment;
+            # then ln m = y0 * 2**seg_shift + slope * offset by Horner's rule on the offset's bits as
+            # they leave the top of ``mant``; the last phase rounds, subtracts and saturates.
+            mant_l = mant[lane]
             port = rom.read_port()
-            m.d.comb += [port.en.eq(adv), port.addr.eq(index)]
-            # Stage 5: -ln p = (frac - top) * ln 2 - ln m, saturated; into the slice's lanes.
-            ln_m = pwl_value(table, port.data.y0, port.data.slope, frac4[lane])
-            loss = requantize_hdl((fmt.frac - top4[lane]) * ln2 - ln_m, 0, bits)
-            with m.If(adv):
-                m.d.sync += [
-                    p2[lane].eq(Mux(argmax[0], value1_s, Mux(p < 1, 1, p))),
-                    p3[lane].eq(p2[lane]),
-                    top3[lane].eq(top),
-                    shift3[lane].eq(MANTISSA.frac - top),
-                    p4[lane].eq(p3[lane]),
-                    top4[lane].eq(top3[lane]),
-                    frac4[lane].eq(offset),
-                ]
-            for k in range(slices):
-                with m.If(adv & (slot4 == k)):
-                    m.d.sync += self.o.payload.y[k * phys + lane].eq(Mux(argmax[3], p4[lane], loss))
+            index = Cat(Const(0, MANTISSA.bits - bits), mant_l)[table.seg_shift:-1]  # below m's top bit
+            m.d.comb += [port.en.eq(phase == norm + 1), port.addr.eq(index)]
+            with m.If((phase >= 1) & (phase <= norm)):
+                with m.If(~mant_l[-1]):
+                    m.d.sync += [mant_l.eq(mant_l << 1), scaled[lane].eq(scaled[lane] + ln2)]
+            with m.Elif((phase > norm) & (phase < last)):
+                m.d.sync += mant_l.eq(mant_l << 1)
+            with m.If(phase == norm + horner):
+                m.d.sync += ln_m[lane].eq(port.data.y0)
+            with m.Elif((phase > norm + horner) & (phase < last)):
+                m.d.sync += ln_m[lane].eq((ln_m[lane] << 1) + Mux(mant_l[-1], port.data.slope, 0))
+            loss = scaled[lane] - ((ln_m[lane] + (1 << (rounding - 1))) >> rounding)
+            with m.If(done):
+                m.d.sync += out[-1][lane * bits:(lane + 1) * bits].eq(
+                    Mux(argmax, mant_l, requantize_hdl(loss, 0, bits)))
         return m

@@ -2,18 +2,69 @@
 
 from __future__ import annotations
 
-import operator
+import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
-from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed
-from .vector import pwl_index, pwl_memory, pwl_value, requantize_hdl, serial_product
+from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed, PwlTable
+from .vector import pwl_memory
 
 __all__ = ["Softmax"]
+
+
+def _round(value: Value, shift: int, bits: int, sticky: Value | int = 0) -> Value:
+    """:func:`numerics.requantize` of a non-negative ``value`` by a constant ``shift`` >= 1, unsigned:
+    an increment of the kept bits; ``sticky`` is set when bits below ``value`` (shifted out) were."""
+    value = Value.cast(value).as_unsigned()
+    up = value[shift - 1] & (value[:shift - 1].any() | sticky | value[shift])
+    rounded = value[shift:] + up
+    top = (1 << (bits - 1)) - 1
+    return Mux(rounded > top, top, rounded)
+
+
+def _rounded_table(table: PwlTable) -> PwlTable:
+    """``table`` with the half of its rounding added to each sample: its interpolation is then
+    ``((y0 << seg_shift) + slope * offset) >> (seg_shift + guard)``, without an adder for the half."""
+    return dataclasses.replace(table, y0=tuple(y + (1 << (table.guard - 1)) for y in table.y0))
+
+
+def _serial_pwl(m: Module, table: PwlTable, y0: Value, slope: Value, frac: Value, phase: Value,
+                cycles: int) -> Value:
+    """The interpolation of a :func:`_rounded_table` by Horner's rule on the bits of ``frac``, from
+    ``y0``, one bit per cycle; the operands hold while ``phase`` counts ``0 .. cycles - 1`` and the
+    result is valid, combinationally, in phase ``cycles - 1``."""
+    if not table.seg_shift:
+        final = Value.cast(y0)
+    else:
+        start = cycles - 1 - table.seg_shift
+        bound = (max(map(abs, table.y0)) + max(map(abs, table.slope))) << table.seg_shift
+        acc = Signal(range(-bound, bound + 1))
+        final = (acc << 1) + Mux(frac.bit_select((cycles - 1 - phase).as_unsigned(), 1), slope, 0)
+        with m.If(phase == start):
+            m.d.sync += acc.eq(y0)
+        with m.Elif(phase > start):
+            m.d.sync += acc.eq(final)
+    return final >> (table.seg_shift + table.guard)
+
+
+def _serial_product(m: Module, a: Value, b: Value, phase: Value, shift: int, bits: int) -> Value:
+    """:func:`_round` of the product of unsigned ``a`` and ``b``, by shift and add from the low bit
+    of ``b`` up, one bit per phase from 0; valid from phase ``len(b)`` while the operands hold."""
+    steps = len(b)
+    keep = min(shift - 1, steps)  # product bits below this matter only as a sticky bit
+    high = Signal(len(a))  # the product's bits from the step number up
+    low = Signal(steps - keep)  # the last bits shifted out of ``high``
+    sticky = Signal()
+    first = phase == 0
+    t = Mux(first, 0, high) + Mux(b.bit_select(phase, 1), a, 0)
+    enter = Cat(Mux(first, 0, low)[:len(low)], t[0])
+    with m.If(phase < steps):
+        m.d.sync += [high.eq(t[1:]), low.eq(enter[1:]), sticky.eq(~first & sticky | enter[0])]
+    return _round(Cat(low, high), shift - keep, bits, sticky)
 
 
 class Softmax(wiring.Component):
@@ -29,11 +80,12 @@ class Softmax(wiring.Component):
     transfer, as a stream's does (``i.ready`` is high on the cycle of its last slice), and tracks each
     lane's maximum. *Exp* computes ``e = exp_table(x - max)`` for the ``n`` stored rows, a slice per
     cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides
-    ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact restoring divider
-    (``32·S`` cycles). *Output* computes ``e`` again, a slice per cycle, and emits
-    ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure (``o.valid`` holds until
-    the transfer), the first ``S + 3`` cycles after the reciprocal; after the transfer of the final
-    beat the unit loads again. ``i.ready`` is low outside *load*.
+    ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact non-restoring divider, a
+    bit of the 17-bit quotient per cycle (``17·S`` cycles). *Output* computes ``e`` again, a slice
+    per cycle, and emits ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure
+    (``o.valid`` holds until the transfer), the first ``S + 3`` cycles after the reciprocal; after
+    the transfer of the final beat the unit loads again. ``i.ready`` is low outside *load*. Each
+    lane's maximum, sum and reciprocal live in rings of slices that turn as the slices go by.
 
     A group longer than ``max_rows`` is consumed to its ``last`` beat and dropped: it produces no
     output, and ``overflow`` is high for the one cycle after its ``last`` beat is accepted.
@@ -45,12 +97,13 @@ class Softmax(wiring.Component):
     max_rows : int
         Most beats (classes) in a group (>= 1); the buffer holds this many beats.
     fmt : Fixed
-        Format of ``x`` and ``y`` (default :data:`numerics.ACT`).
+        Format of ``x`` and ``y``, at most 32 bits with at most 30 fractional (default
+        :data:`numerics.ACT`).
     physical_lanes : int, optional
         Lanes computed at a time, a divisor of ``lanes`` (default ``lanes``).
     serial_multipliers : bool
-        Multiply by shift and add (:func:`hw.vector.serial_product`): the *exp* and *output* phases
-        then step once per 18 cycles (the bits of the reciprocal and a sign) instead of every cycle.
+        Multiply by shift and add, a bit per cycle: the *exp* and *output* phases then step once per
+        18 cycles (the bits of the reciprocal and one) instead of every cycle.
 
     Attributes
     ----------
@@ -73,8 +126,9 @@ class Softmax(wiring.Component):
             raise ValueError(f"lanes must be an integer >= 1, not {lanes!r}")
         if not isinstance(max_rows, int) or max_rows < 1:
             raise ValueError(f"max_rows must be an integer >= 1, not {max_rows!r}")
-        if not isinstance(fmt, Fixed) or fmt.bits > 32:
-            raise ValueError(f"fmt must be a Fixed of at most 32 bits, not {fmt!r}")
+        if not isinstance(fmt, Fixed) or fmt.bits > 32 or fmt.frac >= EXP.frac + SOFTMAX_RECIP_BITS:
+            raise ValueError(f"fmt must be a Fixed of at most 32 bits and "
+                             f"{EXP.frac + SOFTMAX_RECIP_BITS - 1} fractional bits, not {fmt!r}")
         physical_lanes = lanes if physical_lanes is None else physical_lanes
         if not isinstance(physical_lanes, int) or physical_lanes < 1 or lanes % physical_lanes:
             raise ValueError(f"physical_lanes must be a divisor of lanes={lanes}, not {physical_lanes!r}")
@@ -99,8 +153,14 @@ class Softmax(wiring.Component):
         recip_bits = (numerator // e_max).bit_length()  # every lane's sum includes its max's e_max
         out_shift = EXP.frac + SOFTMAX_RECIP_BITS - self.fmt.frac
 
-        def lanes_of(shape, count=lanes):
-            return data.ArrayLayout(shape, count)
+        def ring(shape, name):
+            """Per-lane registers as a ring of slices: element 0 is the slice in use."""
+            return [Signal(data.ArrayLayout(shape, phys), name=f"{name}{k}") for k in range(slices)]
+
+        def turn(regs, head):
+            """Turn ``regs`` by a slice, ``head`` (one value per physical lane) entering at the back."""
+            return [*(regs[k].eq(regs[k + 1]) for k in range(slices - 1)),
+                    *(regs[-1][p].eq(value) for p, value in enumerate(head))]
 
         def pick(lanes_value, slot, lane):
             """Lane ``lane`` of slice ``slot`` of a beat-wide value."""
@@ -109,24 +169,28 @@ class Softmax(wiring.Component):
             width = len(lanes_value[lane])
             return Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(slot, width)
 
-        # The stored group: slice k of row r at address r·S + k.
-        m.submodules.buffer = buf = memory.Memory(shape=lanes_of(signed(bits), phys),
-                                                  depth=self.max_rows * slices, init=[])
-        m.submodules.exp = rom = pwl_memory([table])
+        # The stored group: slice k of row r at address ``Cat(k, r)``.
+        slot_bits = (slices - 1).bit_length()
+        m.submodules.buffer = buf = memory.Memory(shape=data.ArrayLayout(signed(bits), phys),
+                                                  depth=self.max_rows << slot_bits, init=[])
+        rounded = _rounded_table(table)
+        m.submodules.exp = rom = pwl_memory([rounded])
         rd, wr = buf.read_port(), buf.write_port()
 
         count = Signal(range(self.max_rows + 1))  # rows stored (load), rows of the group (later)
-        maximum = Signal(lanes_of(signed(bits)))
-        total = Signal(lanes_of(sum_bits))
-        recip = Signal(lanes_of(recip_bits))
-        remainder = Signal(lanes_of(sum_bits + 1, phys))
-        step = Signal(range(32))  # the quotient bit being found
+        maximum = ring(signed(bits), "maximum")
+        total = ring(max(sum_bits, recip_bits), "total")  # the sum of e, then its reciprocal
+        out = [Cat(*(self.o.payload.y[k * phys + p] for p in range(phys))) for k in range(slices)]
+        remainder = Signal(data.ArrayLayout(signed(sum_bits + 1), phys))
+        quotient = Signal(data.ArrayLayout(recip_bits - 1, phys))  # the bits found before the last
+        step = Signal(range(recip_bits))  # the quotient bit being found
         div_slot = Signal(range(slices))
 
         # Load: slice ``slot`` of the beat on ``i`` is written each cycle; the beat transfers with the last.
-        slot, wptr = Signal(range(slices)), Signal.like(rd.addr)
+        slot = Signal(slot_bits)
         transfer = self.i.valid & self.i.ready
-        m.d.comb += [wr.addr.eq(wptr), *(wr.data[p].eq(pick(self.i.payload.x, slot, p)) for p in range(phys))]
+        m.d.comb += [wr.addr.eq(Cat(slot, count)),
+                     *(wr.data[p].eq(pick(self.i.payload.x, slot, p)) for p in range(phys))]
 
         # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e. With
         # serial multipliers the pipeline steps once per ``cycles`` cycles, the products' time.
@@ -140,37 +204,47 @@ class Softmax(wiring.Component):
             with m.If(adv):
                 m.d.sync += phase.eq(0)
 
-            def mul(a, b):
-                return serial_product(m, a, b, phase, cycles)
-        else:
-            mul = operator.mul
         reading = Signal()
-        rptr, rslot, rrow = Signal.like(rd.addr), Signal(range(slices)), Signal.like(count)
+        rslot, rrow = Signal(slot_bits), Signal.like(count)
         issue = reading & (rrow < count)
         v1, v2, v3 = Signal(), Signal(), Signal()
-        slot1, slot2, slot3 = (Signal(range(slices), name=f"slot{k}") for k in (1, 2, 3))
-        last1, last2, last3 = Signal(), Signal(), Signal()
-        frac2 = Signal(lanes_of(max(table.seg_shift, 1), phys))
-        e3 = Signal(lanes_of(e_bits, phys))
-        m.d.comb += [rd.addr.eq(rptr), rd.en.eq(adv)]
+        last1, last2, last3 = Signal(), Signal(), Signal()  # the group's last slice
+        end1, end2, end3 = Signal(), Signal(), Signal()  # a beat's last slice
+        frac2 = Signal(data.ArrayLayout(max(table.seg_shift, 1), phys))
+        e3 = Signal(data.ArrayLayout(e_bits, phys))
+        m.d.comb += [rd.addr.eq(Cat(rslot, rrow)), rd.en.eq(adv)]
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), v2.eq(v1), v3.eq(v2), slot1.eq(rslot), slot2.eq(slot1),
-                         slot3.eq(slot2), last1.eq((rrow == count - 1) & (rslot == slices - 1)),
-                         last2.eq(last1), last3.eq(last2)]
+            m.d.sync += [v1.eq(issue), v2.eq(v1), v3.eq(v2),
+                         last1.eq((rrow == count - 1) & (rslot == slices - 1)), last2.eq(last1),
+                         last3.eq(last2), end1.eq(rslot == slices - 1), end2.eq(end1), end3.eq(end2)]
             with m.If(issue):
-                m.d.sync += [rptr.eq(rptr + 1), rslot.eq(rslot + 1)]
+                m.d.sync += rslot.eq(rslot + 1)
                 with m.If(rslot == slices - 1):
                     m.d.sync += [rslot.eq(0), rrow.eq(rrow + 1)]
+            with m.If(v1):
+                m.d.sync += turn(maximum, [maximum[0][p] for p in range(phys)])
         for p in range(phys):
             port = rom.read_port()
-            index, offset = pwl_index(table, rd.data[p] - pick(maximum, slot1, p).as_signed())
-            e = pwl_value(table, port.data.y0, port.data.slope, frac2[p], mul)
+            # d = x - max <= 0 < table.hi: only the table's low end, a whole segment, clamps.
+            d = rd.data[p] - maximum[0][p]
+            below = d < table.lo
+            index = Mux(below, 0, (d >> table.seg_shift) - (table.lo >> table.seg_shift))
+            offset = Mux(below, 0, d[:table.seg_shift])
+            if self.serial_multipliers:
+                e = _serial_pwl(m, rounded, port.data.y0, port.data.slope, frac2[p], phase, cycles)
+            else:
+                e = (((port.data.y0 << table.seg_shift) + port.data.slope * frac2[p])
+                     >> (table.seg_shift + table.guard))
             m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
             with m.If(adv):
                 m.d.sync += [frac2[p].eq(offset), e3[p].eq(e)]
 
         # The outputs ``e·r``, built outside the FSM: a serial product works on every cycle.
-        outputs = [requantize_hdl(mul(e3[p], pick(recip, slot3, p)), out_shift, bits) for p in range(phys)]
+        if self.serial_multipliers:
+            outputs = [_serial_product(m, e3[p], total[0][p][:recip_bits], phase, out_shift, bits)
+                       for p in range(phys)]
+        else:
+            outputs = [_round(e3[p] * total[0][p][:recip_bits], out_shift, bits) for p in range(phys)]
 
         m.d.sync += self.overflow.eq(0)
         with m.FSM():
@@ -179,53 +253,58 @@ class Softmax(wiring.Component):
                 m.d.comb += self.i.ready.eq(full | (slot == slices - 1))
                 with m.If(self.i.valid & full):
                     with m.If(self.i.payload.last):
-                        m.d.sync += [self.overflow.eq(1), count.eq(0), wptr.eq(0)]
+                        m.d.sync += [self.overflow.eq(1), count.eq(0)]
                     with m.Else():
                         m.next = "drain"
                 with m.Elif(self.i.valid):
                     m.d.comb += wr.en.eq(1)
-                    m.d.sync += [wptr.eq(wptr + 1), slot.eq(slot + 1)]
+                    m.d.sync += slot.eq(slot + 1)
+                    m.d.sync += turn(maximum, [Mux((count == 0) | (x > top), x, top)
+                                               for x, top in zip(wr.data, maximum[0], strict=True)])
                     with m.If(transfer):
                         m.d.sync += [slot.eq(0), count.eq(count + 1)]
-                        for lane in range(lanes):
-                            x = self.i.payload.x[lane]
-                            with m.If((count == 0) | (x > maximum[lane])):
-                                m.d.sync += maximum[lane].eq(x)
                         with m.If(self.i.payload.last):
-                            m.d.sync += [rptr.eq(0), rslot.eq(0), rrow.eq(0), total.eq(0)]
+                            m.d.sync += [rslot.eq(0), rrow.eq(0)]
+                            m.d.sync += [t.eq(0) for t in total]
                             m.next = "exp"
 
             with m.State("drain"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(transfer & self.i.payload.last):
-                    m.d.sync += [self.overflow.eq(1), count.eq(0), wptr.eq(0)]
+                    m.d.sync += [self.overflow.eq(1), count.eq(0)]
                     m.next = "load"
 
             with m.State("exp"):
                 m.d.comb += reading.eq(1)
                 with m.If(adv & v3):
-                    for k in range(slices):
-                        with m.If(slot3 == k):
-                            m.d.sync += [total[k * phys + p].eq(total[k * phys + p] + e3[p])
-                                         for p in range(phys)]
+                    m.d.sync += turn(total, [total[0][p] + e3[p] for p in range(phys)])
                     with m.If(last3):
-                        m.d.sync += [remainder.eq(0), step.eq(31), div_slot.eq(0)]
+                        m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),
+                                     step.eq(recip_bits - 1), div_slot.eq(0)]
                         m.next = "reciprocal"
 
             with m.State("reciprocal"):
-                # Restoring division, one quotient bit per cycle from the numerator's MSB down.
+                # Non-restoring division, one quotient bit per cycle from the MSB down: the
+                # remainder keeps each trial 2·r + bit - total, and a negative one adds the total
+                # back in the next. The numerator's bits above the quotient's are ``remainder``'s
+                # start; the total turns into its reciprocal as each slice's last bit is found.
                 m.d.sync += step.eq(step - 1)
+                low = Const(numerator % (1 << recip_bits), recip_bits)
+                width = sum_bits + 2
+                fits = []
                 for p in range(phys):
-                    partial = Cat(Const(numerator, 32).bit_select(step, 1), remainder[p])
-                    fits = partial >= pick(total, div_slot, p)
-                    m.d.sync += remainder[p].eq(Mux(fits, partial - pick(total, div_slot, p), partial))
-                    for k in range(slices):
-                        with m.If(div_slot == k):
-                            m.d.sync += recip[k * phys + p].eq(Cat(fits, recip[k * phys + p]))
+                    partial = Cat(low.bit_select(step, 1), remainder[p])
+                    sub = ~remainder[p][-1]
+                    addend = Cat(total[0][p], Const(0, width - len(total[0][p]))) ^ sub.replicate(width)
+                    trial = (Cat(1, partial) + Cat(sub, addend))[1:width + 1]  # sub is the carry in
+                    fits.append(~trial[-1])
+                    m.d.sync += [remainder[p].eq(trial), quotient[p].eq(Cat(fits[p], quotient[p]))]
                 with m.If(step == 0):
-                    m.d.sync += [remainder.eq(0), div_slot.eq(div_slot + 1)]
+                    m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),
+                                 step.eq(recip_bits - 1), div_slot.eq(div_slot + 1)]
+                    m.d.sync += turn(total, [Cat(fits[p], quotient[p]) for p in range(phys)])
                     with m.If(div_slot == slices - 1):
-                        m.d.sync += [rptr.eq(0), rslot.eq(0), rrow.eq(0)]
+                        m.d.sync += [rslot.eq(0), rrow.eq(0)]
                         m.next = "output"
 
             with m.State("output"):
@@ -234,13 +313,13 @@ class Softmax(wiring.Component):
                     with m.If(self.o.ready):
                         m.d.sync += self.o.valid.eq(0)  # a transfer between steps
                 with m.If(adv):
-                    m.d.sync += [self.o.valid.eq(v3 & (slot3 == slices - 1)),
+                    m.d.sync += [self.o.valid.eq(v3 & end3),
                                  self.o.payload.last.eq(last3)]
-                    for p, y in enumerate(outputs):
-                        for k in range(slices):
-                            with m.If(v3 & (slot3 == k)):
-                                m.d.sync += self.o.payload.y[k * phys + p].eq(y)
+                    with m.If(v3):
+                        m.d.sync += turn(total, [total[0][p] for p in range(phys)])
+                        m.d.sync += [*(out[k].eq(out[k + 1]) for k in range(slices - 1)),
+                                     *(out[-1][p * bits:(p + 1) * bits].eq(y) for p, y in enumerate(outputs))]
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
-                    m.d.sync += [count.eq(0), wptr.eq(0)]
+                    m.d.sync += count.eq(0)
                     m.next = "load"
         return m

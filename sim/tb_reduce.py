@@ -172,8 +172,8 @@ async def test_loss_exhaustive(dut):
 
 @cocotb.test()
 async def test_latency(dut):
-    """A group's result leaves LATENCY + S - 1 cycles after its last beat, S = lanes / physical_lanes;
-    one-beat groups flow one per S cycles."""
+    """One-beat ARGMAX groups flow one per S cycles, S = lanes / physical_lanes, each taken with its
+    last slice; a group's result leaves LATENCY cycles after its beat."""
     await start(dut)
     p = tb_params()
     lanes = p.get("lanes", 8)
@@ -192,8 +192,8 @@ async def test_latency(dut):
         if dut.o__valid.value == 1:
             outputs.append(cycle)
         await RisingEdge(dut.clk)
-    assert taken == list(range(0, slices * groups, slices)), f"groups taken in cycles {taken}"
-    expected = [t + Reduce.LATENCY + slices - 1 for t in taken]
+    assert taken == list(range(slices - 1, slices * groups, slices)), f"groups taken in cycles {taken}"
+    expected = [t + Reduce.LATENCY for t in taken]
     assert outputs == expected, f"results in cycles {outputs}, expected {expected}"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import Mux, Value
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from hw import reduce
@@ -31,18 +31,15 @@ def test_reduce_on_one_physical_lane():
         {"lanes": 4, "max_rows": 10, "physical_lanes": 1})
 
 
-def _lowest_bit(value):
-    """A wrong priority encoder: the lowest set bit wins."""
-    top = Value.cast(0)
-    for bit in reversed(range(1, len(value))):
-        top = Mux(value[bit], bit, top)
-    return Mux(value[0], 0, top)
+def _wrapping(value, shift, bits):
+    """A wrong requantiser (of ``shift`` 0, as the unit uses it): it wraps instead of saturating."""
+    return Value.cast(value)[:bits].as_signed()
 
 
 @pytest.mark.sim
-def test_wrong_encoder_fails(monkeypatch):
-    """A priority encoder that picks the lowest set bit, in the RTL alone, fails the exhaustive check."""
-    monkeypatch.setattr(reduce, "_top_bit", _lowest_bit)
+def test_wrong_saturation_fails(monkeypatch):
+    """A loss that wraps instead of saturating, in the RTL alone, fails the exhaustive check."""
+    monkeypatch.setattr(reduce, "requantize_hdl", _wrapping)
     with pytest.raises(AssertionError, match="cocotb tests of sim.tb_reduce failed") as failure:
         run(Reduce(lanes=8, max_rows=10), "reduce_mutant", "sim.tb_reduce",
             {"lanes": 8, "max_rows": 10}, testcase="test_loss_exhaustive")
@@ -117,23 +114,26 @@ def test_other_formats(fmt):
     expected = reduce_groups(ReduceOp.LOSS, list(a[:, None]), list(y[:, None]), fmt)
     observed = []
 
-    async def bench(ctx):
+    async def source(ctx):
         ctx.set(dut.op, ReduceOp.LOSS)
-        ctx.set(dut.o.ready, 1)
         ctx.set(dut.i.valid, 1)
         ctx.set(dut.i.payload.last, 1)
-        for k in range(len(a) + Reduce.LATENCY):
-            if k < len(a):
-                ctx.set(dut.i.payload.a, a[k].tolist())
-                ctx.set(dut.i.payload.y, y[k].tolist())
-            else:
-                ctx.set(dut.i.valid, 0)
+        for beat_a, beat_y in zip(a, y, strict=True):
+            ctx.set(dut.i.payload.a, beat_a.tolist())
+            ctx.set(dut.i.payload.y, beat_y.tolist())
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def sink(ctx):
+        ctx.set(dut.o.ready, 1)
+        while len(observed) < len(a):
             await ctx.tick()
             if ctx.get(dut.o.valid):
                 observed.append(list(ctx.get(dut.o.payload.y)))
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
-    sim.add_testbench(bench)
+    sim.add_testbench(source)
+    sim.add_testbench(sink)
     sim.run()
     assert np.array_equal(np.array(observed), expected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from hw.numerics import Fixed
 from hw.softmax import Softmax
 from sim.runner import run
 
@@ -22,7 +23,8 @@ def test_softmax_on_one_physical_lane_with_serial_multipliers():
 
 
 @pytest.mark.parametrize("kwargs, bad", [({"lanes": 0}, "0"), ({"max_rows": 0}, "0"),
-                                         ({"lanes": 4, "physical_lanes": 3}, "3")])
+                                         ({"lanes": 4, "physical_lanes": 3}, "3"),
+                                         ({"fmt": Fixed(32, 31)}, "31")])
 def test_bad_parameters(kwargs, bad):
     with pytest.raises(ValueError, match=bad):
         Softmax(**kwargs)
