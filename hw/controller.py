@@ -123,18 +123,6 @@ class Controller(wiring.Component):
             imem_wr.data.eq(self.imem_w.payload.data),
             imem_wr.en.eq(self.imem_w.valid & ~self.busy & (self.imem_w.payload.addr < cfg.imem)),
         ]
-        host_w_valid, host_w = Signal(), Signal.like(self.host_wr.payload)
-        m.d.comb += self.host_wr.ready.eq(~self.busy)
-        m.d.sync += host_w_valid.eq(self.host_wr.valid & ~self.busy)
-        with m.If(self.host_wr.valid):
-            m.d.sync += host_w.eq(self.host_wr.payload)
-        host_r_valid, host_r = Signal(), Signal.like(self.host_rd.payload)
-        host_r_buf = Signal(2)
-        host_r_ready = Signal()
-        with m.If(self.host_rd.ready):
-            m.d.sync += [host_r_valid.eq(self.host_rd.valid), host_r.eq(self.host_rd.payload)]
-            with m.If(self.host_rd.valid):
-                m.d.sync += host_r_buf.eq(self.host_rd.payload.buf)
 
         # -- readers: X (a), Y (b or y), Z (c); each a registered request ----------------------------
         request = bufs[0].rd.payload.shape()
@@ -142,23 +130,15 @@ class Controller(wiring.Component):
         x_valid, z_valid = Signal(), Signal()
         x_tag, y_tag = _Tag(B)(x_req.tag), _Tag(B)(y_req.tag)
 
+        # The host's reads are X requests while idle; Y and Z requests come only while busy.
         for index, unit in enumerate(bufs):
             pick_x = x_valid & (xbuf == index)
-            pick_y = x_valid & use_y & (ybuf == index)
+            pick_y = x_valid & self.busy & use_y & (ybuf == index)
             pick_z = z_valid & use_z & (zbuf == index)
-            pick_h = host_r_valid & (host_r.buf == index)
             m.d.comb += [
-                unit.rd.valid.eq(pick_x | pick_y | pick_z | pick_h),
+                unit.rd.valid.eq(pick_x | pick_y | pick_z),
                 unit.rd.payload.eq(Mux(pick_x, x_req, Mux(pick_y, y_req, z_req))),
             ]
-            with m.If(pick_h):       # host words: a ROW access of row 0 at address 0
-                m.d.comb += [
-                    unit.rd.payload.mode.eq(Mode.ROW),
-                    unit.rd.payload.row.eq(0),
-                    unit.rd.payload.skew.eq(0),
-                    unit.rd.payload.q.eq(host_r.addr),
-                    host_r_ready.eq(unit.rd.ready),
-                ]
 
         def rd_data(buf_sel):
             """The response stream of the buffer named by ``buf_sel``."""
@@ -172,40 +152,25 @@ class Controller(wiring.Component):
         x_valid_r, x_data = rd_data(xbuf)
         y_valid_r, y_data = rd_data(ybuf)
         z_valid_r, z_data = rd_data(zbuf)
-        h_valid_r, h_data = rd_data(host_r_buf)
         x_ready, y_ready, z_ready = Signal(), Signal(), Signal()
         for index, unit in enumerate(bufs):
             m.d.comb += unit.rd_data.ready.eq(
                 Mux(self.busy,
                     ((xbuf == index) & x_ready) | (use_y & (ybuf == index) & y_ready)
                     | (use_z & (zbuf == index) & z_ready),
-                    (host_r_buf == index) & self.host_rd_data.ready))
+                    (xbuf == index) & self.host_rd_data.ready))
         m.d.comb += [
-            self.host_rd_data.valid.eq(~self.busy & h_valid_r),
-            self.host_rd_data.payload.eq(h_data.data[0]),
+            self.host_rd_data.valid.eq(~self.busy & x_valid_r),
+            self.host_rd_data.payload.eq(x_data.data[0]),
         ]
-        # Responses come from the buffer of the last request: a read of another buffer waits until
-        # every earlier response has been taken.
-        switching = (self.host_rd.payload.buf != host_r_buf) & (host_r_valid | h_valid_r)
-        m.d.comb += self.host_rd.ready.eq(~self.busy & (~host_r_valid | host_r_ready) & ~switching)
         y_valid_r = Mux(use_y, y_valid_r, 1)
         x_tag_r, y_tag_r = _Tag(B)(x_data.tag), _Tag(B)(y_data.tag)
 
         # -- writer: results back into the output buffer -----------------------------------------------
+        # The host's writes are writer requests while idle.
         w_valid, w_req = Signal(), Signal(bufs[0].wr.payload.shape())
         for index, unit in enumerate(bufs):
-            with m.If(self.busy):
-                m.d.comb += [unit.wr.valid.eq(w_valid & (obuf == index)), unit.wr.payload.eq(w_req)]
-            with m.Else():           # a host word: lane 0 of a ROW access of row 0 at address 0
-                m.d.comb += [
-                    unit.wr.valid.eq(host_w_valid & (host_w.buf == index)),
-                    unit.wr.payload.mode.eq(Mode.ROW),
-                    unit.wr.payload.row.eq(0),
-                    unit.wr.payload.skew.eq(0),
-                    unit.wr.payload.q.eq(host_w.addr),
-                    unit.wr.payload.data[0].eq(host_w.data),
-                    unit.wr.payload.mask.eq(1),
-                ]
+            m.d.comb += [unit.wr.valid.eq(w_valid & (obuf == index)), unit.wr.payload.eq(w_req)]
 
         # -- the units' inputs ---------------------------------------------------------------------------
         def lanes_in_matrix(n):
@@ -400,7 +365,7 @@ class Controller(wiring.Component):
             with m.Else():
                 m.d.sync += [inner.eq(inner + 1), *request(i0, j0, inner + 1, "inner")]
 
-        with m.If(x_take):
+        with m.If(running & x_take):
             with m.If(gemm):
                 tile_walk(s_i0, s_j0, s_k, K - 1, x_valid, gemm_steps)
             with m.Else():
@@ -454,6 +419,24 @@ class Controller(wiring.Component):
                     m.d.sync += [w_j0.eq(w_j0 + C), w_row.eq(w_band)]
             with m.Else():
                 m.d.sync += [w_r.eq(w_r + 1), w_row.eq(w_row + dout.pitch)]
+
+        # Host words while idle: a ROW access of row 0 at address 0, one lane written. A read goes
+        # to the X reader when it is free and its responses are from the same buffer (a read of
+        # another buffer waits for the earlier responses to be taken); its response is lane 0.
+        switching = (self.host_rd.payload.buf != xbuf) & (x_valid | x_valid_r)
+        m.d.comb += [
+            self.host_wr.ready.eq(~self.busy),
+            self.host_rd.ready.eq(~self.busy & (~x_valid | x_take) & ~switching),
+        ]
+        with m.If(~self.busy):
+            m.d.sync += [w_valid.eq(self.host_wr.valid), *_host_word(w_req, self.host_wr.payload.addr)]
+            m.d.sync += [w_req.data[0].eq(self.host_wr.payload.data), w_req.mask.eq(1)]
+            with m.If(self.host_wr.valid):
+                m.d.sync += obuf.eq(self.host_wr.payload.buf)
+        with m.If(self.host_rd.ready):
+            m.d.sync += [x_valid.eq(self.host_rd.valid), *_host_word(x_req, self.host_rd.payload.addr)]
+            with m.If(self.host_rd.valid):
+                m.d.sync += xbuf.eq(self.host_rd.payload.buf)
 
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
@@ -601,6 +584,11 @@ class Controller(wiring.Component):
                 with m.If(writing_done & ~w_valid & (~gemm | (drain_i0 >= M))):
                     next_instruction()
         return m
+
+
+def _host_word(req, addr):
+    """``req`` as a ROW access of row 0 at address 0 from the host's flat word ``addr``."""
+    return [req.mode.eq(Mode.ROW), req.row.eq(0), req.skew.eq(0), req.q.eq(addr)]
 
 
 def _same_shape(d, rows, cols):
