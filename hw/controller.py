@@ -80,10 +80,15 @@ class Controller(wiring.Component):
 
         # -- parts ----------------------------------------------------------------------------------
         # The instructions (addresses below imem) and the 16 tensor registers after them share one
-        # memory: no instruction is fetched while a register is read, and the host writes only while idle.
-        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[])
-        imem_rd, imem_wr = imem.read_port(), imem.write_port()
-        treg_data = imem_rd.data[:TensorReg().size]
+        # memory: no instruction is fetched while a register is read, and the host writes only while
+        # idle. Its output register is the instruction being run: its address stays at ``pc`` but
+        # while the operands' registers are read (``operands`` keeps their numbers meanwhile). A
+        # read never meets a write of its word (``no_rw_check``, as the buffers' banks).
+        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[], attrs={"no_rw_check": 1})
+        imem_rd, imem_wr = imem.read_port(domain="comb"), imem.write_port()
+        ins = Signal(Instruction(), reset_less=True)
+        m.d.sync += ins.eq(imem_rd.data)
+        treg_data = ins.as_value()[:TensorReg().size]
         tag_width = _Tag(B).size
         bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
         for buf, unit in zip(Buf, bufs, strict=True):
@@ -99,7 +104,6 @@ class Controller(wiring.Component):
                                                physical_lanes=cfg.vector_lanes)
 
         # -- state ----------------------------------------------------------------------------------
-        ins = Signal(Instruction())
         pc = Signal(16)
         slope, scale = Signal(signed(16)), Signal(signed(16))
         desc = [Signal(TensorReg(), name=f"desc_{n}") for n in ("a", "b", "c", "out")]
@@ -441,6 +445,7 @@ class Controller(wiring.Component):
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
         a_reg, b_reg, c_reg, out_reg = _operand_registers(ins)
+        operands = Signal(data.StructLayout({"b": 4, "c": 4, "out": 4}))
 
         def finish(status):
             return [self.status.eq(status), self.busy.eq(0)]
@@ -469,7 +474,6 @@ class Controller(wiring.Component):
                 with m.Else():
                     m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += ins.eq(imem_rd.data)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 with m.Switch(op):
@@ -498,6 +502,7 @@ class Controller(wiring.Component):
                             m.next = "TENSOR"
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                         m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
+                        m.d.sync += operands.eq(Cat(b_reg, c_reg, out_reg))
                         m.next = "LOAD_B"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
@@ -517,9 +522,9 @@ class Controller(wiring.Component):
                         m.d.sync += defined.bit_select(t.t, 1).eq(1)
                         next_instruction()
             # The register file answers a cycle after its address: a, b, c, out arrive in turn.
-            for state, reg, target, following in (("LOAD_B", b_reg, da, "LOAD_C"),
-                                                  ("LOAD_C", c_reg, db, "LOAD_OUT"),
-                                                  ("LOAD_OUT", out_reg, dc, "LOADED")):
+            for state, reg, target, following in (("LOAD_B", operands.b, da, "LOAD_C"),
+                                                  ("LOAD_C", operands.c, db, "LOAD_OUT"),
+                                                  ("LOAD_OUT", operands.out, dc, "LOADED")):
                 with m.State(state):
                     m.d.comb += imem_rd.addr.eq(cfg.imem + reg)
                     m.d.sync += target.eq(treg_data)
