@@ -106,9 +106,8 @@ class Controller(wiring.Component):
         # -- state ----------------------------------------------------------------------------------
         pc = Signal(16)
         slope, scale = Signal(signed(16)), Signal(signed(16))
-        desc = [Signal(TensorReg(), name=f"desc_{n}") for n in ("a", "b", "c", "out")]
-        da, db, dc, dout = desc
-        M, N, K, k_b = Signal(12), Signal(12), Signal(12), Signal(12)
+        M, N, K = Signal(12), Signal(12), Signal(12)
+        bad_shape = Signal()               # the operands loaded so far disagree
         gemm = Signal()                   # the running instruction streams through the array
         use_y, use_z = Signal(), Signal()  # the second operand (b or y) and the GEMM's c are read
         xbuf, ybuf, zbuf, obuf = (Signal(2, name=n) for n in ("xbuf", "ybuf", "zbuf", "obuf"))
@@ -285,22 +284,23 @@ class Controller(wiring.Component):
         # Where rows start (``base + p·pitch``), kept by additions as the walkers step: the X and Y
         # readers' in their requests, the Z reader's and the writer's for the row p and for the
         # first row of the tile (``band``).
+        # Of the operands' registers only these stay (the pitches of a, b and c in the requests).
         row_bits = len(x_req.row)
         z_band = Signal(row_bits)
         w_row, w_band = Signal(row_bits), Signal(row_bits)
+        x_base, y_base, w_pitch = (Signal(row_bits, name=n) for n in ("x_base", "y_base", "w_pitch"))
 
         def last_block(j0, width):
             return j0 + width >= N
 
-        def access(req, column, p, q, row, d):
-            """The ROW access at ``(p, q)`` of ``d``, whose row ``p`` starts at ``row``, or if
-            ``column`` the COLUMN one."""
+        def access(req, column, p, q, row):
+            """The ROW access at ``(p, q)`` of the matrix whose row ``p`` starts at ``row``, or if
+            ``column`` the COLUMN one (``req.pitch`` is the matrix's)."""
             return [
                 req.mode.eq(Mux(column, Mode.COLUMN, Mode.ROW)),
                 req.row.eq(row),
                 req.skew.eq(p),
                 req.q.eq(q),
-                req.pitch.eq(d.pitch),
             ]
 
         # The walks below load the request of the next step; ``event`` says how the walk moved, and so
@@ -315,17 +315,17 @@ class Controller(wiring.Component):
             """
             ga = ins.args.gemm
             x_row, y_row = x_req.row, y_req.row
-            x_next = {"start": da.base,
-                      "inner": Mux(ga.ta, x_row + da.pitch, x_row),
-                      "block": Mux(ga.ta, da.base, x_row),
-                      "band": Mux(ga.ta, da.base, x_row + times(da.pitch, R, row_bits))}[event]
-            y_next = {"start": db.base,
-                      "inner": Mux(ga.tb, y_row, y_row + db.pitch),
-                      "block": Mux(ga.tb, y_row + times(db.pitch, C, row_bits), db.base),
-                      "band": db.base}[event]
+            x_next = {"start": x_base,
+                      "inner": Mux(ga.ta, x_row + x_req.pitch, x_row),
+                      "block": Mux(ga.ta, x_base, x_row),
+                      "band": Mux(ga.ta, x_base, x_row + times(x_req.pitch, R, row_bits))}[event]
+            y_next = {"start": y_base,
+                      "inner": Mux(ga.tb, y_row, y_row + y_req.pitch),
+                      "block": Mux(ga.tb, y_row + times(y_req.pitch, C, row_bits), y_base),
+                      "band": y_base}[event]
             return [
-                *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next, da),
-                *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next, db),
+                *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next),
+                *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next),
                 x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
                 *([] if event == "inner" else [x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
                                                y_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
@@ -333,20 +333,20 @@ class Controller(wiring.Component):
 
         def pass_beat(i, j0, event):
             """X and Y requests of row ``i`` of column block ``j0``."""
-            rows = {"start": (da.base, db.base),
-                    "inner": (x_req.row + da.pitch, y_req.row + db.pitch),
-                    "block": (da.base, db.base)}[event]
+            rows = {"start": (x_base, y_base),
+                    "inner": (x_req.row + x_req.pitch, y_req.row + y_req.pitch),
+                    "block": (x_base, y_base)}[event]
             return [
-                *access(x_req, 0, i, j0, rows[0], da),
-                *access(y_req, 0, i, j0, rows[1], db),
+                *access(x_req, 0, i, j0, rows[0]),
+                *access(y_req, 0, i, j0, rows[1]),
                 x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
                 *([] if event == "inner" else [x_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
             ]
 
         def c_rows(i0, j0, r, event):
             """Z request of row ``r`` of tile ``(i0, j0)`` of c, keeping the start of the tile's first row."""
-            row = {"inner": z_req.row + dc.pitch, "block": z_band, "band": z_req.row + dc.pitch}[event]
-            return [*access(z_req, 0, i0 + r, j0, row, dc), *([z_band.eq(row)] if event == "band" else [])]
+            row = {"inner": z_req.row + z_req.pitch, "block": z_band, "band": z_req.row + z_req.pitch}[event]
+            return [*access(z_req, 0, i0 + r, j0, row), *([z_band.eq(row)] if event == "band" else [])]
 
         def rd_ready(buf_sel):
             return Mux(buf_sel == 0, bufs[0].rd.ready, Mux(buf_sel == 1, bufs[1].rd.ready, bufs[2].rd.ready))
@@ -417,12 +417,12 @@ class Controller(wiring.Component):
                     with m.If(~gemm | (w_p == M - 1)):
                         m.d.sync += writing_done.eq(1)
                     with m.Else():       # the next tile's first row follows the last one written
-                        m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + dout.pitch),
-                                     w_band.eq(w_row + dout.pitch)]
+                        m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + w_pitch),
+                                     w_band.eq(w_row + w_pitch)]
                 with m.Else():
                     m.d.sync += [w_j0.eq(w_j0 + C), w_row.eq(w_band)]
             with m.Else():
-                m.d.sync += [w_r.eq(w_r + 1), w_row.eq(w_row + dout.pitch)]
+                m.d.sync += [w_r.eq(w_r + 1), w_row.eq(w_row + w_pitch)]
 
         # Host words while idle: a ROW access of row 0 at address 0, one lane written. A read goes
         # to the X reader when it is free and its responses are from the same buffer (a read of
@@ -445,7 +445,8 @@ class Controller(wiring.Component):
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
         a_reg, b_reg, c_reg, out_reg = _operand_registers(ins)
-        operands = Signal(data.StructLayout({"b": 4, "c": 4, "out": 4}))
+        # What the loads need while the memory answers with registers instead of the instruction.
+        held = Signal(data.StructLayout({"b": 4, "c": 4, "out": 4, "ta": 1, "tb": 1, "reduce": 1}))
 
         def finish(status):
             return [self.status.eq(status), self.busy.eq(0)]
@@ -501,9 +502,17 @@ class Controller(wiring.Component):
                             m.d.sync += [extent.eq(0), row_bit.eq(len(t.rows) - 1)]
                             m.next = "TENSOR"
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
+                        g, v = ins.args.gemm, ins.args.vec
+                        is_gemm = op == Opcode.GEMM
                         m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
-                        m.d.sync += operands.eq(Cat(b_reg, c_reg, out_reg))
-                        m.next = "LOAD_B"
+                        m.d.sync += [
+                            held.eq(Cat(b_reg, c_reg, out_reg, g.ta, g.tb,
+                                        (op == Opcode.ARGMAX) | (op == Opcode.LOSS))),
+                            gemm.eq(is_gemm),
+                            use_y.eq(is_gemm | (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b)),
+                            use_z.eq(is_gemm & g.use_c),
+                        ]
+                        m.next = "LOAD_A"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
             # rows·pitch by shift and add, a bit of rows per cycle from the top, saturated above depth.
@@ -521,48 +530,51 @@ class Controller(wiring.Component):
                         ]
                         m.d.sync += defined.bit_select(t.t, 1).eq(1)
                         next_instruction()
-            # The register file answers a cycle after its address: a, b, c, out arrive in turn.
-            for state, reg, target, following in (("LOAD_B", operands.b, da, "LOAD_C"),
-                                                  ("LOAD_C", operands.c, db, "LOAD_OUT"),
-                                                  ("LOAD_OUT", operands.out, dc, "LOADED")):
-                with m.State(state):
-                    m.d.comb += imem_rd.addr.eq(cfg.imem + reg)
-                    m.d.sync += target.eq(treg_data)
-                    m.next = following
-            with m.State("LOADED"):
-                m.d.sync += dout.eq(treg_data)
-                m.next = "SHAPE"
-            with m.State("SHAPE"):
-                g, v = ins.args.gemm, ins.args.vec
-                is_gemm = op == Opcode.GEMM
+            # The register file answers a cycle after its address: a, b, c, out arrive in turn, each
+            # checked against the shape of those before it.
+            same = _same_shape
+            with m.State("LOAD_A"):
+                a = TensorReg()(treg_data)
+                m.d.comb += imem_rd.addr.eq(cfg.imem + held.b)
                 m.d.sync += [
-                    gemm.eq(is_gemm),
-                    M.eq(Mux(is_gemm & g.ta, da.cols, da.rows)),
-                    N.eq(Mux(is_gemm, Mux(g.tb, db.rows, db.cols), da.cols)),
-                    K.eq(Mux(g.ta, da.rows, da.cols)),
-                    k_b.eq(Mux(g.tb, db.cols, db.rows)),
-                    use_y.eq(is_gemm | (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b)),
-                    use_z.eq(is_gemm & g.use_c),
-                    xbuf.eq(da.buf), ybuf.eq(db.buf), zbuf.eq(dc.buf), obuf.eq(dout.buf),
+                    xbuf.eq(a.buf), x_base.eq(a.base), x_req.pitch.eq(a.pitch),
+                    M.eq(Mux(gemm & held.ta, a.cols, a.rows)),
+                    N.eq(a.cols),                # a pass's; a GEMM's comes with b
+                    K.eq(Mux(held.ta, a.rows, a.cols)),
                 ]
+                m.next = "LOAD_B"
+            with m.State("LOAD_B"):
+                b = TensorReg()(treg_data)
+                m.d.comb += imem_rd.addr.eq(cfg.imem + held.c)
+                m.d.sync += [
+                    ybuf.eq(b.buf), y_base.eq(b.base), y_req.pitch.eq(b.pitch),
+                    bad_shape.eq(Mux(gemm, Mux(held.tb, b.cols, b.rows) != K,
+                                     use_y & ~same(b, M, N)) | (use_y & (b.buf.as_value() == xbuf))),
+                ]
+                with m.If(gemm):
+                    m.d.sync += N.eq(Mux(held.tb, b.rows, b.cols))
+                m.next = "LOAD_C"
+            with m.State("LOAD_C"):
+                c = TensorReg()(treg_data)
+                m.d.comb += imem_rd.addr.eq(cfg.imem + held.out)
+                m.d.sync += [zbuf.eq(c.buf), z_req.row.eq(c.base), z_band.eq(c.base), z_req.pitch.eq(c.pitch)]
+                with m.If(use_z & (~same(c, M, N) | (c.buf.as_value() == xbuf) | (c.buf.as_value() == ybuf))):
+                    m.d.sync += bad_shape.eq(1)
+                m.next = "LOAD_OUT"
+            with m.State("LOAD_OUT"):
+                out = TensorReg()(treg_data)
+                m.d.sync += [obuf.eq(out.buf), w_row.eq(out.base), w_band.eq(out.base), w_pitch.eq(out.pitch)]
+                with m.If(Mux(held.reduce, (out.rows != 1) | (out.cols != N), ~same(out, M, N))):
+                    m.d.sync += bad_shape.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                same = _same_shape
-                reduce_out = (dout.rows == 1) & (dout.cols == N)
-                bad_shape = Mux(gemm,
-                                (K != k_b) | ~same(dout, M, N) | (xbuf == ybuf)
-                                | (use_z & (~same(dc, M, N) | (zbuf == xbuf) | (zbuf == ybuf))),
-                                (use_y & (~same(db, M, N) | (ybuf == xbuf)))
-                                | Mux((op == Opcode.ARGMAX) | (op == Opcode.LOSS), ~reduce_out,
-                                      ~same(dout, M, N))
-                                | ((op != Opcode.VEC) & (M > cfg.max_rows)))
                 def undefined(reg):
                     return ~defined.bit_select(reg, 1)
 
                 with m.If(undefined(a_reg) | (use_y & undefined(b_reg)) | (use_z & undefined(c_reg))
                           | undefined(out_reg)):
                     stop(Status.BAD_TENSOR)
-                with m.Elif(bad_shape):
+                with m.Elif(bad_shape | (~gemm & (op != Opcode.VEC) & (M > cfg.max_rows))):
                     stop(Status.BAD_SHAPE)
                 with m.Elif(gemm & (K > cfg.k_max)):
                     stop(Status.TOO_DEEP)
@@ -574,10 +586,9 @@ class Controller(wiring.Component):
                 m.d.sync += [
                     s_i0.eq(0), s_j0.eq(0), s_k.eq(0), x_valid.eq(1),
                     c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z),
-                    *access(z_req, 0, 0, 0, dc.base, dc), z_band.eq(dc.base),
+                    *access(z_req, 0, 0, 0, z_band),
                     drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0),
                     w_i0.eq(0), w_j0.eq(0), w_r.eq(0), writing_done.eq(0),
-                    w_row.eq(dout.base), w_band.eq(dout.base),
                 ]
                 with m.If(gemm):
                     m.d.sync += gemm_steps(0, 0, 0, "start")
