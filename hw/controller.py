@@ -82,7 +82,7 @@ class Controller(wiring.Component):
         # The instructions (addresses below imem) and the 16 tensor registers after them share one
         # memory: no instruction is fetched while a register is read, and the host writes only while
         # idle. Its output register is the instruction being run: its address stays at ``pc`` but
-        # while the operands' registers are read (``operands`` keeps their numbers meanwhile). A
+        # while the operands' registers are read (``held`` keeps what the loads need meanwhile). A
         # read never meets a write of its word (``no_rw_check``, as the buffers' banks).
         m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[], attrs={"no_rw_check": 1})
         imem_rd, imem_wr = imem.read_port(domain="comb"), imem.write_port()
@@ -154,7 +154,8 @@ class Controller(wiring.Component):
 
         x_valid_r, x_data = rd_data(xbuf)
         y_valid_r, y_data = rd_data(ybuf)
-        z_valid_r, z_data = rd_data(zbuf)
+        z_valid_r, _ = rd_data(zbuf)
+        _, vb_data = rd_data(Mux(gemm, zbuf, ybuf))   # the vector unit's b: c, or b (y) in a pass
         x_ready, y_ready, z_ready = Signal(), Signal(), Signal()
         for index, unit in enumerate(bufs):
             m.d.comb += unit.rd_data.ready.eq(
@@ -213,15 +214,15 @@ class Controller(wiring.Component):
                 vec.i.payload.a.eq(array.o.payload.y),
             ]
             for j in range(C):
-                m.d.comb += vec.i.payload.b[j].eq(Mux(use_z, z_data.data[j], 0))
+                m.d.comb += vec.i.payload.b[j].eq(Mux(use_z, vb_data.data[j], 0))
         with m.Else():
             for j in range(C):
                 m.d.comb += [
                     vec.i.payload.a[j].eq(x_data.data[j]),
-                    vec.i.payload.b[j].eq(Mux(use_y, y_data.data[j], 0)),
+                    vec.i.payload.b[j].eq(Mux(use_y, vb_data.data[j], 0)),
                     smax.i.payload.x[j].eq(x_data.data[j]),
                     red.i.payload.a[j].eq(x_data.data[j]),
-                    red.i.payload.y[j].eq(Mux(use_y, y_data.data[j], 0)),
+                    red.i.payload.y[j].eq(Mux(use_y, vb_data.data[j], 0)),
                 ]
             m.d.comb += [
                 smax.i.payload.last.eq(x_tag_r.last),
@@ -283,8 +284,8 @@ class Controller(wiring.Component):
         w_p = Mux(gemm, w_i0 + w_r, w_r)
         # Where rows start (``base + p·pitch``), kept by additions as the walkers step: the X and Y
         # readers' in their requests, the Z reader's and the writer's for the row p and for the
-        # first row of the tile (``band``).
-        # Of the operands' registers only these stay (the pitches of a, b and c in the requests).
+        # first row of the tile (``band``). Of the operands' registers only these stay, and the
+        # pitches of a, b and c in the requests.
         row_bits = len(x_req.row)
         z_band = Signal(row_bits)
         w_row, w_band = Signal(row_bits), Signal(row_bits)
