@@ -144,7 +144,8 @@ class Buffer(wiring.Component):
         banks = []
         for b in range(self.banks):
             # ``no_rw_check``: a read colliding with a write returns anything. Yosys applies it to
-            # the register it merges into the block RAM's read port, hence the asynchronous port.
+            # the register it merges into the block RAM's read port, hence the asynchronous port and
+            # a register without reset.
             memory = Memory(shape=signed(self.width), depth=self.depth, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"bank_{b}"] = memory
             banks.append((memory.read_port(domain="comb"), memory.write_port()))

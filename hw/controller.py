@@ -52,9 +52,14 @@ class Controller(wiring.Component):
     - ``imem_w``, ``host_wr`` and ``host_rd`` are ready only while not ``busy``. ``host_wr`` and
       ``imem_w`` complete in one cycle; ``host_rd`` returns one ``host_rd_data`` word per request, in
       order (a read of another buffer waits for the earlier responses to be taken). A host read sees
-      every host write transferred before it.
+      every host write transferred before it (a write of its word on the same cycle leaves it
+      undefined).
     - Within an instruction the operands stream at one beat per cycle: a GEMM issues one array step
       per cycle whenever the array accepts it, so its efficiency is the array's.
+    - The buffers leave a read undefined where a write of the same word lands on the same cycle. An
+      instruction uses no such read: it reads each element of its operands before it writes that
+      element of ``out`` (``docs/isa.md`` allows no other overlap), and lanes read past a matrix
+      are dropped.
 
     Parameters
     ----------
