@@ -112,6 +112,11 @@ class Controller(wiring.Component):
         pc = Signal(16)
         slope, scale = Signal(signed(16)), Signal(signed(16))
         M, N, K = Signal(12), Signal(12), Signal(12)
+        # The last row tile and column block: where they start and how many rows (columns) they have.
+        last_i0, last_j0 = Signal(12), Signal(12)
+        last_rows, last_cols = Signal(range(R + 1)), Signal(range(C + 1))
+        m.d.sync += [last_i0.eq(_last_start(M, R)), last_j0.eq(_last_start(N, C))]
+        m.d.comb += [last_rows.eq(M - last_i0), last_cols.eq(N - last_j0)]
         bad_shape = Signal()               # the operands loaded so far disagree
         gemm = Signal()                   # the running instruction streams through the array
         use_y, use_z = Signal(), Signal()  # the second operand (b or y) and the GEMM's c are read
@@ -198,8 +203,7 @@ class Controller(wiring.Component):
 
         # GEMM epilogue: array rows joined with c rows; rows past M are dropped here.
         drain_i0, drain_r, drain_j0 = Signal(12), Signal(range(R)), Signal(12)
-        drain_p = drain_i0 + drain_r
-        keep = drain_p < M
+        keep = (drain_i0 != last_i0) | (drain_r < last_rows)
         z_ok = ~use_z | z_valid_r
         epi_valid = array.o.valid & z_ok
         epi_take = Signal()
@@ -296,8 +300,12 @@ class Controller(wiring.Component):
         w_row, w_band = Signal(row_bits), Signal(row_bits)
         x_base, y_base, w_pitch = (Signal(row_bits, name=n) for n in ("x_base", "y_base", "w_pitch"))
 
-        def last_block(j0, width):
-            return j0 + width >= N
+        def last_block(j0):
+            return j0 == last_j0
+
+        def lanes(i0, j0):
+            """Rows of tile ``(i0, j0)`` in the matrix, and columns."""
+            return Mux(i0 == last_i0, last_rows, R), Mux(last_block(j0), last_cols, C)
 
         def access(req, column, p, q, row):
             """The ROW access at ``(p, q)`` of the matrix whose row ``p`` starts at ``row``, or if
@@ -333,8 +341,8 @@ class Controller(wiring.Component):
                 *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next),
                 *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next),
                 x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
-                *([] if event == "inner" else [x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
-                                               y_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
+                *([] if event == "inner" else [x_tag.n.eq(lanes(i0, j0)[0]),
+                                               y_tag.n.eq(lanes(i0, j0)[1])]),
             ]
 
         def pass_beat(i, j0, event):
@@ -346,7 +354,7 @@ class Controller(wiring.Component):
                 *access(x_req, 0, i, j0, rows[0]),
                 *access(y_req, 0, i, j0, rows[1]),
                 x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
-                *([] if event == "inner" else [x_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
+                *([] if event == "inner" else [x_tag.n.eq(lanes(0, j0)[1])]),
             ]
 
         def c_rows(i0, j0, r, event):
@@ -364,9 +372,9 @@ class Controller(wiring.Component):
             next ``request(i0, j0, inner, event)`` and drop ``valid`` after the last."""
             with m.If(inner == inner_last):
                 m.d.sync += inner.eq(0)
-                with m.If(last_block(j0, C)):
+                with m.If(last_block(j0)):
                     m.d.sync += j0.eq(0)
-                    with m.If(i0 + R >= M):
+                    with m.If(i0 == last_i0):
                         m.d.sync += valid.eq(0)
                     with m.Else():
                         m.d.sync += [i0.eq(i0 + R), *request(i0 + R, 0, 0, "band")]
@@ -381,7 +389,7 @@ class Controller(wiring.Component):
             with m.Else():
                 with m.If(s_k == M - 1):
                     m.d.sync += s_k.eq(0)
-                    with m.If(last_block(s_j0, C)):
+                    with m.If(last_block(s_j0)):
                         m.d.sync += x_valid.eq(0)
                     with m.Else():
                         m.d.sync += [s_j0.eq(s_j0 + C), *pass_beat(0, s_j0 + C, "block")]
@@ -394,7 +402,7 @@ class Controller(wiring.Component):
         with m.If(epi_take):
             with m.If(drain_r == R - 1):
                 m.d.sync += drain_r.eq(0)
-                with m.If(last_block(drain_j0, C)):
+                with m.If(last_block(drain_j0)):
                     m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R)]
                 with m.Else():
                     m.d.sync += drain_j0.eq(drain_j0 + C)
@@ -411,14 +419,14 @@ class Controller(wiring.Component):
                 w_req.row.eq(w_row),
                 w_req.skew.eq(w_p),
                 w_req.q.eq(w_j0),
-                w_req.mask.eq(lanes_in_matrix(Mux(N - w_j0 >= C, C, N - w_j0))),
+                w_req.mask.eq(lanes_in_matrix(lanes(0, w_j0)[1])),
             ]
             for j in range(C):
                 m.d.sync += w_req.data[j].eq(res[j])
             row_end = Mux(gemm, (w_r == R - 1) | (w_p == M - 1), reduce_op | (w_r == M - 1))
             with m.If(row_end):
                 m.d.sync += w_r.eq(0)
-                with m.If(last_block(w_j0, C)):
+                with m.If(last_block(w_j0)):
                     m.d.sync += w_j0.eq(0)
                     with m.If(~gemm | (w_p == M - 1)):
                         m.d.sync += writing_done.eq(1)
@@ -606,6 +614,14 @@ class Controller(wiring.Component):
                 with m.If(writing_done & ~w_valid & (~gemm | (drain_i0 >= M))):
                     next_instruction()
         return m
+
+
+def _last_start(n, step: int):
+    """``step·floor((n − 1)/step)`` for ``1 ≤ n < 2**12``: a shift, or a multiplication by the reciprocal."""
+    if step & (step - 1) == 0:
+        return (n - 1) & ~(step - 1)
+    shift = 12 + (step - 1).bit_length()          # exact for every n below 2**12
+    return ((n - 1) * -(-(1 << shift) // step) >> shift) * step
 
 
 def _host_word(req, addr):
