@@ -85,9 +85,10 @@ class Buffer(wiring.Component):
       transfer; ``valid`` and the payload hold until ``ready``, during which ``rd`` waits.
     - ``wr``: always ready; a write transfers on every cycle with ``wr.valid`` and changes the banks
       at the end of that cycle. Lane ``l`` is written if ``mask[l]`` is set.
-    - Ordering: a read sees every write transferred on an earlier cycle, and not a write transferred
-      on the same cycle (reads return the old data). A response waiting on ``rd_data`` keeps the
-      data read when its request transferred, whatever is written meanwhile.
+    - Ordering: a read sees every write transferred on an earlier cycle. A lane read on the same
+      cycle as a write of its word is undefined (block RAM leaves it so, and emulating old data
+      would cost logic in every bank); the other lanes are not affected. A response waiting on
+      ``rd_data`` keeps the data read when its request transferred, whatever is written meanwhile.
 
     The request arithmetic (two additions deep) is combinational from the ``rd`` and ``wr`` payloads
     to the banks: drive them from registers.
@@ -142,23 +143,29 @@ class Buffer(wiring.Component):
         m = Module()
         banks = []
         for b in range(self.banks):
-            memory = Memory(shape=signed(self.width), depth=self.depth, init=[])
+            # ``no_rw_check``: a read colliding with a write returns anything. Yosys applies it to
+            # the register it merges into the block RAM's read port, hence the asynchronous port and
+            # a register without reset.
+            memory = Memory(shape=signed(self.width), depth=self.depth, init=[], attrs={"no_rw_check": 1})
             m.submodules[f"bank_{b}"] = memory
-            banks.append((memory.read_port(), memory.write_port()))
+            banks.append((memory.read_port(domain="comb"), memory.write_port()))
 
-        # Reads: each bank reads its address on the accepting cycle and holds its output while
-        # the response waits; the lanes are the bank outputs rotated back into access order.
+        # Reads: each bank's word is registered on the accepting cycle and held while the response
+        # waits; the lanes are those words rotated back into access order.
         rd, out = self.rd, self.rd_data
         addresses, rotation, _ = self._addresses(m, rd.payload, "rd")
         held_rotation = Signal.like(rotation)
         held_tag = Signal(self.tag_width)
+        words = [Signal(signed(self.width), name=f"rd_word_{b}", reset_less=True) for b in range(self.banks)]
         m.d.comb += rd.ready.eq(~out.valid | out.ready)
-        for (read, _), address in zip(banks, addresses, strict=True):
-            m.d.comb += [read.en.eq(rd.ready), read.addr.eq(address)]
+        for (read, _), address, word in zip(banks, addresses, words, strict=True):
+            m.d.comb += read.addr.eq(address)
+            with m.If(rd.ready):
+                m.d.sync += word.eq(read.data)
         with m.If(rd.ready):
             m.d.sync += [out.valid.eq(rd.valid), held_rotation.eq(rotation),
                          held_tag.eq(rd.payload.tag)]
-        lanes = _rotate(m, [read.data for read, _ in banks], held_rotation, "rd_lane")
+        lanes = _rotate(m, words, held_rotation, "rd_lane")
         m.d.comb += out.payload.tag.eq(held_tag)
         for lane, value in enumerate(lanes):
             m.d.comb += out.payload.data[lane].eq(value)

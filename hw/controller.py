@@ -52,9 +52,14 @@ class Controller(wiring.Component):
     - ``imem_w``, ``host_wr`` and ``host_rd`` are ready only while not ``busy``. ``host_wr`` and
       ``imem_w`` complete in one cycle; ``host_rd`` returns one ``host_rd_data`` word per request, in
       order (a read of another buffer waits for the earlier responses to be taken). A host read sees
-      every host write transferred before it.
+      every host write transferred before it (a write of its word on the same cycle leaves it
+      undefined).
     - Within an instruction the operands stream at one beat per cycle: a GEMM issues one array step
       per cycle whenever the array accepts it, so its efficiency is the array's.
+    - The buffers leave a read undefined where a write of the same word lands on the same cycle. An
+      instruction uses no such read: it reads each element of its operands before it writes that
+      element of ``out`` (``docs/isa.md`` allows no other overlap), and lanes read past a matrix
+      are dropped.
 
     Parameters
     ----------
@@ -80,10 +85,15 @@ class Controller(wiring.Component):
 
         # -- parts ----------------------------------------------------------------------------------
         # The instructions (addresses below imem) and the 16 tensor registers after them share one
-        # memory: no instruction is fetched while a register is read, and the host writes only while idle.
-        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[])
-        imem_rd, imem_wr = imem.read_port(), imem.write_port()
-        treg_data = imem_rd.data[:TensorReg().size]
+        # memory: no instruction is fetched while a register is read, and the host writes only while
+        # idle. Its output register is the instruction being run: its address stays at ``pc`` but
+        # while the operands' registers are read (``held`` keeps what the loads need meanwhile). A
+        # read never meets a write of its word (``no_rw_check``, as the buffers' banks).
+        m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[], attrs={"no_rw_check": 1})
+        imem_rd, imem_wr = imem.read_port(domain="comb"), imem.write_port()
+        ins = Signal(Instruction(), reset_less=True)
+        m.d.sync += ins.eq(imem_rd.data)
+        treg_data = ins.as_value()[:TensorReg().size]
         tag_width = _Tag(B).size
         bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
         for buf, unit in zip(Buf, bufs, strict=True):
@@ -99,12 +109,15 @@ class Controller(wiring.Component):
                                                physical_lanes=cfg.vector_lanes)
 
         # -- state ----------------------------------------------------------------------------------
-        ins = Signal(Instruction())
         pc = Signal(16)
         slope, scale = Signal(signed(16)), Signal(signed(16))
-        desc = [Signal(TensorReg(), name=f"desc_{n}") for n in ("a", "b", "c", "out")]
-        da, db, dc, dout = desc
-        M, N, K, k_b = Signal(12), Signal(12), Signal(12), Signal(12)
+        M, N, K = Signal(12), Signal(12), Signal(12)
+        # The last row tile and column block: where they start and how many rows (columns) they have.
+        last_i0, last_j0 = Signal(12), Signal(12)
+        last_rows, last_cols = Signal(range(R + 1)), Signal(range(C + 1))
+        m.d.sync += [last_i0.eq(_last_start(M, R)), last_j0.eq(_last_start(N, C))]
+        m.d.comb += [last_rows.eq(M - last_i0), last_cols.eq(N - last_j0)]
+        bad_shape = Signal()               # the operands loaded so far disagree
         gemm = Signal()                   # the running instruction streams through the array
         use_y, use_z = Signal(), Signal()  # the second operand (b or y) and the GEMM's c are read
         xbuf, ybuf, zbuf, obuf = (Signal(2, name=n) for n in ("xbuf", "ybuf", "zbuf", "obuf"))
@@ -123,18 +136,6 @@ class Controller(wiring.Component):
             imem_wr.data.eq(self.imem_w.payload.data),
             imem_wr.en.eq(self.imem_w.valid & ~self.busy & (self.imem_w.payload.addr < cfg.imem)),
         ]
-        host_w_valid, host_w = Signal(), Signal.like(self.host_wr.payload)
-        m.d.comb += self.host_wr.ready.eq(~self.busy)
-        m.d.sync += host_w_valid.eq(self.host_wr.valid & ~self.busy)
-        with m.If(self.host_wr.valid):
-            m.d.sync += host_w.eq(self.host_wr.payload)
-        host_r_valid, host_r = Signal(), Signal.like(self.host_rd.payload)
-        host_r_buf = Signal(2)
-        host_r_ready = Signal()
-        with m.If(self.host_rd.ready):
-            m.d.sync += [host_r_valid.eq(self.host_rd.valid), host_r.eq(self.host_rd.payload)]
-            with m.If(self.host_rd.valid):
-                m.d.sync += host_r_buf.eq(self.host_rd.payload.buf)
 
         # -- readers: X (a), Y (b or y), Z (c); each a registered request ----------------------------
         request = bufs[0].rd.payload.shape()
@@ -142,23 +143,15 @@ class Controller(wiring.Component):
         x_valid, z_valid = Signal(), Signal()
         x_tag, y_tag = _Tag(B)(x_req.tag), _Tag(B)(y_req.tag)
 
+        # The host's reads are X requests while idle; Y and Z requests come only while busy.
         for index, unit in enumerate(bufs):
             pick_x = x_valid & (xbuf == index)
-            pick_y = x_valid & use_y & (ybuf == index)
+            pick_y = x_valid & self.busy & use_y & (ybuf == index)
             pick_z = z_valid & use_z & (zbuf == index)
-            pick_h = host_r_valid & (host_r.buf == index)
             m.d.comb += [
-                unit.rd.valid.eq(pick_x | pick_y | pick_z | pick_h),
+                unit.rd.valid.eq(pick_x | pick_y | pick_z),
                 unit.rd.payload.eq(Mux(pick_x, x_req, Mux(pick_y, y_req, z_req))),
             ]
-            with m.If(pick_h):       # host words: a ROW access of row 0 at address 0
-                m.d.comb += [
-                    unit.rd.payload.mode.eq(Mode.ROW),
-                    unit.rd.payload.row.eq(0),
-                    unit.rd.payload.skew.eq(0),
-                    unit.rd.payload.q.eq(host_r.addr),
-                    host_r_ready.eq(unit.rd.ready),
-                ]
 
         def rd_data(buf_sel):
             """The response stream of the buffer named by ``buf_sel``."""
@@ -171,41 +164,27 @@ class Controller(wiring.Component):
 
         x_valid_r, x_data = rd_data(xbuf)
         y_valid_r, y_data = rd_data(ybuf)
-        z_valid_r, z_data = rd_data(zbuf)
-        h_valid_r, h_data = rd_data(host_r_buf)
+        z_valid_r, _ = rd_data(zbuf)
+        _, vb_data = rd_data(Mux(gemm, zbuf, ybuf))   # the vector unit's b: c, or b (y) in a pass
         x_ready, y_ready, z_ready = Signal(), Signal(), Signal()
         for index, unit in enumerate(bufs):
             m.d.comb += unit.rd_data.ready.eq(
                 Mux(self.busy,
                     ((xbuf == index) & x_ready) | (use_y & (ybuf == index) & y_ready)
                     | (use_z & (zbuf == index) & z_ready),
-                    (host_r_buf == index) & self.host_rd_data.ready))
+                    (xbuf == index) & self.host_rd_data.ready))
         m.d.comb += [
-            self.host_rd_data.valid.eq(~self.busy & h_valid_r),
-            self.host_rd_data.payload.eq(h_data.data[0]),
+            self.host_rd_data.valid.eq(~self.busy & x_valid_r),
+            self.host_rd_data.payload.eq(x_data.data[0]),
         ]
-        # Responses come from the buffer of the last request: a read of another buffer waits until
-        # every earlier response has been taken.
-        switching = (self.host_rd.payload.buf != host_r_buf) & (host_r_valid | h_valid_r)
-        m.d.comb += self.host_rd.ready.eq(~self.busy & (~host_r_valid | host_r_ready) & ~switching)
         y_valid_r = Mux(use_y, y_valid_r, 1)
         x_tag_r, y_tag_r = _Tag(B)(x_data.tag), _Tag(B)(y_data.tag)
 
         # -- writer: results back into the output buffer -----------------------------------------------
+        # The host's writes are writer requests while idle.
         w_valid, w_req = Signal(), Signal(bufs[0].wr.payload.shape())
         for index, unit in enumerate(bufs):
-            with m.If(self.busy):
-                m.d.comb += [unit.wr.valid.eq(w_valid & (obuf == index)), unit.wr.payload.eq(w_req)]
-            with m.Else():           # a host word: lane 0 of a ROW access of row 0 at address 0
-                m.d.comb += [
-                    unit.wr.valid.eq(host_w_valid & (host_w.buf == index)),
-                    unit.wr.payload.mode.eq(Mode.ROW),
-                    unit.wr.payload.row.eq(0),
-                    unit.wr.payload.skew.eq(0),
-                    unit.wr.payload.q.eq(host_w.addr),
-                    unit.wr.payload.data[0].eq(host_w.data),
-                    unit.wr.payload.mask.eq(1),
-                ]
+            m.d.comb += [unit.wr.valid.eq(w_valid & (obuf == index)), unit.wr.payload.eq(w_req)]
 
         # -- the units' inputs ---------------------------------------------------------------------------
         def lanes_in_matrix(n):
@@ -224,8 +203,7 @@ class Controller(wiring.Component):
 
         # GEMM epilogue: array rows joined with c rows; rows past M are dropped here.
         drain_i0, drain_r, drain_j0 = Signal(12), Signal(range(R)), Signal(12)
-        drain_p = drain_i0 + drain_r
-        keep = drain_p < M
+        keep = (drain_i0 != last_i0) | (drain_r < last_rows)
         z_ok = ~use_z | z_valid_r
         epi_valid = array.o.valid & z_ok
         epi_take = Signal()
@@ -245,15 +223,15 @@ class Controller(wiring.Component):
                 vec.i.payload.a.eq(array.o.payload.y),
             ]
             for j in range(C):
-                m.d.comb += vec.i.payload.b[j].eq(Mux(use_z, z_data.data[j], 0))
+                m.d.comb += vec.i.payload.b[j].eq(Mux(use_z, vb_data.data[j], 0))
         with m.Else():
             for j in range(C):
                 m.d.comb += [
                     vec.i.payload.a[j].eq(x_data.data[j]),
-                    vec.i.payload.b[j].eq(Mux(use_y, y_data.data[j], 0)),
+                    vec.i.payload.b[j].eq(Mux(use_y, vb_data.data[j], 0)),
                     smax.i.payload.x[j].eq(x_data.data[j]),
                     red.i.payload.a[j].eq(x_data.data[j]),
-                    red.i.payload.y[j].eq(Mux(use_y, y_data.data[j], 0)),
+                    red.i.payload.y[j].eq(Mux(use_y, vb_data.data[j], 0)),
                 ]
             m.d.comb += [
                 smax.i.payload.last.eq(x_tag_r.last),
@@ -315,23 +293,28 @@ class Controller(wiring.Component):
         w_p = Mux(gemm, w_i0 + w_r, w_r)
         # Where rows start (``base + p·pitch``), kept by additions as the walkers step: the X and Y
         # readers' in their requests, the Z reader's and the writer's for the row p and for the
-        # first row of the tile (``band``).
+        # first row of the tile (``band``). Of the operands' registers only these stay, and the
+        # pitches of a, b and c in the requests.
         row_bits = len(x_req.row)
         z_band = Signal(row_bits)
         w_row, w_band = Signal(row_bits), Signal(row_bits)
+        x_base, y_base, w_pitch = (Signal(row_bits, name=n) for n in ("x_base", "y_base", "w_pitch"))
 
-        def last_block(j0, width):
-            return j0 + width >= N
+        def last_block(j0):
+            return j0 == last_j0
 
-        def access(req, column, p, q, row, d):
-            """The ROW access at ``(p, q)`` of ``d``, whose row ``p`` starts at ``row``, or if
-            ``column`` the COLUMN one."""
+        def lanes(i0, j0):
+            """Rows of tile ``(i0, j0)`` in the matrix, and columns."""
+            return Mux(i0 == last_i0, last_rows, R), Mux(last_block(j0), last_cols, C)
+
+        def access(req, column, p, q, row):
+            """The ROW access at ``(p, q)`` of the matrix whose row ``p`` starts at ``row``, or if
+            ``column`` the COLUMN one (``req.pitch`` is the matrix's)."""
             return [
                 req.mode.eq(Mux(column, Mode.COLUMN, Mode.ROW)),
                 req.row.eq(row),
                 req.skew.eq(p),
                 req.q.eq(q),
-                req.pitch.eq(d.pitch),
             ]
 
         # The walks below load the request of the next step; ``event`` says how the walk moved, and so
@@ -346,38 +329,38 @@ class Controller(wiring.Component):
             """
             ga = ins.args.gemm
             x_row, y_row = x_req.row, y_req.row
-            x_next = {"start": da.base,
-                      "inner": Mux(ga.ta, x_row + da.pitch, x_row),
-                      "block": Mux(ga.ta, da.base, x_row),
-                      "band": Mux(ga.ta, da.base, x_row + times(da.pitch, R, row_bits))}[event]
-            y_next = {"start": db.base,
-                      "inner": Mux(ga.tb, y_row, y_row + db.pitch),
-                      "block": Mux(ga.tb, y_row + times(db.pitch, C, row_bits), db.base),
-                      "band": db.base}[event]
+            x_next = {"start": x_base,
+                      "inner": Mux(ga.ta, x_row + x_req.pitch, x_row),
+                      "block": Mux(ga.ta, x_base, x_row),
+                      "band": Mux(ga.ta, x_base, x_row + times(x_req.pitch, R, row_bits))}[event]
+            y_next = {"start": y_base,
+                      "inner": Mux(ga.tb, y_row, y_row + y_req.pitch),
+                      "block": Mux(ga.tb, y_row + times(y_req.pitch, C, row_bits), y_base),
+                      "band": y_base}[event]
             return [
-                *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next, da),
-                *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next, db),
+                *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next),
+                *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next),
                 x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
-                *([] if event == "inner" else [x_tag.n.eq(Mux(M - i0 >= R, R, M - i0)),
-                                               y_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
+                *([] if event == "inner" else [x_tag.n.eq(lanes(i0, j0)[0]),
+                                               y_tag.n.eq(lanes(i0, j0)[1])]),
             ]
 
         def pass_beat(i, j0, event):
             """X and Y requests of row ``i`` of column block ``j0``."""
-            rows = {"start": (da.base, db.base),
-                    "inner": (x_req.row + da.pitch, y_req.row + db.pitch),
-                    "block": (da.base, db.base)}[event]
+            rows = {"start": (x_base, y_base),
+                    "inner": (x_req.row + x_req.pitch, y_req.row + y_req.pitch),
+                    "block": (x_base, y_base)}[event]
             return [
-                *access(x_req, 0, i, j0, rows[0], da),
-                *access(y_req, 0, i, j0, rows[1], db),
+                *access(x_req, 0, i, j0, rows[0]),
+                *access(y_req, 0, i, j0, rows[1]),
                 x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
-                *([] if event == "inner" else [x_tag.n.eq(Mux(N - j0 >= C, C, N - j0))]),
+                *([] if event == "inner" else [x_tag.n.eq(lanes(0, j0)[1])]),
             ]
 
         def c_rows(i0, j0, r, event):
             """Z request of row ``r`` of tile ``(i0, j0)`` of c, keeping the start of the tile's first row."""
-            row = {"inner": z_req.row + dc.pitch, "block": z_band, "band": z_req.row + dc.pitch}[event]
-            return [*access(z_req, 0, i0 + r, j0, row, dc), *([z_band.eq(row)] if event == "band" else [])]
+            row = {"inner": z_req.row + z_req.pitch, "block": z_band, "band": z_req.row + z_req.pitch}[event]
+            return [*access(z_req, 0, i0 + r, j0, row), *([z_band.eq(row)] if event == "band" else [])]
 
         def rd_ready(buf_sel):
             return Mux(buf_sel == 0, bufs[0].rd.ready, Mux(buf_sel == 1, bufs[1].rd.ready, bufs[2].rd.ready))
@@ -389,9 +372,9 @@ class Controller(wiring.Component):
             next ``request(i0, j0, inner, event)`` and drop ``valid`` after the last."""
             with m.If(inner == inner_last):
                 m.d.sync += inner.eq(0)
-                with m.If(last_block(j0, C)):
+                with m.If(last_block(j0)):
                     m.d.sync += j0.eq(0)
-                    with m.If(i0 + R >= M):
+                    with m.If(i0 == last_i0):
                         m.d.sync += valid.eq(0)
                     with m.Else():
                         m.d.sync += [i0.eq(i0 + R), *request(i0 + R, 0, 0, "band")]
@@ -400,13 +383,13 @@ class Controller(wiring.Component):
             with m.Else():
                 m.d.sync += [inner.eq(inner + 1), *request(i0, j0, inner + 1, "inner")]
 
-        with m.If(x_take):
+        with m.If(running & x_take):
             with m.If(gemm):
                 tile_walk(s_i0, s_j0, s_k, K - 1, x_valid, gemm_steps)
             with m.Else():
                 with m.If(s_k == M - 1):
                     m.d.sync += s_k.eq(0)
-                    with m.If(last_block(s_j0, C)):
+                    with m.If(last_block(s_j0)):
                         m.d.sync += x_valid.eq(0)
                     with m.Else():
                         m.d.sync += [s_j0.eq(s_j0 + C), *pass_beat(0, s_j0 + C, "block")]
@@ -419,7 +402,7 @@ class Controller(wiring.Component):
         with m.If(epi_take):
             with m.If(drain_r == R - 1):
                 m.d.sync += drain_r.eq(0)
-                with m.If(last_block(drain_j0, C)):
+                with m.If(last_block(drain_j0)):
                     m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R)]
                 with m.Else():
                     m.d.sync += drain_j0.eq(drain_j0 + C)
@@ -436,28 +419,48 @@ class Controller(wiring.Component):
                 w_req.row.eq(w_row),
                 w_req.skew.eq(w_p),
                 w_req.q.eq(w_j0),
-                w_req.mask.eq(lanes_in_matrix(Mux(N - w_j0 >= C, C, N - w_j0))),
+                w_req.mask.eq(lanes_in_matrix(lanes(0, w_j0)[1])),
             ]
             for j in range(C):
                 m.d.sync += w_req.data[j].eq(res[j])
             row_end = Mux(gemm, (w_r == R - 1) | (w_p == M - 1), reduce_op | (w_r == M - 1))
             with m.If(row_end):
                 m.d.sync += w_r.eq(0)
-                with m.If(last_block(w_j0, C)):
+                with m.If(last_block(w_j0)):
                     m.d.sync += w_j0.eq(0)
                     with m.If(~gemm | (w_p == M - 1)):
                         m.d.sync += writing_done.eq(1)
                     with m.Else():       # the next tile's first row follows the last one written
-                        m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + dout.pitch),
-                                     w_band.eq(w_row + dout.pitch)]
+                        m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + w_pitch),
+                                     w_band.eq(w_row + w_pitch)]
                 with m.Else():
                     m.d.sync += [w_j0.eq(w_j0 + C), w_row.eq(w_band)]
             with m.Else():
-                m.d.sync += [w_r.eq(w_r + 1), w_row.eq(w_row + dout.pitch)]
+                m.d.sync += [w_r.eq(w_r + 1), w_row.eq(w_row + w_pitch)]
+
+        # Host words while idle: a ROW access of row 0 at address 0, one lane written. A read goes
+        # to the X reader when it is free and its responses are from the same buffer (a read of
+        # another buffer waits for the earlier responses to be taken); its response is lane 0.
+        switching = (self.host_rd.payload.buf != xbuf) & (x_valid | x_valid_r)
+        m.d.comb += [
+            self.host_wr.ready.eq(~self.busy),
+            self.host_rd.ready.eq(~self.busy & (~x_valid | x_take) & ~switching),
+        ]
+        with m.If(~self.busy):
+            m.d.sync += [w_valid.eq(self.host_wr.valid), *_host_word(w_req, self.host_wr.payload.addr)]
+            m.d.sync += [w_req.data[0].eq(self.host_wr.payload.data), w_req.mask.eq(1)]
+            with m.If(self.host_wr.valid):
+                m.d.sync += obuf.eq(self.host_wr.payload.buf)
+        with m.If(self.host_rd.ready):
+            m.d.sync += [x_valid.eq(self.host_rd.valid), *_host_word(x_req, self.host_rd.payload.addr)]
+            with m.If(self.host_rd.valid):
+                m.d.sync += xbuf.eq(self.host_rd.payload.buf)
 
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
         a_reg, b_reg, c_reg, out_reg = _operand_registers(ins)
+        # What the loads need while the memory answers with registers instead of the instruction.
+        held = Signal(data.StructLayout({"b": 4, "c": 4, "out": 4, "ta": 1, "tb": 1, "reduce": 1}))
 
         def finish(status):
             return [self.status.eq(status), self.busy.eq(0)]
@@ -486,7 +489,6 @@ class Controller(wiring.Component):
                 with m.Else():
                     m.next = "DECODE"
             with m.State("DECODE"):
-                m.d.sync += ins.eq(imem_rd.data)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 with m.Switch(op):
@@ -514,8 +516,17 @@ class Controller(wiring.Component):
                             m.d.sync += [extent.eq(0), row_bit.eq(len(t.rows) - 1)]
                             m.next = "TENSOR"
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
+                        g, v = ins.args.gemm, ins.args.vec
+                        is_gemm = op == Opcode.GEMM
                         m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
-                        m.next = "LOAD_B"
+                        m.d.sync += [
+                            held.eq(Cat(b_reg, c_reg, out_reg, g.ta, g.tb,
+                                        (op == Opcode.ARGMAX) | (op == Opcode.LOSS))),
+                            gemm.eq(is_gemm),
+                            use_y.eq(is_gemm | (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b)),
+                            use_z.eq(is_gemm & g.use_c),
+                        ]
+                        m.next = "LOAD_A"
                     with m.Default():
                         stop(Status.BAD_OPCODE)
             # rows·pitch by shift and add, a bit of rows per cycle from the top, saturated above depth.
@@ -533,48 +544,51 @@ class Controller(wiring.Component):
                         ]
                         m.d.sync += defined.bit_select(t.t, 1).eq(1)
                         next_instruction()
-            # The register file answers a cycle after its address: a, b, c, out arrive in turn.
-            for state, reg, target, following in (("LOAD_B", b_reg, da, "LOAD_C"),
-                                                  ("LOAD_C", c_reg, db, "LOAD_OUT"),
-                                                  ("LOAD_OUT", out_reg, dc, "LOADED")):
-                with m.State(state):
-                    m.d.comb += imem_rd.addr.eq(cfg.imem + reg)
-                    m.d.sync += target.eq(treg_data)
-                    m.next = following
-            with m.State("LOADED"):
-                m.d.sync += dout.eq(treg_data)
-                m.next = "SHAPE"
-            with m.State("SHAPE"):
-                g, v = ins.args.gemm, ins.args.vec
-                is_gemm = op == Opcode.GEMM
+            # The register file answers a cycle after its address: a, b, c, out arrive in turn, each
+            # checked against the shape of those before it.
+            same = _same_shape
+            with m.State("LOAD_A"):
+                a = TensorReg()(treg_data)
+                m.d.comb += imem_rd.addr.eq(cfg.imem + held.b)
                 m.d.sync += [
-                    gemm.eq(is_gemm),
-                    M.eq(Mux(is_gemm & g.ta, da.cols, da.rows)),
-                    N.eq(Mux(is_gemm, Mux(g.tb, db.rows, db.cols), da.cols)),
-                    K.eq(Mux(g.ta, da.rows, da.cols)),
-                    k_b.eq(Mux(g.tb, db.cols, db.rows)),
-                    use_y.eq(is_gemm | (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b)),
-                    use_z.eq(is_gemm & g.use_c),
-                    xbuf.eq(da.buf), ybuf.eq(db.buf), zbuf.eq(dc.buf), obuf.eq(dout.buf),
+                    xbuf.eq(a.buf), x_base.eq(a.base), x_req.pitch.eq(a.pitch),
+                    M.eq(Mux(gemm & held.ta, a.cols, a.rows)),
+                    N.eq(a.cols),                # a pass's; a GEMM's comes with b
+                    K.eq(Mux(held.ta, a.rows, a.cols)),
                 ]
+                m.next = "LOAD_B"
+            with m.State("LOAD_B"):
+                b = TensorReg()(treg_data)
+                m.d.comb += imem_rd.addr.eq(cfg.imem + held.c)
+                m.d.sync += [
+                    ybuf.eq(b.buf), y_base.eq(b.base), y_req.pitch.eq(b.pitch),
+                    bad_shape.eq(Mux(gemm, Mux(held.tb, b.cols, b.rows) != K,
+                                     use_y & ~same(b, M, N)) | (use_y & (b.buf.as_value() == xbuf))),
+                ]
+                with m.If(gemm):
+                    m.d.sync += N.eq(Mux(held.tb, b.rows, b.cols))
+                m.next = "LOAD_C"
+            with m.State("LOAD_C"):
+                c = TensorReg()(treg_data)
+                m.d.comb += imem_rd.addr.eq(cfg.imem + held.out)
+                m.d.sync += [zbuf.eq(c.buf), z_req.row.eq(c.base), z_band.eq(c.base), z_req.pitch.eq(c.pitch)]
+                with m.If(use_z & (~same(c, M, N) | (c.buf.as_value() == xbuf) | (c.buf.as_value() == ybuf))):
+                    m.d.sync += bad_shape.eq(1)
+                m.next = "LOAD_OUT"
+            with m.State("LOAD_OUT"):
+                out = TensorReg()(treg_data)
+                m.d.sync += [obuf.eq(out.buf), w_row.eq(out.base), w_band.eq(out.base), w_pitch.eq(out.pitch)]
+                with m.If(Mux(held.reduce, (out.rows != 1) | (out.cols != N), ~same(out, M, N))):
+                    m.d.sync += bad_shape.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                same = _same_shape
-                reduce_out = (dout.rows == 1) & (dout.cols == N)
-                bad_shape = Mux(gemm,
-                                (K != k_b) | ~same(dout, M, N) | (xbuf == ybuf)
-                                | (use_z & (~same(dc, M, N) | (zbuf == xbuf) | (zbuf == ybuf))),
-                                (use_y & (~same(db, M, N) | (ybuf == xbuf)))
-                                | Mux((op == Opcode.ARGMAX) | (op == Opcode.LOSS), ~reduce_out,
-                                      ~same(dout, M, N))
-                                | ((op != Opcode.VEC) & (M > cfg.max_rows)))
                 def undefined(reg):
                     return ~defined.bit_select(reg, 1)
 
                 with m.If(undefined(a_reg) | (use_y & undefined(b_reg)) | (use_z & undefined(c_reg))
                           | undefined(out_reg)):
                     stop(Status.BAD_TENSOR)
-                with m.Elif(bad_shape):
+                with m.Elif(bad_shape | (~gemm & (op != Opcode.VEC) & (M > cfg.max_rows))):
                     stop(Status.BAD_SHAPE)
                 with m.Elif(gemm & (K > cfg.k_max)):
                     stop(Status.TOO_DEEP)
@@ -586,10 +600,9 @@ class Controller(wiring.Component):
                 m.d.sync += [
                     s_i0.eq(0), s_j0.eq(0), s_k.eq(0), x_valid.eq(1),
                     c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z),
-                    *access(z_req, 0, 0, 0, dc.base, dc), z_band.eq(dc.base),
+                    *access(z_req, 0, 0, 0, z_band),
                     drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0),
                     w_i0.eq(0), w_j0.eq(0), w_r.eq(0), writing_done.eq(0),
-                    w_row.eq(dout.base), w_band.eq(dout.base),
                 ]
                 with m.If(gemm):
                     m.d.sync += gemm_steps(0, 0, 0, "start")
@@ -601,6 +614,19 @@ class Controller(wiring.Component):
                 with m.If(writing_done & ~w_valid & (~gemm | (drain_i0 >= M))):
                     next_instruction()
         return m
+
+
+def _last_start(n, step: int):
+    """``step·floor((n − 1)/step)`` for ``1 ≤ n < 2**12``: a shift, or a multiplication by the reciprocal."""
+    if step & (step - 1) == 0:
+        return (n - 1) & ~(step - 1)
+    shift = 12 + (step - 1).bit_length()          # exact for every n below 2**12
+    return ((n - 1) * -(-(1 << shift) // step) >> shift) * step
+
+
+def _host_word(req, addr):
+    """``req`` as a ROW access of row 0 at address 0 from the host's flat word ``addr``."""
+    return [req.mode.eq(Mode.ROW), req.row.eq(0), req.skew.eq(0), req.q.eq(addr)]
 
 
 def _same_shape(d, rows, cols):
