@@ -20,7 +20,9 @@ class BoardTop(Elaboratable):
     """The device on a board.
 
     - Clock: the board oscillator, or the PLL of the board's row; with a PLL, the ``sync`` domain is
-      held in reset until the PLL locks (without one, the platform's power-on reset applies).
+      held in reset until the PLL locks (without one, the platform's power-on reset applies). On
+      ECP5 the reset reaches its flip-flops through a global buffer (DCCA): nextpnr promotes only
+      clocks, and over ten thousand reset pins on fabric wires congest the routing.
     - Serial: ``uart`` 0 of the platform (the FTDI's second channel on the iCEBreaker, the FT231X on
       the ULX3S) drives ``UartSoC.rx`` and is driven by ``UartSoC.tx``.
     - Status: ``led`` 0 blinks at about 1 Hz while the clock runs (and the PLL is locked).
@@ -88,4 +90,10 @@ class BoardTop(Elaboratable):
                 o_CLKOP=sync.clk, o_LOCK=locked)
         else:
             raise TypeError(f"board {self.board.name}: no PLL of type {type(pll).__name__}")
-        m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        if isinstance(pll, Ice40Pll):
+            m.submodules.reset = ResetSynchronizer(~locked, domain="sync")
+        else:
+            m.domains.por = por = ClockDomain("por", local=True)
+            m.d.comb += por.clk.eq(sync.clk)
+            m.submodules.reset = ResetSynchronizer(~locked, domain="por")
+            m.submodules.reset_buffer = Instance("DCCA", i_CLKI=por.rst, i_CE=1, o_CLKO=sync.rst)
