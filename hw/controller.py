@@ -216,6 +216,7 @@ class Controller(wiring.Component):
 
         # GEMM epilogue: array rows joined with c rows; rows past M are dropped here.
         drain_i0, drain_r, drain_j0 = Signal(dim), Signal(range(R)), Signal(dim)
+        drained = Signal()                 # the last row tile has left the array
         keep = (drain_i0 != last_i0) | (drain_r < last_rows)
         z_ok = ~use_z | z_valid_r          # Z's response, if Z reads
         epi_valid = array.o.valid & z_ok
@@ -304,6 +305,7 @@ class Controller(wiring.Component):
         # Writer: GEMM: tiles, rows of the tile below M; passes: blocks j0, rows; reductions: blocks.
         w_i0, w_j0, w_r = Signal(dim), Signal(dim), Signal(dim)
         w_p = Mux(gemm, w_i0 + w_r, w_r)
+        w_last = Mux(gemm, (w_i0 == last_i0) & (w_r == last_rows - 1), w_r == M - 1)   # at row M − 1
         # Where rows start (``base + p·pitch``), kept by additions as the walkers step: the X and Y
         # readers' in their requests, the Z reader's and the writer's for the row p and for the
         # first row of the tile (``band``; a pass's Z: its operand's base). Of the operands'
@@ -414,7 +416,7 @@ class Controller(wiring.Component):
             with m.If(drain_r == R - 1):
                 m.d.sync += drain_r.eq(0)
                 with m.If(last_block(drain_j0)):
-                    m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R)]
+                    m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R), drained.eq(drain_i0 == last_i0)]
                 with m.Else():
                     m.d.sync += drain_j0.eq(drain_j0 + C)
             with m.Else():
@@ -434,12 +436,12 @@ class Controller(wiring.Component):
             ]
             for j in range(C):
                 m.d.sync += w_req.data[j].eq(res[j])
-            row_end = Mux(gemm, (w_r == R - 1) | (w_p == M - 1), reduce_op | (w_r == M - 1))
+            row_end = w_last | Mux(gemm, w_r == R - 1, reduce_op)
             with m.If(row_end):
                 m.d.sync += w_r.eq(0)
                 with m.If(last_block(w_j0)):
                     m.d.sync += w_j0.eq(0)
-                    with m.If(~gemm | (w_p == M - 1)):
+                    with m.If(~gemm | w_last):
                         m.d.sync += writing_done.eq(1)
                     with m.Else():       # the next tile's first row follows the last one written
                         m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + w_pitch),
@@ -469,6 +471,13 @@ class Controller(wiring.Component):
 
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
+        # The operands' registers are read in turn; ``missing``: one of those needed is undefined.
+        treg, missing = Signal(4), Signal()
+
+        def ask(reg, needed, so_far):
+            """Read tensor register ``reg`` next; ``missing``: ``so_far``, or ``reg`` needed and undefined."""
+            m.d.comb += [treg.eq(reg), imem_rd.addr.eq(cfg.imem + treg)]
+            m.d.sync += missing.eq(so_far | (needed & ~defined.bit_select(treg, 1)))
         a_reg, b_reg, c_reg, out_reg = _operand_registers(ins)
         # What the loads need while the memory answers with registers instead of the instruction.
         held = Signal(data.StructLayout({"b": 4, "c": 4, "out": 4, "ta": 1, "tb": 1, "reduce": 1}))
@@ -529,7 +538,7 @@ class Controller(wiring.Component):
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                         g, v = ins.args.gemm, ins.args.vec
                         is_gemm = op == Opcode.GEMM
-                        m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
+                        ask(a_reg, 1, 0)
                         m.d.sync += [
                             held.eq(Cat(b_reg, c_reg, out_reg, g.ta, g.tb,
                                         (op == Opcode.ARGMAX) | (op == Opcode.LOSS))),
@@ -560,7 +569,7 @@ class Controller(wiring.Component):
             same = _same_shape
             with m.State("LOAD_A"):
                 a = TensorReg()(treg_data)
-                m.d.comb += imem_rd.addr.eq(cfg.imem + held.b)
+                ask(held.b, gemm | use_z, missing)
                 m.d.sync += [
                     xbuf.eq(Mux(gemm, a.buf, 3)), x_base.eq(a.base), x_req.pitch.eq(a.pitch),
                     ybuf.eq(a.buf), y_base.eq(a.base), y_req.pitch.eq(a.pitch),   # a pass's; a GEMM's b
@@ -571,7 +580,7 @@ class Controller(wiring.Component):
                 m.next = "LOAD_B"
             with m.State("LOAD_B"):
                 b = TensorReg()(treg_data)
-                m.d.comb += imem_rd.addr.eq(cfg.imem + held.c)
+                ask(held.c, gemm & use_z, missing)
                 m.d.sync += bad_shape.eq(Mux(gemm, Mux(held.tb, b.cols, b.rows) != K, use_z & ~same(b, M, N))
                                          | ((gemm | use_z) & (b.buf.as_value() == ybuf)))
                 with m.If(gemm):
@@ -582,7 +591,7 @@ class Controller(wiring.Component):
                 m.next = "LOAD_C"
             with m.State("LOAD_C"):
                 c = TensorReg()(treg_data)
-                m.d.comb += imem_rd.addr.eq(cfg.imem + held.out)
+                ask(held.out, 1, missing)
                 with m.If(gemm):
                     m.d.sync += [zbuf.eq(c.buf), z_band.eq(c.base), z_req.pitch.eq(c.pitch)]
                     with m.If(use_z & (~same(c, M, N) | (c.buf.as_value() == xbuf)
@@ -596,11 +605,7 @@ class Controller(wiring.Component):
                     m.d.sync += bad_shape.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                def undefined(reg):
-                    return ~defined.bit_select(reg, 1)
-
-                with m.If(undefined(a_reg) | ((gemm | use_z) & undefined(b_reg))
-                          | (gemm & use_z & undefined(c_reg)) | undefined(out_reg)):
+                with m.If(missing):
                     stop(Status.BAD_TENSOR)
                 with m.Elif(bad_shape | (~gemm & (op != Opcode.VEC) & (M > cfg.max_rows))):
                     stop(Status.BAD_SHAPE)
@@ -615,7 +620,7 @@ class Controller(wiring.Component):
                     s_i0.eq(0), s_j0.eq(0), s_k.eq(0), x_valid.eq(1),
                     c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z),
                     *access(z_req, 0, 0, 0, z_band),
-                    drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0),
+                    drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0), drained.eq(0),
                     w_i0.eq(0), w_j0.eq(0), w_r.eq(0), writing_done.eq(0),
                 ]
                 with m.If(gemm):
@@ -625,7 +630,7 @@ class Controller(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(writing_done & ~w_valid & (~gemm | (drain_i0 >= M))):
+                with m.If(writing_done & ~w_valid & (~gemm | drained)):
                     next_instruction()
         return m
 
