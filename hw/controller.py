@@ -8,6 +8,9 @@ the instruction memory through flat-word ports while no program runs.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -36,10 +39,10 @@ class TensorReg(data.StructLayout):
 
 
 class _Tag(data.StructLayout):
-    """Carried from a read request to its response: step flags and how many lanes are in the matrix."""
+    """Carried from a read request to its response: the step's flags."""
 
-    def __init__(self, lanes: int):
-        super().__init__({"first": 1, "last": 1, "n": range(lanes + 1)})
+    def __init__(self):
+        super().__init__({"first": 1, "last": 1})
 
 
 class Controller(wiring.Component):
@@ -59,7 +62,7 @@ class Controller(wiring.Component):
     - The buffers leave a read undefined where a write of the same word lands on the same cycle. An
       instruction uses no such read: it reads each element of its operands before it writes that
       element of ``out`` (``docs/isa.md`` allows no other overlap), and lanes read past a matrix
-      are dropped.
+      reach only results that are dropped or not written.
 
     Parameters
     ----------
@@ -94,7 +97,7 @@ class Controller(wiring.Component):
         ins = Signal(Instruction(), reset_less=True)
         m.d.sync += ins.eq(imem_rd.data)
         treg_data = ins.as_value()[:TensorReg().size]
-        tag_width = _Tag(B).size
+        tag_width = _Tag().size
         bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
         for buf, unit in zip(Buf, bufs, strict=True):
             m.submodules[f"buf_{buf.name.lower()}"] = unit
@@ -111,15 +114,17 @@ class Controller(wiring.Component):
         # -- state ----------------------------------------------------------------------------------
         pc = Signal(16)
         slope, scale = Signal(signed(16)), Signal(signed(16))
-        M, N, K = Signal(12), Signal(12), Signal(12)
+        # A valid tensor has at most depth rows (pitch >= 1) and B·depth columns: so do M, N, K.
+        dim = min(12, (B * cfg.depth).bit_length())
+        M, N, K = Signal(dim), Signal(dim), Signal(dim)
         # The last row tile and column block: where they start and how many rows (columns) they have.
-        last_i0, last_j0 = Signal(12), Signal(12)
+        last_i0, last_j0 = Signal(dim), Signal(dim)
         last_rows, last_cols = Signal(range(R + 1)), Signal(range(C + 1))
         m.d.sync += [last_i0.eq(_last_start(M, R)), last_j0.eq(_last_start(N, C))]
         m.d.comb += [last_rows.eq(M - last_i0), last_cols.eq(N - last_j0)]
         bad_shape = Signal()               # the operands loaded so far disagree
         gemm = Signal()                   # the running instruction streams through the array
-        use_y, use_z = Signal(), Signal()  # the second operand (b or y) and the GEMM's c are read
+        use_z = Signal()                   # Z reads: the GEMM's c, or a pass's second operand (b or y)
         xbuf, ybuf, zbuf, obuf = (Signal(2, name=n) for n in ("xbuf", "ybuf", "zbuf", "obuf"))
         writing_done = Signal()
         defined = Signal(16)               # tensor registers written since reset
@@ -137,48 +142,56 @@ class Controller(wiring.Component):
             imem_wr.en.eq(self.imem_w.valid & ~self.busy & (self.imem_w.payload.addr < cfg.imem)),
         ]
 
-        # -- readers: X (a), Y (b or y), Z (c); each a registered request ----------------------------
+        # -- readers: X (a GEMM's a), Y (a GEMM's b, a pass's a), Z (a GEMM's c, a pass's b or y) ----
+        # Registered requests. The operands are in different buffers, so each buffer serves at most
+        # one reader. X takes the rows of the array's lanes only; while a pass runs ``xbuf`` is 3
+        # (no buffer). The requests of a step (X and Y, or Y and Z) carry the same ``tag``.
         request = bufs[0].rd.payload.shape()
         x_req, y_req, z_req = (Signal(request, name=n) for n in ("x_req", "y_req", "z_req"))
-        x_valid, z_valid = Signal(), Signal()
-        x_tag, y_tag = _Tag(B)(x_req.tag), _Tag(B)(y_req.tag)
+        x_valid, z_valid = Signal(), Signal()   # steps (X's requests, and Y's while busy); Z's
+        tag = Signal(_Tag())
+        on_x = [xbuf == index for index in range(len(bufs))]
+        on_y = [ybuf == index for index in range(len(bufs))]
+        on_z = [use_z & (zbuf == index) for index in range(len(bufs))]
 
-        # The host's reads are X requests while idle; Y and Z requests come only while busy.
+        # The host's reads are X requests while idle; Y requests come only while busy and Z requests
+        # only while an instruction uses them. Only X and Y requests may be COLUMN ones.
         for index, unit in enumerate(bufs):
-            pick_x = x_valid & (xbuf == index)
-            pick_y = x_valid & self.busy & use_y & (ybuf == index)
-            pick_z = z_valid & use_z & (zbuf == index)
+            pick_x = x_valid & on_x[index]
+            pick_y = x_valid & self.busy & on_y[index]
+            pick_z = z_valid & on_z[index]
+            ordinary = request(Mux(pick_x, x_req, Mux(pick_y, y_req, z_req)))
             m.d.comb += [
                 unit.rd.valid.eq(pick_x | pick_y | pick_z),
-                unit.rd.payload.eq(Mux(pick_x, x_req, Mux(pick_y, y_req, z_req))),
+                unit.rd.payload.mode.eq(Mux(pick_x, x_req.mode, Mux(pick_y, y_req.mode, Mode.ROW))),
+                unit.rd.payload.row.eq(ordinary.row),
+                unit.rd.payload.skew.eq(ordinary.skew),
+                unit.rd.payload.q.eq(ordinary.q),
+                unit.rd.payload.pitch.eq(Mux(pick_y, y_req.pitch, x_req.pitch)),
+                unit.rd.payload.tag.eq(tag),
             ]
 
-        def rd_data(buf_sel):
-            """The response stream of the buffer named by ``buf_sel``."""
-            valid = Mux(buf_sel == 0, bufs[0].rd_data.valid,
-                        Mux(buf_sel == 1, bufs[1].rd_data.valid, bufs[2].rd_data.valid))
-            payload = Mux(buf_sel == 0, bufs[0].rd_data.payload.as_value(),
-                          Mux(buf_sel == 1, bufs[1].rd_data.payload.as_value(),
-                              bufs[2].rd_data.payload.as_value()))
-            return valid, bufs[0].rd_data.payload.shape()(payload)
+        def rd_data(on, lanes):
+            """The valid and first ``lanes`` lanes of the buffer ``on`` selects (one-hot), zero if none."""
+            valid = _any(bufs[k].rd_data.valid & on[k] for k in range(len(bufs)))
+            data = [_any(Mux(on[k], bufs[k].rd_data.payload.data[lane], 0) for k in range(len(bufs)))
+                    for lane in range(lanes)]
+            return valid, data
 
-        x_valid_r, x_data = rd_data(xbuf)
-        y_valid_r, y_data = rd_data(ybuf)
-        z_valid_r, _ = rd_data(zbuf)
-        _, vb_data = rd_data(Mux(gemm, zbuf, ybuf))   # the vector unit's b: c, or b (y) in a pass
+        x_valid_r, x_data = rd_data(on_x, R)
+        y_valid_r, y_data = rd_data(on_y, C)
+        z_valid_r, z_data = rd_data(on_z, C)
+        tag_r = _Tag()(_any(Mux(on_y[k], bufs[k].rd_data.payload.tag, 0) for k in range(len(bufs))))
         x_ready, y_ready, z_ready = Signal(), Signal(), Signal()
         for index, unit in enumerate(bufs):
             m.d.comb += unit.rd_data.ready.eq(
                 Mux(self.busy,
-                    ((xbuf == index) & x_ready) | (use_y & (ybuf == index) & y_ready)
-                    | (use_z & (zbuf == index) & z_ready),
-                    (xbuf == index) & self.host_rd_data.ready))
+                    (on_x[index] & x_ready) | (on_y[index] & y_ready) | (on_z[index] & z_ready),
+                    on_x[index] & self.host_rd_data.ready))
         m.d.comb += [
             self.host_rd_data.valid.eq(~self.busy & x_valid_r),
-            self.host_rd_data.payload.eq(x_data.data[0]),
+            self.host_rd_data.payload.eq(x_data[0]),
         ]
-        y_valid_r = Mux(use_y, y_valid_r, 1)
-        x_tag_r, y_tag_r = _Tag(B)(x_data.tag), _Tag(B)(y_data.tag)
 
         # -- writer: results back into the output buffer -----------------------------------------------
         # The host's writes are writer requests while idle.
@@ -193,24 +206,25 @@ class Controller(wiring.Component):
         # GEMM: X and Y responses joined into array steps.
         step_valid = x_valid_r & y_valid_r
         for i in range(R):
-            m.d.comb += array.i.payload.a[i].eq(Mux(i < x_tag_r.n, x_data.data[i], 0))
+            m.d.comb += array.i.payload.a[i].eq(x_data[i])
         for j in range(C):
-            m.d.comb += array.i.payload.b[j].eq(Mux(j < y_tag_r.n, y_data.data[j], 0))
+            m.d.comb += array.i.payload.b[j].eq(y_data[j])
         m.d.comb += [
-            array.i.payload.first.eq(x_tag_r.first),
-            array.i.payload.last.eq(x_tag_r.last),
+            array.i.payload.first.eq(tag_r.first),
+            array.i.payload.last.eq(tag_r.last),
         ]
 
         # GEMM epilogue: array rows joined with c rows; rows past M are dropped here.
-        drain_i0, drain_r, drain_j0 = Signal(12), Signal(range(R)), Signal(12)
+        drain_i0, drain_r, drain_j0 = Signal(dim), Signal(range(R)), Signal(dim)
+        drained = Signal()                 # the last row tile has left the array
         keep = (drain_i0 != last_i0) | (drain_r < last_rows)
-        z_ok = ~use_z | z_valid_r
+        z_ok = ~use_z | z_valid_r          # Z's response, if Z reads
         epi_valid = array.o.valid & z_ok
         epi_take = Signal()
         m.d.comb += epi_take.eq(epi_valid & (vec.i.ready | ~keep))
 
-        # Pass instructions (VEC, SOFTMAX, ARGMAX, LOSS): X and Y responses joined into beats.
-        pass_valid = x_valid_r & y_valid_r
+        # Pass instructions (VEC, SOFTMAX, ARGMAX, LOSS): Y and Z responses joined into beats.
+        pass_valid = y_valid_r & z_ok
         opcode = ins.op
         with m.If(gemm):
             m.d.comb += [
@@ -222,36 +236,35 @@ class Controller(wiring.Component):
                 vec.i.valid.eq(epi_valid & keep),
                 vec.i.payload.a.eq(array.o.payload.y),
             ]
-            for j in range(C):
-                m.d.comb += vec.i.payload.b[j].eq(Mux(use_z, vb_data.data[j], 0))
         with m.Else():
             for j in range(C):
                 m.d.comb += [
-                    vec.i.payload.a[j].eq(x_data.data[j]),
-                    vec.i.payload.b[j].eq(Mux(use_y, vb_data.data[j], 0)),
-                    smax.i.payload.x[j].eq(x_data.data[j]),
-                    red.i.payload.a[j].eq(x_data.data[j]),
-                    red.i.payload.y[j].eq(Mux(use_y, vb_data.data[j], 0)),
+                    vec.i.payload.a[j].eq(y_data[j]),
+                    smax.i.payload.x[j].eq(y_data[j]),
+                    red.i.payload.a[j].eq(y_data[j]),
+                    red.i.payload.y[j].eq(z_data[j]),
                 ]
             m.d.comb += [
-                smax.i.payload.last.eq(x_tag_r.last),
-                red.i.payload.last.eq(x_tag_r.last),
+                smax.i.payload.last.eq(tag_r.last),
+                red.i.payload.last.eq(tag_r.last),
             ]
             with m.Switch(opcode):
                 with m.Case(Opcode.VEC):
                     m.d.comb += [
                         vec.i.valid.eq(running & pass_valid),
-                        x_ready.eq(vec.i.ready & y_valid_r),
-                        y_ready.eq(vec.i.ready & x_valid_r),
+                        y_ready.eq(vec.i.ready & z_ok),
+                        z_ready.eq(vec.i.ready & y_valid_r),
                     ]
                 with m.Case(Opcode.SOFTMAX):
-                    m.d.comb += [smax.i.valid.eq(running & x_valid_r), x_ready.eq(smax.i.ready)]
+                    m.d.comb += [smax.i.valid.eq(running & y_valid_r), y_ready.eq(smax.i.ready)]
                 with m.Case(Opcode.ARGMAX, Opcode.LOSS):
                     m.d.comb += [
                         red.i.valid.eq(running & pass_valid),
-                        x_ready.eq(red.i.ready & y_valid_r),
-                        y_ready.eq(red.i.ready & x_valid_r),
+                        y_ready.eq(red.i.ready & z_ok),
+                        z_ready.eq(red.i.ready & y_valid_r),
                     ]
+        for j in range(C):
+            m.d.comb += vec.i.payload.b[j].eq(z_data[j])
         m.d.comb += [
             vec.op.eq(ins.args.gemm.epi.op),
             vec.act.eq(ins.args.gemm.epi.act),
@@ -284,17 +297,19 @@ class Controller(wiring.Component):
                 m.d.comb += [res.eq(vec.o.payload.y), vec.o.ready.eq(1)]
 
         # -- iteration counters --------------------------------------------------------------------------
-        # Steps (X, Y): GEMM: tiles (i0, j0), k inside; passes: column blocks j0, rows i inside.
-        s_i0, s_j0, s_k = Signal(12), Signal(12), Signal(12)
+        # Steps (GEMM: X, Y; passes: Y, Z): GEMM: tiles (i0, j0), k inside; passes: column blocks j0,
+        # rows i inside.
+        s_i0, s_j0, s_k = Signal(dim), Signal(dim), Signal(dim)
         # Z (GEMM c rows): tiles (i0, j0), rows r of the tile inside.
-        c_i0, c_j0, c_r = Signal(12), Signal(12), Signal(range(R))
+        c_i0, c_j0, c_r = Signal(dim), Signal(dim), Signal(range(R))
         # Writer: GEMM: tiles, rows of the tile below M; passes: blocks j0, rows; reductions: blocks.
-        w_i0, w_j0, w_r = Signal(12), Signal(12), Signal(12)
+        w_i0, w_j0, w_r = Signal(dim), Signal(dim), Signal(dim)
         w_p = Mux(gemm, w_i0 + w_r, w_r)
+        w_last = Mux(gemm, (w_i0 == last_i0) & (w_r == last_rows - 1), w_r == M - 1)   # at row M − 1
         # Where rows start (``base + p·pitch``), kept by additions as the walkers step: the X and Y
         # readers' in their requests, the Z reader's and the writer's for the row p and for the
-        # first row of the tile (``band``). Of the operands' registers only these stay, and the
-        # pitches of a, b and c in the requests.
+        # first row of the tile (``band``; a pass's Z: its operand's base). Of the operands'
+        # registers only these stay, and the pitches of a, b and c in the requests.
         row_bits = len(x_req.row)
         z_band = Signal(row_bits)
         w_row, w_band = Signal(row_bits), Signal(row_bits)
@@ -303,9 +318,9 @@ class Controller(wiring.Component):
         def last_block(j0):
             return j0 == last_j0
 
-        def lanes(i0, j0):
-            """Rows of tile ``(i0, j0)`` in the matrix, and columns."""
-            return Mux(i0 == last_i0, last_rows, R), Mux(last_block(j0), last_cols, C)
+        def block_cols(j0):
+            """Columns of column block ``j0`` in the matrix."""
+            return Mux(last_block(j0), last_cols, C)
 
         def access(req, column, p, q, row):
             """The ROW access at ``(p, q)`` of the matrix whose row ``p`` starts at ``row``, or if
@@ -319,8 +334,8 @@ class Controller(wiring.Component):
 
         # The walks below load the request of the next step; ``event`` says how the walk moved, and so
         # how the start of the request's row follows: "start" (the first step), "inner" (the next
-        # step of a tile or row of a block: the tags' lane counts stay), "block" (the next column
-        # block, the inner walk from 0) or "band" (the next row tile, from its first block and step).
+        # step of a tile or row of a block), "block" (the next column block, the inner walk from 0)
+        # or "band" (the next row tile, from its first block and step).
         def gemm_steps(i0, j0, k, event):
             """X and Y requests of step ``k`` of tile ``(i0, j0)``.
 
@@ -340,21 +355,18 @@ class Controller(wiring.Component):
             return [
                 *access(x_req, ~ga.ta, Mux(ga.ta, k, i0), Mux(ga.ta, i0, k), x_next),
                 *access(y_req, ga.tb, Mux(ga.tb, j0, k), Mux(ga.tb, k, j0), y_next),
-                x_tag.first.eq(k == 0), x_tag.last.eq(k == K - 1),
-                *([] if event == "inner" else [x_tag.n.eq(lanes(i0, j0)[0]),
-                                               y_tag.n.eq(lanes(i0, j0)[1])]),
+                tag.first.eq(k == 0), tag.last.eq(k == K - 1),
             ]
 
         def pass_beat(i, j0, event):
-            """X and Y requests of row ``i`` of column block ``j0``."""
-            rows = {"start": (x_base, y_base),
-                    "inner": (x_req.row + x_req.pitch, y_req.row + y_req.pitch),
-                    "block": (x_base, y_base)}[event]
+            """Y and Z requests of row ``i`` of column block ``j0``."""
+            rows = {"start": (y_base, z_band),
+                    "inner": (y_req.row + y_req.pitch, z_req.row + z_req.pitch),
+                    "block": (y_base, z_band)}[event]
             return [
-                *access(x_req, 0, i, j0, rows[0]),
-                *access(y_req, 0, i, j0, rows[1]),
-                x_tag.first.eq(i == 0), x_tag.last.eq(i == M - 1),
-                *([] if event == "inner" else [x_tag.n.eq(lanes(0, j0)[1])]),
+                *access(y_req, 0, i, j0, rows[0]),
+                *access(z_req, 0, i, j0, rows[1]),
+                tag.first.eq(i == 0), tag.last.eq(i == M - 1),
             ]
 
         def c_rows(i0, j0, r, event):
@@ -365,7 +377,8 @@ class Controller(wiring.Component):
         def rd_ready(buf_sel):
             return Mux(buf_sel == 0, bufs[0].rd.ready, Mux(buf_sel == 1, bufs[1].rd.ready, bufs[2].rd.ready))
 
-        x_take, z_take = x_valid & rd_ready(xbuf), z_valid & rd_ready(zbuf)
+        # X and Y requests are taken together (their responses are), so Y's buffer stands for both.
+        x_take, z_take = x_valid & rd_ready(Mux(self.busy, ybuf, xbuf)), z_valid & rd_ready(zbuf)
 
         def tile_walk(i0, j0, inner, inner_last, valid, request):
             """Advance ``inner`` within tile ``(i0, j0)``, then the tiles, row tiles outermost; load the
@@ -390,20 +403,20 @@ class Controller(wiring.Component):
                 with m.If(s_k == M - 1):
                     m.d.sync += s_k.eq(0)
                     with m.If(last_block(s_j0)):
-                        m.d.sync += x_valid.eq(0)
+                        m.d.sync += [x_valid.eq(0), z_valid.eq(0)]
                     with m.Else():
                         m.d.sync += [s_j0.eq(s_j0 + C), *pass_beat(0, s_j0 + C, "block")]
                 with m.Else():
                     m.d.sync += [s_k.eq(s_k + 1), *pass_beat(s_k + 1, s_j0, "inner")]
 
-        with m.If(z_take):
+        with m.If(gemm & z_take):
             tile_walk(c_i0, c_j0, c_r, R - 1, z_valid, c_rows)
 
         with m.If(epi_take):
             with m.If(drain_r == R - 1):
                 m.d.sync += drain_r.eq(0)
                 with m.If(last_block(drain_j0)):
-                    m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R)]
+                    m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + R), drained.eq(drain_i0 == last_i0)]
                 with m.Else():
                     m.d.sync += drain_j0.eq(drain_j0 + C)
             with m.Else():
@@ -419,16 +432,16 @@ class Controller(wiring.Component):
                 w_req.row.eq(w_row),
                 w_req.skew.eq(w_p),
                 w_req.q.eq(w_j0),
-                w_req.mask.eq(lanes_in_matrix(lanes(0, w_j0)[1])),
+                w_req.mask.eq(lanes_in_matrix(block_cols(w_j0))),
             ]
             for j in range(C):
                 m.d.sync += w_req.data[j].eq(res[j])
-            row_end = Mux(gemm, (w_r == R - 1) | (w_p == M - 1), reduce_op | (w_r == M - 1))
+            row_end = w_last | Mux(gemm, w_r == R - 1, reduce_op)
             with m.If(row_end):
                 m.d.sync += w_r.eq(0)
                 with m.If(last_block(w_j0)):
                     m.d.sync += w_j0.eq(0)
-                    with m.If(~gemm | (w_p == M - 1)):
+                    with m.If(~gemm | w_last):
                         m.d.sync += writing_done.eq(1)
                     with m.Else():       # the next tile's first row follows the last one written
                         m.d.sync += [w_i0.eq(w_i0 + R), w_row.eq(w_row + w_pitch),
@@ -458,6 +471,13 @@ class Controller(wiring.Component):
 
         # -- instruction sequencing ----------------------------------------------------------------------
         m.d.comb += [imem_rd.addr.eq(pc), vec.seed.eq(ins.args.set.value)]
+        # The operands' registers are read in turn; ``missing``: one of those needed is undefined.
+        treg, missing = Signal(4), Signal()
+
+        def ask(reg, needed, so_far):
+            """Read tensor register ``reg`` next; ``missing``: ``so_far``, or ``reg`` needed and undefined."""
+            m.d.comb += [treg.eq(reg), imem_rd.addr.eq(cfg.imem + treg)]
+            m.d.sync += missing.eq(so_far | (needed & ~defined.bit_select(treg, 1)))
         a_reg, b_reg, c_reg, out_reg = _operand_registers(ins)
         # What the loads need while the memory answers with registers instead of the instruction.
         held = Signal(data.StructLayout({"b": 4, "c": 4, "out": 4, "ta": 1, "tb": 1, "reduce": 1}))
@@ -518,13 +538,13 @@ class Controller(wiring.Component):
                     with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                         g, v = ins.args.gemm, ins.args.vec
                         is_gemm = op == Opcode.GEMM
-                        m.d.comb += imem_rd.addr.eq(cfg.imem + a_reg)
+                        ask(a_reg, 1, 0)
                         m.d.sync += [
                             held.eq(Cat(b_reg, c_reg, out_reg, g.ta, g.tb,
                                         (op == Opcode.ARGMAX) | (op == Opcode.LOSS))),
                             gemm.eq(is_gemm),
-                            use_y.eq(is_gemm | (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b)),
-                            use_z.eq(is_gemm & g.use_c),
+                            use_z.eq(Mux(is_gemm, g.use_c,
+                                         (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b))),
                         ]
                         m.next = "LOAD_A"
                     with m.Default():
@@ -549,9 +569,10 @@ class Controller(wiring.Component):
             same = _same_shape
             with m.State("LOAD_A"):
                 a = TensorReg()(treg_data)
-                m.d.comb += imem_rd.addr.eq(cfg.imem + held.b)
+                ask(held.b, gemm | use_z, missing)
                 m.d.sync += [
-                    xbuf.eq(a.buf), x_base.eq(a.base), x_req.pitch.eq(a.pitch),
+                    xbuf.eq(Mux(gemm, a.buf, 3)), x_base.eq(a.base), x_req.pitch.eq(a.pitch),
+                    ybuf.eq(a.buf), y_base.eq(a.base), y_req.pitch.eq(a.pitch),   # a pass's; a GEMM's b
                     M.eq(Mux(gemm & held.ta, a.cols, a.rows)),
                     N.eq(a.cols),                # a pass's; a GEMM's comes with b
                     K.eq(Mux(held.ta, a.rows, a.cols)),
@@ -559,21 +580,23 @@ class Controller(wiring.Component):
                 m.next = "LOAD_B"
             with m.State("LOAD_B"):
                 b = TensorReg()(treg_data)
-                m.d.comb += imem_rd.addr.eq(cfg.imem + held.c)
-                m.d.sync += [
-                    ybuf.eq(b.buf), y_base.eq(b.base), y_req.pitch.eq(b.pitch),
-                    bad_shape.eq(Mux(gemm, Mux(held.tb, b.cols, b.rows) != K,
-                                     use_y & ~same(b, M, N)) | (use_y & (b.buf.as_value() == xbuf))),
-                ]
+                ask(held.c, gemm & use_z, missing)
+                m.d.sync += bad_shape.eq(Mux(gemm, Mux(held.tb, b.cols, b.rows) != K, use_z & ~same(b, M, N))
+                                         | ((gemm | use_z) & (b.buf.as_value() == ybuf)))
                 with m.If(gemm):
-                    m.d.sync += N.eq(Mux(held.tb, b.rows, b.cols))
+                    m.d.sync += [ybuf.eq(b.buf), y_base.eq(b.base), y_req.pitch.eq(b.pitch),
+                                 N.eq(Mux(held.tb, b.rows, b.cols))]
+                with m.Else():
+                    m.d.sync += [zbuf.eq(b.buf), z_band.eq(b.base), z_req.pitch.eq(b.pitch)]
                 m.next = "LOAD_C"
             with m.State("LOAD_C"):
                 c = TensorReg()(treg_data)
-                m.d.comb += imem_rd.addr.eq(cfg.imem + held.out)
-                m.d.sync += [zbuf.eq(c.buf), z_req.row.eq(c.base), z_band.eq(c.base), z_req.pitch.eq(c.pitch)]
-                with m.If(use_z & (~same(c, M, N) | (c.buf.as_value() == xbuf) | (c.buf.as_value() == ybuf))):
-                    m.d.sync += bad_shape.eq(1)
+                ask(held.out, 1, missing)
+                with m.If(gemm):
+                    m.d.sync += [zbuf.eq(c.buf), z_band.eq(c.base), z_req.pitch.eq(c.pitch)]
+                    with m.If(use_z & (~same(c, M, N) | (c.buf.as_value() == xbuf)
+                                       | (c.buf.as_value() == ybuf))):
+                        m.d.sync += bad_shape.eq(1)
                 m.next = "LOAD_OUT"
             with m.State("LOAD_OUT"):
                 out = TensorReg()(treg_data)
@@ -582,11 +605,7 @@ class Controller(wiring.Component):
                     m.d.sync += bad_shape.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
-                def undefined(reg):
-                    return ~defined.bit_select(reg, 1)
-
-                with m.If(undefined(a_reg) | (use_y & undefined(b_reg)) | (use_z & undefined(c_reg))
-                          | undefined(out_reg)):
+                with m.If(missing):
                     stop(Status.BAD_TENSOR)
                 with m.Elif(bad_shape | (~gemm & (op != Opcode.VEC) & (M > cfg.max_rows))):
                     stop(Status.BAD_SHAPE)
@@ -601,7 +620,7 @@ class Controller(wiring.Component):
                     s_i0.eq(0), s_j0.eq(0), s_k.eq(0), x_valid.eq(1),
                     c_i0.eq(0), c_j0.eq(0), c_r.eq(0), z_valid.eq(use_z),
                     *access(z_req, 0, 0, 0, z_band),
-                    drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0),
+                    drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0), drained.eq(0),
                     w_i0.eq(0), w_j0.eq(0), w_r.eq(0), writing_done.eq(0),
                 ]
                 with m.If(gemm):
@@ -611,7 +630,7 @@ class Controller(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += running.eq(1)
-                with m.If(writing_done & ~w_valid & (~gemm | (drain_i0 >= M))):
+                with m.If(writing_done & ~w_valid & (~gemm | drained)):
                     next_instruction()
         return m
 
@@ -622,6 +641,11 @@ def _last_start(n, step: int):
         return (n - 1) & ~(step - 1)
     shift = 12 + (step - 1).bit_length()          # exact for every n below 2**12
     return ((n - 1) * -(-(1 << shift) // step) >> shift) * step
+
+
+def _any(values):
+    """The OR of ``values``."""
+    return functools.reduce(operator.or_, values)
 
 
 def _host_word(req, addr):
