@@ -3,7 +3,7 @@
 The unit post-processes the systolic array's accumulators (``Z = acc + bias``, ``A = g(Z)``) and
 runs the elementwise steps of back-propagation (``dZ = dA * g'(Z)``, ``A - Y``, weight updates). Its
 arithmetic is :mod:`hw.numerics`; the HDL helpers here (:func:`requantize_hdl`, :func:`pwl_index`,
-:func:`pwl_value`, :func:`serial_product`, :func:`pwl_memory`) are shared with :mod:`hw.softmax` and
+:func:`serial_product`, :func:`pwl_memory`) are shared with :mod:`hw.softmax` and
 :mod:`hw.reduce`.
 """
 
@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 from . import numerics
 from .numerics import SLOPE, Act, Fixed, PwlTable
 
-__all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index", "pwl_value",
+__all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index",
            "serial_product", "pwl_memory", "pwl_samples", "TABLE_ACTS"]
 
 
@@ -46,6 +46,13 @@ TABLE_ACTS = (Act.SIGMOID, Act.TANH, Act.SWISH)
 
 def _clamp(value: Value, lo: int, hi: int) -> Value:
     return Mux(value < lo, lo, Mux(value > hi, hi, value))
+
+
+def _saturate(value: Value, bits: int) -> Value:
+    """``value`` clamped to ``signed(bits)``: kept if the bits from ``bits - 1`` up are all equal."""
+    top = value[bits - 1:]
+    limit = Mux(value[-1], -(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    return Mux(~top.any() | top.all(), value[:bits].as_signed(), limit)
 
 
 def requantize_hdl(value: Value, shift: int, bits: int) -> Value:
@@ -119,31 +126,27 @@ def pwl_index(table: PwlTable, x: Value) -> tuple[Value, Value]:
     return index, frac
 
 
-def pwl_value(table: PwlTable, y0: Value, slope: Value, frac: Value, mul=operator.mul) -> Value:
-    """The interpolation of :meth:`PwlTable.__call__` from a segment's sample, slope and offset;
-    ``mul(slope, frac)`` builds the product."""
-    total = table.seg_shift + table.guard
-    return ((y0 << table.seg_shift) + mul(slope, frac) + (1 << (total - 1))) >> total
-
-
-def serial_product(m: Module, a: Value, b: Value, phase: Value, cycles: int) -> Value:
+def serial_product(m: Module, a: Value, b: Value, phase: Value, cycles: int, restart: Value) -> Value:
     """``a * b`` by Horner's rule: one shift and add per cycle, from the top bit of ``b`` down.
 
     ``b`` (at most ``cycles`` bits, or ``cycles - 1`` if unsigned) and ``a`` must hold while ``phase``
-    counts ``0 .. cycles - 1``; the product is valid, combinationally, in phase ``cycles - 1``. Call it
-    outside any ``m.If`` or FSM state: its accumulator must step on every cycle.
+    counts ``0 .. cycles - 1``; the product is valid, combinationally, in phase ``cycles - 1`` (where
+    the accumulator holds). A cycle with ``restart`` high clears the accumulator, so it must precede
+    phase 0. The sign digit of ``b``, first, is subtracted as ``~a + 1`` onto the cleared accumulator.
+    Call it outside any ``m.If`` or FSM state.
     """
     a = Value.cast(a)
     wide = Signal(signed(cycles))
     m.d.comb += wide.eq(b)
     digit = Cat(*(wide[k] for k in reversed(range(cycles)))).bit_select(phase, 1)
-    addend = Mux(digit, a, 0)
+    first = phase == 0
     acc = Signal(signed(len(a) + cycles))
-    with m.If(phase == 0):
-        m.d.sync += acc.eq(-addend)  # the sign bit weighs -2**(cycles - 1)
+    total = (acc << 1) + Mux(digit, Mux(first, ~a, a), 0) + (digit & first)
+    with m.If(restart):
+        m.d.sync += acc.eq(0)
     with m.Elif(phase != cycles - 1):
-        m.d.sync += acc.eq((acc << 1) + addend)
-    return (acc << 1) + addend
+        m.d.sync += acc.eq(total)
+    return total
 
 
 def _signed_width(values) -> int:
@@ -162,10 +165,10 @@ def pwl_memory(tables: list[PwlTable]) -> memory.Memory:
                          init=[{"y0": a, "slope": b} for a, b in zip(y0, slope, strict=True)])
 
 
-def pwl_samples(tables: list[PwlTable]) -> memory.Memory:
-    """A ROM of the samples of ``tables``, each table followed by its end point (``segments + 1``
-    entries apiece): a segment's rise is the next sample less its own."""
-    y = [v for t in tables for v in (*t.y0, t.y0[-1] + t.slope[-1])]
+def pwl_samples(tables: list[PwlTable], offset: int = 0) -> memory.Memory:
+    """A ROM of the samples of ``tables`` plus ``offset``, each table followed by its end point
+    (``segments + 1`` entries apiece): a segment's rise is the next sample less its own."""
+    y = [v + offset for t in tables for v in (*t.y0, t.y0[-1] + t.slope[-1])]
     return memory.Memory(shape=signed(_signed_width(y)), depth=len(y), init=y)
 
 
@@ -196,8 +199,10 @@ class VectorUnit(wiring.Component):
 
     ``rand`` is the lane's LFSR state, which every beat rounded in ``STOCHASTIC`` mode advances by
     :func:`numerics.lfsr_advance` after drawing it. The LFSR of lane ``l`` resets to
-    ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high sets it to ``lfsr_seed(seed, l)``. The
-    configuration inputs must be stable, and ``seed_load`` low, while beats are in the pipeline.
+    ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high (``seed`` need hold in that cycle only)
+    sets it to ``lfsr_seed(seed, l)`` over that cycle and the ``S - 1`` after it, in which the
+    pipeline holds (``i.ready`` is low). The configuration inputs must be stable, and ``seed_load``
+    low, while beats are in the pipeline.
 
     The stages: (1) a slice enters; (2) ``t``, by one adder and a conditional negation; (3) the
     stochastic bias is added and ``t`` shifted, keeping the bits of ``x`` and the first bit shifted
@@ -319,7 +324,12 @@ class VectorUnit(wiring.Component):
         t_width = _signed_width([*t_range, max(t_range) + (1 << 32) - 1])
 
         # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
-        cycles = max(bits, SLOPE.bits, table.seg_shift + 2)  # the top two digits of frac are zero
+        # Stage 6 rounds an interpolation and a leaky product by the same ``point`` bits: a table's
+        # rise is multiplied by ``frac << frac_up``, a leaky ReLU's input by ``slope << slope_up``.
+        total = table.seg_shift + table.guard
+        point = max(total, SLOPE.frac)
+        frac_up, slope_up = point - total, point - SLOPE.frac
+        cycles = max(bits, SLOPE.bits + slope_up, table.seg_shift + frac_up + 2)  # frac's top digits are 0
         phase = Signal(range(cycles))
         if self.serial_multipliers:
             slow = ((self.op == VecOp.MUL) | (self.op == VecOp.SGD) | is_table
@@ -328,7 +338,7 @@ class VectorUnit(wiring.Component):
                 m.d.sync += phase.eq(phase + 1)
 
             def mul(a, b):
-                return serial_product(m, a, b, phase, cycles)
+                return serial_product(m, a, b, phase, cycles, restart)
         else:
             slow, mul = Const(0), operator.mul
 
@@ -347,12 +357,14 @@ class VectorUnit(wiring.Component):
         slot = [Signal(range(slices), name=f"slot{k}") for k in range(6)]  # the slice at stage k + 1
 
         # The slice entering: slice ``slot[0]`` of the beat on ``i``, which transfers with its last.
-        adv = (~self.o.valid | self.o.ready) & (~slow | (phase == cycles - 1))
+        seeding = Signal(range(slices))  # the cycles of a seed load after its first
+        adv = (~self.o.valid | self.o.ready) & (~slow | (phase == cycles - 1)) & (seeding == 0)
+        restart = adv | ~slow  # the serial products start afresh with the next step
         if self.serial_multipliers:
             with m.If(adv):
                 m.d.sync += phase.eq(0)
-            with m.If(self.o.ready):
-                m.d.sync += self.o.valid.eq(0)  # a transfer between steps
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)  # a transfer between steps
         beat, entering = self.i.payload, self.i.valid
         enter = adv & entering
         m.d.comb += self.i.ready.eq(adv & (slot[0] == slices - 1))
@@ -367,26 +379,37 @@ class VectorUnit(wiring.Component):
                     slot[0], len(lanes_value[lane])).as_signed()
 
         # LFSRs, one per lane of the beat. Those of a physical lane form a ring that turns as a slice
-        # leaves stage 3, so its head is the state of the lanes of the slice in stage 3.
+        # leaves stage 3, so its head is the state of the lanes of the slice in stage 3. A seed load
+        # turns every ring once, over ``slices`` cycles (the pipeline holding), shifting in the seeds
+        # of its lanes in order: each the previous one plus ``phys`` times the seed step.
         rows = numerics.lfsr_matrix()
         states = [Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}") for lane in range(lanes)]
         rand = states[:phys]
+        seed_step = Value.cast(self.seed_load) | (seeding != 0)
+        with m.If(self.seed_load):
+            m.d.sync += seeding.eq(slices - 1)
+        with m.Elif(seeding != 0):
+            m.d.sync += seeding.eq(seeding - 1)
         for lane in range(phys):
             ring = states[lane::phys]
             advanced = Signal(32, name=f"lfsr{lane}_next")
             m.d.comb += [advanced[i].eq((ring[0] & rows[i]).xor()) for i in range(32)]
-            with m.If(adv & valid[1]):
+            chain = Signal(32, name=f"lfsr{lane}_seed")  # the raw seed of the next lane of the ring
+            seeded = Mux(self.seed_load, (self.seed + lane * 0x9E3779B9)[:32], chain)
+            with m.If(seed_step):
+                m.d.sync += chain.eq((seeded + phys * 0x9E3779B9)[:32])
+            with m.If(seed_step | (adv & valid[1])):
                 m.d.sync += [*(ring[k].eq(ring[k + 1]) for k in range(len(ring) - 1)),
-                             ring[-1].eq(Mux(stochastic, advanced, ring[0]))]
-        for lane, state in enumerate(states):
-            seeded = (self.seed + lane * 0x9E3779B9)[:32]
-            with m.If(self.seed_load):
-                m.d.sync += state.eq(Mux(seeded == 0, 1, seeded))
+                             ring[-1].eq(Mux(seed_step, Mux(seeded == 0, 1, seeded),
+                                             Mux(stochastic, advanced, ring[0])))]
 
         # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
         serial = self.serial_multipliers
-        m.submodules.tables = rom = pwl_samples(self.tables) if serial else pwl_memory(self.tables)
+        half = 1 << (table.guard - 1)  # the interpolation's rounding, added to the samples
+        m.submodules.tables = rom = pwl_samples(self.tables, half) if serial else pwl_memory(self.tables)
         table_id = Cat(self.deriv, table_no)
+        low = point - table.guard  # the bits of the rounding base below the sample's
+        leaky_base, fill = ((1 << (point - 1)) - 1) >> low, ~is_table  # its low bits are all ones
         slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
 
         final = slot[5] == slices - 1
@@ -430,12 +453,13 @@ class VectorUnit(wiring.Component):
                 with m.If(adv):
                     m.d.sync += here.eq(address)
                 with m.If(phase == 0):
-                    m.d.sync += sample.eq(port.data)
+                    m.d.sync += sample.eq(Mux(is_table, port.data, leaky_base))
                 m.d.comb += [port.en.eq(adv | (phase == 0)), port.addr.eq(Mux(phase == 0, here + 1, address))]
                 rise = port.data - sample
             else:
                 m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, table_id))]
-                sample, rise = port.data.y0, port.data.slope
+                sample = Mux(is_table, port.data.y0 + half, leaky_base)
+                rise = port.data.slope
             xv = x4[lane]
             positive = Mux(xv > 0, one, 0)
             simple = Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(xv >= 0, xv, 0)),
@@ -443,13 +467,15 @@ class VectorUnit(wiring.Component):
                              Mux(self.deriv, Mux(xv > 0, one, slope_deriv), xv),
                              Mux(self.deriv, one, xv)))
             leaky = (self.act == Act.LEAKY_RELU) & ~self.deriv & (xv < 0)  # scaled in stage 6
-            # Stage 6: a table's interpolation or a leaky slope's product (one multiplier serves
-            # both), choose, saturate; into the slice's lanes of the output beat.
-            slope_product = mul(Mux(is_table, rise, simple5[lane]), Mux(is_table, frac5[lane], self.slope))
-            interp = _clamp(pwl_value(table, sample, rise, frac5[lane],
-                                      lambda _rise, _frac, product=slope_product: product), lo, hi)
-            scaled = requantize_hdl(slope_product, SLOPE.frac, bits)
-            y = Mux(is_table, interp, Mux(leaky5[lane], scaled, simple5[lane]))
+            # Stage 6: a table's interpolation or a leaky slope's product (one multiplier and one
+            # rounding adder serve both), choose, saturate; into the slice's lanes of the output beat.
+            # The interpolation is ``(sample + half) << low`` plus the product, floored; the leaky
+            # product is rounded to nearest-even by adding ``2**(point - 1) - 1`` and its lsb.
+            slope_product = mul(Mux(is_table, rise, simple5[lane]),
+                                Mux(is_table, frac5[lane] << frac_up, self.slope << slope_up))
+            base = Cat(fill.replicate(low), sample).as_signed()
+            rounded = (base + slope_product + (fill & slope_product[point])) >> point
+            y = Mux(is_table | leaky5[lane], _saturate(rounded, bits), simple5[lane])
             with m.If(adv):
                 m.d.sync += [
                     t2[lane].eq(t),

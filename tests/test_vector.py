@@ -12,8 +12,9 @@ from amaranth.sim import Simulator
 
 from hw import vector
 from hw.numerics import Fixed
-from hw.vector import VectorUnit
+from hw.vector import Rounding, VectorUnit
 from sim.runner import run
+from sim.vector import VectorModel
 
 
 @pytest.mark.sim
@@ -46,6 +47,45 @@ def test_wrong_rounding_fails(monkeypatch):
             {"lanes": 2, "acc_width": 24}, testcase="test_rounding_ties")
     results = Path(str(failure.value).rsplit("see ", 1)[1])
     assert "vector item" in results.read_text(), "the mutant failed, but not on a mismatch"
+
+
+@pytest.mark.parametrize("physical_lanes", [1, 2, 4])
+def test_reseed_with_a_zero_lane_seed(physical_lanes):
+    """A seed whose raw value for lane 1 is zero (so that lane seeds 1), then stochastically rounded
+    beats offered at once, against the model (Amaranth's simulator)."""
+    seed = -0x9E3779B9 % (1 << 32)
+    a = np.random.default_rng(5).integers(-(1 << 30), 1 << 30, (12, 4))
+    expected = VectorModel(4)
+    expected.seed(seed)
+    expected = expected(a, 0 * a, shift=16, round=Rounding.STOCHASTIC).tolist()
+    dut = VectorUnit(lanes=4, acc_width=40, physical_lanes=physical_lanes)
+    observed = []
+
+    async def bench(ctx):
+        ctx.set(dut.round, Rounding.STOCHASTIC)
+        ctx.set(dut.shift, 16)
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.seed, seed)
+        ctx.set(dut.seed_load, 1)
+        await ctx.tick()
+        ctx.set(dut.seed_load, 0)
+        pending = a.tolist()
+        for _ in range(200):
+            ctx.set(dut.i.valid, bool(pending))
+            if pending:
+                ctx.set(dut.i.payload.a, pending[0])
+            taken = pending and ctx.get(dut.i.ready)
+            if ctx.get(dut.o.valid):
+                observed.append(list(ctx.get(dut.o.payload.y)))
+            await ctx.tick()
+            if taken:
+                pending.pop(0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert observed == expected
 
 
 @pytest.mark.parametrize("kwargs, bad", [
