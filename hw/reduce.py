@@ -183,12 +183,13 @@ class Reduce(wiring.Component):
             take = first | (key_in > key)
             key_next = Mux(take, key_in, key)
             value_next = Mux(take, Mux(is_argmax, row, a), value)
-            complement = requantize_hdl(fmt.one - value_next, 0, bits)
-            p = Mux(first & (key_next << 1 < fmt.one), complement, value_next)
+            # A one-beat group's p comes from its own a and y, beside the comparison, not after it.
+            binary = Mux(y << 1 < fmt.one, requantize_hdl(fmt.one - a, 0, bits), a)
+            p = Mux(first, binary, value_next)
             with m.If(step):
                 m.d.sync += [keys[-1][lane].eq(key_next), values[-1][lane].eq(value_next)]
             with m.If(start):
-                m.d.sync += [mant[lane].eq(Mux(is_argmax, value_next, Mux(p < 1, 1, p))),
+                m.d.sync += [mant[lane].eq(Mux(is_argmax, value_next, Mux(p[-1] | ~p.any(), 1, p))),
                              scaled[lane].eq((fmt.frac - norm) * ln2)]
 
             # Back end: -ln p = (frac - top) * ln 2 - ln m for p = m * 2**top, m in [1, 2). Phases

@@ -144,11 +144,10 @@ _ECP5_PLLS = {
     30_000_000: Ecp5Pll(clki_div=5, clkfb_div=6, clkop_div=20, clkop_cphase=9),
 }
 
-# 3 Mbaud is a fifth of 15 MHz and a tenth of 30 MHz. The 4×4 parts meet 30 MHz; the 8×8 ones stay
-# at 15 MHz until the controller's reads and the reduce unit are pipelined for it (and the vector
-# unit for the brief's 100 MHz). Two vector lanes (an 8-wide beat in 4 cycles) leave the 85F's router
-# room; the smaller parts multiply serially in the vector and softmax units, their DSPs going to the
-# array.
+# 3 Mbaud is a fifth of 15 MHz and a tenth of 30 MHz, which the parts meet until the controller and
+# the vector unit are pipelined for the brief's 100 MHz. Two vector lanes (an 8-wide beat in 4
+# cycles) leave the 85F's router room; the smaller parts multiply serially in the vector and softmax
+# units, their DSPs going to the array.
 _ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=15_000_000,
              baud=3_000_000)
 _FAST = {**_ECP5, "clk_hz": 30_000_000}
@@ -164,7 +163,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
                                serial_multipliers=True)),
     _ulx3s("25F", DeviceConfig(rows=4, cols=4, **_FAST, vector_lanes=2, serial_multipliers=True)),
     _ulx3s("45F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True)),
-    _ulx3s("85F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2)),
+    _ulx3s("85F", DeviceConfig(rows=8, cols=8, **_FAST, vector_lanes=2)),
 )}
 """Every board, by name."""
 
