@@ -140,12 +140,15 @@ def _ulx3s(size: str, config: DeviceConfig) -> Board:
 
 # ecppll -i 25 -o F: clocks a 25 MHz oscillator makes that are whole multiples of the baud rate.
 _ECP5_PLLS = {
+    15_000_000: Ecp5Pll(clki_div=5, clkfb_div=3, clkop_div=40, clkop_cphase=19),
     30_000_000: Ecp5Pll(clki_div=5, clkfb_div=6, clkop_div=20, clkop_cphase=9),
 }
 
 # 30 MHz (3 Mbaud is a tenth of it) until the controller and the vector unit are pipelined for the
-# brief's 100 MHz. Two vector lanes (an 8-wide beat in 4 cycles) leave the 85F's router room; the
-# smaller parts multiply serially in the vector and softmax units, their DSPs going to the array.
+# brief's 100 MHz; the 45F at 15 MHz (a fifth), as its 8×8 device with serial multipliers meets 30 MHz
+# in some builds only (29.2 to 33.3 MHz). Two vector lanes (an 8-wide beat in 4 cycles) leave the
+# 85F's router room; the smaller parts multiply serially in the vector and softmax units, their DSPs
+# going to the array.
 _ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=30_000_000,
              baud=3_000_000)
 
@@ -159,7 +162,8 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     _ulx3s("12F", DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024}, vector_lanes=1,
                                serial_multipliers=True)),
     _ulx3s("25F", DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2, serial_multipliers=True)),
-    _ulx3s("45F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True)),
+    _ulx3s("45F", DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 15_000_000}, vector_lanes=2,
+                               serial_multipliers=True)),
     _ulx3s("85F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2)),
 )}
 """Every board, by name."""
