@@ -364,7 +364,7 @@ class VectorUnit(wiring.Component):
             with m.If(adv):
                 m.d.sync += phase.eq(0)
         with m.If(self.o.ready):
-            m.d.sync += self.o.valid.eq(0)  # a transfer between steps
+            m.d.sync += self.o.valid.eq(0)  # a transfer while the pipeline holds (serial step, seed load)
         beat, entering = self.i.payload, self.i.valid
         enter = adv & entering
         m.d.comb += self.i.ready.eq(adv & (slot[0] == slices - 1))
