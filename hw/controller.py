@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from .array import SystolicArray
 from .buffers import Buffer, Mode, times
 from .config import DeviceConfig
-from .isa import Buf, Instruction, Opcode, Reg, Status
+from .isa import Buf, Epilogue, Instruction, Opcode, Reg, Status
 from .numerics import Act
 from .reduce import Reduce, ReduceOp
 from .softmax import Softmax
@@ -97,6 +97,9 @@ class Controller(wiring.Component):
         ins = Signal(Instruction(), reset_less=True)
         m.d.sync += ins.eq(imem_rd.data)
         treg_data = ins.as_value()[:TensorReg().size]
+        # What the running instruction's streams need of it, from registers rather than the memory's
+        # output (loaded in CHECK, when that output is the instruction again).
+        run = Signal(data.StructLayout({"op": Opcode, "epi": Epilogue(), "ta": 1, "tb": 1}))
         tag_width = _Tag().size
         bufs = [Buffer(B, cfg.depth, tag_width=tag_width) for _ in Buf]
         for buf, unit in zip(Buf, bufs, strict=True):
@@ -225,7 +228,7 @@ class Controller(wiring.Component):
 
         # Pass instructions (VEC, SOFTMAX, ARGMAX, LOSS): Y and Z responses joined into beats.
         pass_valid = y_valid_r & z_ok
-        opcode = ins.op
+        opcode = run.op
         with m.If(gemm):
             m.d.comb += [
                 array.i.valid.eq(running & step_valid),
@@ -266,23 +269,14 @@ class Controller(wiring.Component):
         for j in range(C):
             m.d.comb += vec.i.payload.b[j].eq(z_data[j])
         m.d.comb += [
-            vec.op.eq(ins.args.gemm.epi.op),
-            vec.act.eq(ins.args.gemm.epi.act),
-            vec.deriv.eq(ins.args.gemm.epi.deriv),
-            vec.round.eq(ins.args.gemm.epi.round),
-            vec.shift.eq(ins.args.gemm.epi.shift),
-            vec.b_shift.eq(ins.args.gemm.epi.b_shift),
+            vec.op.eq(run.epi.op),
+            vec.act.eq(run.epi.act),
+            vec.deriv.eq(run.epi.deriv),
+            vec.round.eq(run.epi.round),
+            vec.shift.eq(run.epi.shift),
+            vec.b_shift.eq(run.epi.b_shift),
             red.op.eq(Mux(opcode == Opcode.LOSS, ReduceOp.LOSS, ReduceOp.ARGMAX)),
         ]
-        with m.If(opcode == Opcode.VEC):
-            m.d.comb += [
-                vec.op.eq(ins.args.vec.epi.op),
-                vec.act.eq(ins.args.vec.epi.act),
-                vec.deriv.eq(ins.args.vec.epi.deriv),
-                vec.round.eq(ins.args.vec.epi.round),
-                vec.shift.eq(ins.args.vec.epi.shift),
-                vec.b_shift.eq(ins.args.vec.epi.b_shift),
-            ]
 
         # The results: whichever unit the instruction uses, into the writer.
         res_valid = Mux(opcode == Opcode.SOFTMAX, smax.o.valid,
@@ -342,7 +336,7 @@ class Controller(wiring.Component):
             A is read at ``(i0, k)`` (column k of the tile) or, if ``ta``, at ``(k, i0)`` (row k of aᵀ);
             B at ``(k, j0)`` (row k of the tile) or, if ``tb``, at ``(j0, k)`` (column k of bᵀ).
             """
-            ga = ins.args.gemm
+            ga = run
             x_row, y_row = x_req.row, y_req.row
             x_next = {"start": x_base,
                       "inner": Mux(ga.ta, x_row + x_req.pitch, x_row),
@@ -605,13 +599,15 @@ class Controller(wiring.Component):
                     m.d.sync += bad_shape.eq(1)
                 m.next = "CHECK"
             with m.State("CHECK"):
+                epi = Mux(op == Opcode.VEC, ins.args.vec.epi, ins.args.gemm.epi)
+                m.d.sync += run.eq(Cat(op, epi, ins.args.gemm.ta, ins.args.gemm.tb))
                 with m.If(missing):
                     stop(Status.BAD_TENSOR)
                 with m.Elif(bad_shape | (~gemm & (op != Opcode.VEC) & (M > cfg.max_rows))):
                     stop(Status.BAD_SHAPE)
                 with m.Elif(gemm & (K > cfg.k_max)):
                     stop(Status.TOO_DEEP)
-                with m.Elif((gemm | (op == Opcode.VEC)) & (vec.act > max(Act).value)):
+                with m.Elif((gemm | (op == Opcode.VEC)) & (Epilogue()(epi).act > max(Act).value)):
                     stop(Status.BAD_OPCODE)
                 with m.Else():
                     m.next = "START"

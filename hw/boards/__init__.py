@@ -162,8 +162,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     _ulx3s("12F", DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024}, vector_lanes=1,
                                serial_multipliers=True)),
     _ulx3s("25F", DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2, serial_multipliers=True)),
-    _ulx3s("45F", DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 15_000_000}, vector_lanes=2,
-                               serial_multipliers=True)),
+    _ulx3s("45F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True)),
     _ulx3s("85F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2)),
 )}
 """Every board, by name."""
