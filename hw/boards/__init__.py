@@ -140,15 +140,12 @@ def _ulx3s(size: str, config: DeviceConfig) -> Board:
 
 # ecppll -i 25 -o F: clocks a 25 MHz oscillator makes that are whole multiples of the baud rate.
 _ECP5_PLLS = {
-    15_000_000: Ecp5Pll(clki_div=5, clkfb_div=3, clkop_div=40, clkop_cphase=19),
     30_000_000: Ecp5Pll(clki_div=5, clkfb_div=6, clkop_div=20, clkop_cphase=9),
 }
 
 # 30 MHz (3 Mbaud is a tenth of it) until the controller and the vector unit are pipelined for the
-# brief's 100 MHz; the 45F at 15 MHz (a fifth), as its 8×8 device with serial multipliers meets 30 MHz
-# in some builds only (29.2 to 33.3 MHz). Two vector lanes (an 8-wide beat in 4 cycles) leave the
-# 85F's router room; the smaller parts multiply serially in the vector and softmax units, their DSPs
-# going to the array.
+# brief's 100 MHz. Two vector lanes (an 8-wide beat in 4 cycles) leave the 85F's router room; the
+# smaller parts multiply serially in the vector and softmax units, their DSPs going to the array.
 _ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=30_000_000,
              baud=3_000_000)
 
