@@ -17,6 +17,7 @@ __all__ = [
     "Buf", "Opcode", "Reg", "Command", "Status", "Epilogue", "Instruction", "TENSORS",
     "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
     "encode", "decode", "instruction", "info_payload", "INSTRUCTION_BYTES", "VERSION",
+    "SOFTMAX_SHIFT_MAX",
 ]
 
 VERSION = 1
@@ -64,6 +65,13 @@ class Epilogue(data.StructLayout):
 
 
 _T = 4  # bits of a tensor register number
+_GEMM = {"a": _T, "ta": 1, "b": _T, "tb": 1, "c": _T, "use_c": 1, "out": _T}
+_EPI_SHIFT = sum(_GEMM.values()) + Epilogue()["shift"].offset
+"""Where a GEMM keeps its epilogue's ``shift``: a SOFTMAX keeps its input shift there too, so the
+controller hands both to their units from the same bits."""
+
+SOFTMAX_SHIFT_MAX = 7
+"""Largest input shift of ``SOFTMAX``: logits with ``ACT.frac - 7`` fraction bits and up."""
 
 
 class Instruction(data.StructLayout):
@@ -75,12 +83,12 @@ class Instruction(data.StructLayout):
             "args": data.UnionLayout({
                 "tensor": data.StructLayout({
                     "t": _T, "buf": Buf, "base": 16, "rows": 12, "cols": 12, "pitch": 12}),
-                "gemm": data.StructLayout({
-                    "a": _T, "ta": 1, "b": _T, "tb": 1, "c": _T, "use_c": 1, "out": _T,
-                    "epi": Epilogue()}),
+                "gemm": data.StructLayout({**_GEMM, "epi": Epilogue()}),
                 "vec": data.StructLayout({
                     "a": _T, "b": _T, "use_b": 1, "out": _T, "epi": Epilogue()}),
                 "unary": data.StructLayout({"a": _T, "out": _T}),
+                "softmax": data.StructLayout({"a": _T, "out": _T, "_pad": _EPI_SHIFT - 2 * _T,
+                                              "shift": SOFTMAX_SHIFT_MAX.bit_length()}),
                 "loss": data.StructLayout({"a": _T, "y": _T, "out": _T}),
                 "set": data.StructLayout({"reg": Reg, "value": 32}),
             }),

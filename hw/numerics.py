@@ -323,14 +323,16 @@ def exp_table(fmt: Fixed = ACT, segments: int = 512) -> PwlTable:
     return pwl_table(np.exp, -16.0 + step, step, Fixed(fmt.bits + 1, fmt.frac), EXP, segments)
 
 
-def softmax(z, fmt: Fixed = ACT) -> np.ndarray:
+def softmax(z, fmt: Fixed = ACT, shift: int = 0) -> np.ndarray:
     """Softmax down each column of the raw matrix ``z`` (rows are classes, columns samples).
 
-    ``e = exp_table(z - max)`` in :data:`EXP`; ``r = floor(2**(EXP.frac + R) / sum(e))`` with
-    ``R =`` :data:`SOFTMAX_RECIP_BITS`; the result ``e * r`` is rounded to nearest-even into ``fmt``.
+    ``z`` has ``fmt.frac - shift`` fraction bits (logits wider than ``fmt``); ``d = (z - max) << shift``
+    is in ``fmt``, and ``e = exp_table(d)`` in :data:`EXP` (``d`` below the table reads its first
+    sample); ``r = floor(2**(EXP.frac + R) / sum(e))`` with ``R =`` :data:`SOFTMAX_RECIP_BITS`; the
+    result ``e * r`` is rounded to nearest-even into ``fmt``.
     """
     z = np.asarray(z, dtype=np.int64)
-    d = z - z.max(axis=0, keepdims=True)
+    d = (z - z.max(axis=0, keepdims=True)) << shift
     e = exp_table(fmt)(d)
     r = (1 << (EXP.frac + SOFTMAX_RECIP_BITS)) // e.sum(axis=0, keepdims=True)
     return requantize(e * r, EXP.frac + SOFTMAX_RECIP_BITS - fmt.frac, fmt.bits)

@@ -105,6 +105,8 @@ def _fields(layout: data.Layout, bits: int) -> dict:
     """
     out = {}
     for name, field in layout:
+        if name.startswith("_"):   # padding
+            continue
         width = Shape.cast(field.shape).width
         value = (bits >> field.offset) & ((1 << width) - 1)
         out[name] = _fields(field.shape, value) if isinstance(field.shape, data.StructLayout) else value
@@ -114,7 +116,7 @@ def _fields(layout: data.Layout, bits: int) -> dict:
 _ARGS = {name: field.shape for name, field in Instruction()["args"].shape}
 _OPCODE_BITS = Shape.cast(Opcode).width
 _SIDE_EFFECTS = (Command.WRITE, Command.PROGRAM, Command.RUN)
-_ARG_NAME = {Opcode.TENSOR: "tensor", Opcode.GEMM: "gemm", Opcode.VEC: "vec", Opcode.SOFTMAX: "unary",
+_ARG_NAME = {Opcode.TENSOR: "tensor", Opcode.GEMM: "gemm", Opcode.VEC: "vec", Opcode.SOFTMAX: "softmax",
              Opcode.ARGMAX: "unary", Opcode.LOSS: "loss", Opcode.SET: "set"}
 
 
@@ -332,11 +334,11 @@ class Device:
         """Shape rules of SOFTMAX/ARGMAX/LOSS: columns reduce in the softmax unit of ``max_rows``."""
         self._require(a.rows <= self.config.max_rows and out.cols == a.cols)
 
-    def _softmax(self, a: int, out: int) -> None:
+    def _softmax(self, a: int, out: int, shift: int) -> None:
         ta_, to = self._reg(a), self._reg(out)
         self._reduction(ta_, to)
         self._require(to.shape == ta_.shape)
-        self.store(to, numerics.softmax(self.load(ta_)))
+        self.store(to, numerics.softmax(self.load(ta_), shift=shift))
 
     def _argmax(self, a: int, out: int) -> None:
         ta_, to = self._reg(a), self._reg(out)
