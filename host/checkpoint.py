@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from host.compiler import Network, Output
+from host.compiler import Formats, Network, Output
 from hw.numerics import Act
 from hw.vector import Rounding
 
@@ -54,15 +54,15 @@ class Checkpoint:
     epoch: int
     seed: int
     rng_state: dict
+    formats: Formats
     history: dict = field(default_factory=dict)
-    formats: dict = field(default_factory=dict)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a crash leaves the previous checkpoint or the new one, never half of one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"network": network_to_dict(self.network), "epoch": self.epoch, "seed": self.seed,
-                "rng_state": self.rng_state, "history": self.history, "formats": self.formats}
+                "rng_state": self.rng_state, "history": self.history, "formats": asdict(self.formats)}
         names = _names(self.network)
         arrays = {name: w.astype(np.int16) for name, w in zip(names, self.weights, strict=True)}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -86,7 +86,8 @@ class Checkpoint:
                 meta = json.loads(str(npz["meta"]))
                 network = network_from_dict(meta["network"])
                 weights = [npz[name].astype(np.int64) for name in _names(network)]
+                formats = Formats(**meta["formats"])
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise ValueError(f"{path} is not a Systolic checkpoint ({error})") from None
-        return cls(network, weights, meta["epoch"], meta["seed"],
-                   meta["rng_state"], meta.get("history", {}), meta.get("formats", {}))
+        return cls(network, weights, meta["epoch"], meta["seed"], meta["rng_state"], formats,
+                   meta.get("history", {}))

@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +86,13 @@ def _train(args) -> None:
     train, test = data.digits(seed=args.seed) if args.data is None else (data.load(args.data), None)
     if args.resume:
         state = Checkpoint.load(args.checkpoint)
-        network, seed = state.network, state.seed
+        network, seed, formats = state.network, state.seed, state.formats
     else:
-        network, seed = _network(args), args.seed
+        network, seed, formats = _network(args), args.seed, None
     data.check_features(train, network.sizes[0])
     data.check_range(train)
     with _driver(args) as driver:
-        trainer = Trainer(driver, network, seed)
+        trainer = Trainer(driver, network, seed, formats, train.x)
         if args.resume:
             trainer.load(state.weights)
             rng = np.random.default_rng()
@@ -124,17 +123,15 @@ def _train(args) -> None:
                 history["active"].append([a.tolist() for a in result.active])
                 print(_unit_stats(result.active))
             if args.checkpoint:
-                Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state, history,
-                           asdict(trainer.program.formats)).save(args.checkpoint)
+                Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state,
+                           trainer.program.formats, history).save(args.checkpoint)
         samples = (args.epochs - first + 1) * (len(train.x) // network.batch) * network.batch
         if samples:
             print(f"link while training: {sent / samples:.1f} bytes in and {received / samples:.1f} out "
                   f"per sample, for {2 * (network.sizes[0] + network.sizes[-1])} bytes of inputs and "
                   f"labels")
         if network.learn_slope:
-            fmt = network.weight_format
-            for k, raw in enumerate(trainer.weights()[network.layers:], 1):
-                s = fmt.dequantize(raw)
+            for k, s in enumerate(trainer.program.dequantize(trainer.weights())[network.layers:], 1):
                 print(f"learned slopes, layer {k}: mean {s.mean():.3f}, min {s.min():.3f}, max {s.max():.3f}")
         if args.plot and result is not None and result.activations is not None:
             _plot_stats(Path(args.plot), history["active"], result.activations)
@@ -163,7 +160,7 @@ def _reference(network, trainer, train, test, seed: int, epochs: int) -> None:
     """The same network in float32, from the same initial weights, in the same data order."""
     from host.reference import Reference
 
-    ref = Reference.from_raw(network, trainer.initial_weights())
+    ref = Reference.from_raw(trainer.program, trainer.initial_weights())
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         ref.train_epoch(train, rng)
@@ -234,7 +231,7 @@ def _predictions(args) -> tuple:
     dataset = data.digits(seed=state.seed)[1] if args.data is None else data.load(args.data)
     data.check_features(dataset, state.network.sizes[0])
     with _driver(args) as driver:
-        trainer = Trainer(driver, state.network, state.seed)
+        trainer = Trainer(driver, state.network, state.seed, state.formats)
         trainer.load(state.weights)
         return dataset, trainer.predict(dataset.x)
 

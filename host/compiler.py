@@ -4,8 +4,8 @@ A :class:`Network` (layer sizes, hidden activation, softmax + cross-entropy or o
 binary cross-entropy, minibatch, learning rate) and a :class:`DeviceConfig` give a :class:`Program`:
 one instruction-memory image with three entry points,
 
-- ``setup``: ``SET`` the leaky-ReLU slope, the SGD multiplier and the LFSR seed (run once after
-  loading; the training step never reseeds, so successive steps draw fresh random bits);
+- ``setup``: ``SET`` the leaky-ReLU slope and the LFSR seed (run once after loading; the training
+  step never reseeds, so successive steps draw fresh random bits);
 - ``train``: one training step on the minibatch in the buffers (forward, loss gradient ``A − Y``,
   backward, SGD with stochastic rounding), leaving per-sample losses and predictions in one
   contiguous output region that the ``RUN`` reply returns;
@@ -23,16 +23,18 @@ buffer     regions
 ``G``      labels ``Y``, ``Z[l]`` (overwritten by ``dZ[l]`` in the backward pass), outputs
 =========  =================================================================================
 
-Formats (power-of-two scales, raw value ``q`` stands for ``q / 2**frac``): inputs, activations,
-``Z``, ``dZ``, ``g'(Z)``, labels, probabilities and losses in :data:`numerics.ACT` (``Fixed(16, 12)``,
-the format of the activation tables); weights, biases and learned slopes with ``f = weight_bits − 4``
-fraction bits (``Fixed(16, 12)`` by default), in 16-bit words. Hence
+Formats (:class:`Formats`): every tensor has its own power-of-two scale, raw ``q`` standing for
+``q / 2**f`` with ``f`` its fraction bits, chosen by :meth:`Formats.choose` from the data and the
+initial weights. Probabilities, labels, losses and ``g'(Z)`` are in :data:`numerics.ACT`
+(``Fixed(16, 12)``, the format of the activation tables), and so is ``dZ[L] = A[L] − Y``. Each
+instruction's shifts follow from the formats of what it reads and writes:
 
-- ``Z = W·[A; 1]``: accumulators at frac ``f + 12``, requantised by ``forward_shift = f``;
-- ``dZ[l-1] = (Wᵀ·dZ[l]) ⊙ g'(Z[l-1])``: the product at frac ``f + 24``, ``backward_shift = f + 12``;
-- ``W -= α/m · dZ·[A; 1]ᵀ``: the SGD epilogue ``((W << s) − acc·SCALE) >> s``, rounded stochastically
-  (or to nearest even), ``s = b_shift = sgd_shift`` the largest shift (at most 31) that keeps
-  ``SCALE = round(α/m · 2**(s + f − 24))`` within 15 bits.
+- ``Z[k] = W[k]·[A[k-1]; 1]``: the accumulator at ``f_W + f_A``, shifted by ``f_W + f_A − f_Z``;
+  ``SOFTMAX`` shifts the logits ``Z[L]`` up by ``ACT.frac − f_Z`` (a sigmoid output by ``b_shift``);
+- ``dZ[k] = (W[k+1]ᵀ·dZ[k+1]) ⊙ g'(Z[k])``: the product at ``f_W + f_dZ' + 12``, shifted to ``f_dZ``;
+- ``W −= α/m · dZ·[A; 1]ᵀ``: the SGD epilogue ``((W << s) − acc·SCALE) >> s``, rounded stochastically
+  (or to nearest even), with ``s`` and ``SCALE`` from :func:`sgd_multiplier` (``SET SCALE`` before
+  each layer's update, as the layers' formats differ).
 
 Two options add instructions to ``train``, both made of the same GEMM and VEC instructions:
 
@@ -55,12 +57,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import TENSORS, Buf, Opcode, Reg, instruction
+from hw.isa import SOFTMAX_SHIFT_MAX, TENSORS, Buf, Opcode, Reg, instruction
 from hw.layout import Layout
-from hw.numerics import ACT, SLOPE, Act, Fixed
+from hw.numerics import ACT, SLOPE, Act, Fixed, activation_float
 from hw.vector import Rounding, VecOp
 
-__all__ = ["Output", "Network", "Formats", "Region", "Write", "Program", "compile_network"]
+__all__ = ["Output", "Network", "Formats", "Region", "Write", "Program", "compile_network",
+           "initial_parameters", "sgd_multiplier", "ONE_FRAC"]
 
 _FIELD_MAX = {"rows": (1 << 12) - 1, "cols": (1 << 12) - 1, "pitch": (1 << 12) - 1, "base": (1 << 16) - 1}
 _SCALE_MAX = (1 << 15) - 1
@@ -96,7 +99,8 @@ class Network:
     learn_slope : bool
         PReLU: ``Act.LEAKY_RELU`` with one slope per hidden unit, learned on the device.
     weight_bits : int
-        Precision of weights, biases and slopes: ``weight_bits − 4`` fraction bits (5 … 16).
+        Precision of weights, biases and slopes (5 … 16): their formats (:class:`Formats`) drop
+        ``16 − weight_bits`` fraction bits.
     rounding : Rounding
         Rounding of the weight update: ``STOCHASTIC`` (unbiased) or ``NEAREST_EVEN``.
     stats : bool
@@ -138,32 +142,139 @@ class Network:
             raise ValueError(f"weight_bits must be 5 … 16, not {self.weight_bits}")
 
     @property
-    def weight_format(self) -> Fixed:
-        """Weights, biases and slopes: ``weight_bits − 4`` fraction bits in a 16-bit word."""
-        return Fixed(16, self.weight_bits - 4)
-
-    @property
     def layers(self) -> int:
         """Weight layers, ``L``."""
         return len(self.sizes) - 1
 
 
+ONE_FRAC = 14
+"""Fraction bits of the constant rows and columns of ones (``1.0`` is ``2**14``)."""
+
+_FRAC_MAX = 14    # a tensor that meets a row of ones (inputs, activations) keeps 1.0 representable
+_HEADROOM = 8     # room to grow over the largest value at the start of training
+_WORD = 16
+
+
+def _frac(largest: float, headroom: float, lo: int, hi: int) -> int:
+    """The most fraction bits, within ``lo … hi``, that keep ``headroom·largest`` in a 16-bit word."""
+    largest = float(largest) * headroom
+    if not np.isfinite(largest):
+        raise ValueError("cannot choose a format for values that are not finite: clean the data first")
+    integer = max(0, math.ceil(math.log2(largest))) if largest > 0 else 0
+    return int(min(hi, max(lo, _WORD - 1 - integer)))
+
+
 @dataclass(frozen=True)
 class Formats:
-    """The fixed-point formats and shifts a program uses (see the module docstring)."""
+    """The power-of-two scale of every tensor of a program: fraction bits in a 16-bit word.
 
-    act: Fixed
-    weight: Fixed
-    forward_shift: int
-    backward_shift: int
-    sgd_shift: int
-    scale: int
+    Tuples are indexed by layer, ``[k - 1]`` for layer ``k``. ``Z[k]`` and ``A[k]`` of a hidden layer
+    share :attr:`a` (ReLU, leaky ReLU, PReLU and identity do not care for the scale; sigmoid, tanh and
+    swish read their tables in :data:`numerics.ACT`, so :attr:`a` is ``ACT.frac`` for them).
+    Probabilities, labels, losses, ``g'(Z)`` and ``dZ[L] = A[L] − Y`` are in ``ACT``.
+
+    Attributes
+    ----------
+    x : int
+        Inputs ``A[0]``.
+    a : tuple[int, ...]
+        ``Z[k]`` and ``A[k]`` of the hidden layers ``k = 1 … L−1``.
+    logits : int
+        ``Z[L]``, ``ACT.frac − 7 … ACT.frac`` (``SOFTMAX`` shifts them into ``ACT``).
+    w : tuple[int, ...]
+        ``W[k]`` (with its bias column), ``k = 1 … L``.
+    dz : tuple[int, ...]
+        ``dZ[k]`` of the hidden layers ``k = 1 … L−1``.
+    slope : int
+        The learned PReLU slopes.
+    """
+
+    x: int
+    a: tuple[int, ...]
+    logits: int
+    w: tuple[int, ...]
+    dz: tuple[int, ...]
     slope: int
 
-    @property
-    def effective_rate(self) -> float:
-        """The learning rate the device applies, ``α`` after rounding ``SCALE``, times ``m``⁻¹."""
-        return self.scale * 2.0 ** (2 * self.act.frac - self.weight.frac - self.sgd_shift)
+    def __post_init__(self):
+        for name in ("a", "w", "dz"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if len(self.w) != len(self.a) + 1 or len(self.dz) != len(self.a):
+            raise ValueError(f"formats of {len(self.w)} weight layers need {len(self.w) - 1} hidden "
+                             f"entries of a and dz, not {len(self.a)} and {len(self.dz)}")
+        for name, value, lo, hi in [("x", self.x, 0, _FRAC_MAX), ("logits", self.logits,
+                                    ACT.frac - SOFTMAX_SHIFT_MAX, ACT.frac), ("slope", self.slope, 0, 15),
+                                    *(("a", v, 0, _FRAC_MAX) for v in self.a),
+                                    *(("w", v, 0, 15) for v in self.w), *(("dz", v, 0, 15) for v in self.dz)]:
+            if not lo <= value <= hi:
+                raise ValueError(f"Formats.{name} = {value} is outside {lo} … {hi} fraction bits")
+
+    @classmethod
+    def choose(cls, net: Network, x=None, params: list[np.ndarray] | None = None) -> Formats:
+        """Formats for training ``net`` on inputs ``x`` (a sample per row) from the real initial
+        parameters ``params`` (:func:`initial_parameters`): each tensor's largest value over ``x`` in
+        the float64 forward and backward pass, with room to grow ``_HEADROOM``-fold (weights 4-fold,
+        gradients 2-fold). Without ``x``, inputs are taken to lie in [−1, 1]; without ``params``, the
+        activations and logits get ``±32`` and the weights ``±4``. ``weight_bits`` below 16 drops
+        fraction bits of the weights and slopes."""
+        from host.reference import forward
+
+        drop = _WORD - net.weight_bits
+        table = net.hidden in (Act.SIGMOID, Act.TANH, Act.SWISH)
+        hidden = net.layers - 1
+        fx = _FRAC_MAX if x is None else _frac(np.abs(x).max(initial=0), 1.0, 0, _FRAC_MAX)
+        if x is None or params is None:
+            a = [ACT.frac if table else 10] * hidden
+            return cls(fx, a, 10, [13 - drop] * net.layers, [13] * hidden, 14 - drop)
+        x = np.asarray(x, dtype=np.float64)[:512]
+        params = [np.asarray(p, dtype=np.float64) for p in params]
+        _, zs, _ = forward(net, params, x)
+        a = [ACT.frac if table else _frac(np.abs(z).max(), _HEADROOM, 0, _FRAC_MAX) for z in zs[:-1]]
+        logits = _frac(np.abs(zs[-1]).max(), _HEADROOM, ACT.frac - SOFTMAX_SHIFT_MAX, ACT.frac)
+        w = [_frac(np.abs(p).max(), 4, 0, 15) - drop for p in params[:net.layers]]
+        y = np.zeros(len(x), dtype=np.int64)
+        dz = [_frac(g, 2, 8, 15) for g in _hidden_gradients(net, params, x, y)]
+        return cls(fx, a, logits, [max(v, 0) for v in w], dz, max(14 - drop, 0))
+
+    def act(self, k: int) -> int:
+        """Fraction bits of ``A[k]`` (``A[0]`` the inputs), ``k < L``."""
+        return self.x if k == 0 else self.a[k - 1]
+
+    def z(self, k: int) -> int:
+        """Fraction bits of ``Z[k]``."""
+        return self.logits if k == len(self.w) else self.a[k - 1]
+
+    def grad(self, k: int) -> int:
+        """Fraction bits of ``dZ[k]``."""
+        return ACT.frac if k == len(self.w) else self.dz[k - 1]
+
+    def parameters(self, net: Network) -> list[Fixed]:
+        """The formats of ``Program.parameters``: the weights, then the learned slopes."""
+        slopes = net.layers - 1 if net.learn_slope else 0
+        return [Fixed(_WORD, f) for f in self.w] + [Fixed(_WORD, self.slope)] * slopes
+
+
+def _hidden_gradients(net: Network, params: list[np.ndarray], x, y) -> list[float]:
+    """The largest ``|dZ[k]|`` of each hidden layer in a float64 backward pass (every label ``y``
+    tried, so the largest errors show)."""
+    from host.reference import forward
+
+    inputs, zs, p = forward(net, params, x)
+    classes = max(net.sizes[-1], 2)
+    largest = [0.0] * (net.layers - 1)
+    for label in range(classes):
+        if net.output == Output.SOFTMAX:
+            dz = p - (np.arange(len(p))[:, None] == label)
+        else:
+            dz = p - label
+        for k in range(net.layers, 1, -1):
+            da = params[k - 1][:, :-1].T @ dz
+            slope = params[net.layers + k - 2] if net.learn_slope else net.slope
+            g = (np.where(zs[k - 2] > 0, 1, slope) if net.learn_slope
+                 else activation_float(net.hidden, True, zs[k - 2], net.slope))
+            dz = da * g
+            largest[k - 2] = max(largest[k - 2], float(np.abs(dz).max()))
+    return largest
 
 
 @dataclass(frozen=True)
@@ -262,6 +373,7 @@ class Program:
     slopes: tuple[Region, ...]
     counters: tuple[Region, ...]
     ones: tuple[Region, ...]
+    zeros: tuple[Region, ...]
     inputs: tuple[Region, ...]
     labels: Region
     losses: Region
@@ -278,16 +390,22 @@ class Program:
         count = self.predictions.first + self.network.batch - self.losses.first
         return self.losses.buf, self.losses.first, count
 
+    @property
+    def parameter_formats(self) -> list[Fixed]:
+        """The format of each of :attr:`parameters`."""
+        return self.formats.parameters(self.network)
+
+    def quantize(self, parameters: list[np.ndarray]) -> list[np.ndarray]:
+        """Raw device parameters from real ones (:attr:`parameters` order), rounded and saturated."""
+        return [f.quantize(p) for f, p in zip(self.parameter_formats, parameters, strict=True)]
+
+    def dequantize(self, raw: list[np.ndarray]) -> list[np.ndarray]:
+        """Real parameters from raw device ones."""
+        return [f.dequantize(r) for f, r in zip(self.parameter_formats, raw, strict=True)]
+
     def initial_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
-        """Random raw parameters (:attr:`parameters`): He (ReLU family, swish) or Glorot (others, and
-        the output layer) normal weights, zero biases, every learned slope at ``network.slope``."""
-        net, fmt, out = self.network, self.network.weight_format, []
-        for k, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:], strict=True), 1):
-            he = k < net.layers and net.hidden in (Act.RELU, Act.LEAKY_RELU, Act.SWISH)
-            std = math.sqrt(2 / fan_in) if he else math.sqrt(2 / (fan_in + fan_out))
-            w = np.concatenate([rng.normal(0, std, (fan_out, fan_in)), np.zeros((fan_out, 1))], axis=1)
-            out.append(fmt.quantize(w))
-        return out + [fmt.quantize(np.full((r.rows, 1), net.slope)) for r in self.slopes]
+        """Raw :func:`initial_parameters`."""
+        return self.quantize(initial_parameters(self.network, rng))
 
     def load_writes(self, parameters: list[np.ndarray]) -> list[Write]:
         """The ``WRITE``s that load raw ``parameters`` (:attr:`parameters`), the constants (rows of
@@ -296,12 +414,12 @@ class Program:
             raise ValueError(f"{len(self.parameters)} parameter arrays expected (weights, then slopes), "
                              f"not {len(parameters)}")
         writes = [(r.buf, r.first, r.pack(w)) for r, w in zip(self.parameters, parameters, strict=True)]
-        for r in self.inputs:
+        for k, r in enumerate(self.inputs):
             ones = np.zeros((r.rows, r.cols), dtype=np.int64)
-            ones[-1] = self.formats.act.one
+            ones[-1] = 1 << self.formats.act(k)
             writes.append((r.buf, r.first, r.pack(ones)))
-        writes += [(r.buf, r.first, r.pack(np.full((r.rows, r.cols), self.formats.act.one)))
-                   for r in self.ones]
+        writes += [(r.buf, r.first, r.pack(np.full((r.rows, r.cols), 1 << ONE_FRAC))) for r in self.ones]
+        writes += [(r.buf, r.first, r.pack(np.zeros((r.rows, r.cols), dtype=np.int64))) for r in self.zeros]
         return writes + self.clear_counters()
 
     def clear_counters(self) -> list[Write]:
@@ -316,7 +434,7 @@ class Program:
             raise ValueError(f"x must be {self.network.batch}×{self.network.sizes[0]} "
                              f"(batch × inputs), not {x.shape}")
         r = self.inputs[0]
-        writes = [(r.buf, r.first, r.pack(self.formats.act.quantize(x.T)))]
+        writes = [(r.buf, r.first, r.pack(Fixed(16, self.formats.x).quantize(x.T)))]
         if y is not None:
             writes.append((self.labels.buf, self.labels.first, self.labels.pack(self.one_hot(y))))
         return writes
@@ -328,17 +446,17 @@ class Program:
         if y.shape != (self.network.batch,) or y.min() < 0 or y.max() >= max(classes, 2):
             raise ValueError(f"y must be {self.network.batch} class numbers in 0..{max(classes, 2) - 1}")
         if classes == 1:
-            return (y * self.formats.act.one)[None, :]
-        return (np.arange(classes)[:, None] == y[None, :]) * self.formats.act.one
+            return (y * ACT.one)[None, :]
+        return (np.arange(classes)[:, None] == y[None, :]) * ACT.one
 
     def decode_output(self, words) -> tuple[np.ndarray, np.ndarray]:
         """``(losses, predictions)`` from the words a ``RUN`` returns: real losses, class numbers."""
         words = np.asarray(words, dtype=np.int64)
         m, start = self.network.batch, self.predictions.first - self.losses.first
-        losses = self.formats.act.dequantize(words[:m])
+        losses = ACT.dequantize(words[:m])
         predictions = words[start:start + m]
         if self.network.output == Output.SIGMOID:
-            predictions = (predictions >= self.formats.act.one >> 1).astype(np.int64)
+            predictions = (predictions >= ACT.one >> 1).astype(np.int64)
         return losses, predictions
 
 
@@ -402,21 +520,30 @@ def _epi(op: VecOp = VecOp.ADD, act: Act = Act.IDENTITY, deriv: bool = False, sh
     return {"op": op, "act": int(act), "deriv": deriv, "round": round, "shift": shift, "b_shift": b_shift}
 
 
-def _formats(net: Network) -> Formats:
-    acc_frac = 2 * ACT.frac   # dZ · Aᵀ
-    weight = net.weight_format
-    rate = net.learning_rate / net.batch * 2.0 ** (weight.frac - acc_frac)
+def initial_parameters(net: Network, rng: np.random.Generator) -> list[np.ndarray]:
+    """Real initial parameters (``Program.parameters`` order): He (ReLU family, swish) or Glorot
+    (others, and the output layer) normal weights, zero biases, every learned slope at ``net.slope``."""
+    out = []
+    for k, (fan_in, fan_out) in enumerate(zip(net.sizes[:-1], net.sizes[1:], strict=True), 1):
+        he = k < net.layers and net.hidden in (Act.RELU, Act.LEAKY_RELU, Act.SWISH)
+        std = math.sqrt(2 / fan_in) if he else math.sqrt(2 / (fan_in + fan_out))
+        out.append(np.concatenate([rng.normal(0, std, (fan_out, fan_in)), np.zeros((fan_out, 1))], axis=1))
+    slopes = net.layers - 1 if net.learn_slope else 0
+    return out + [np.full((n, 1), net.slope) for n in net.sizes[1:1 + slopes]]
+
+
+def sgd_multiplier(rate: float) -> tuple[int, int]:
+    """``(shift, scale)`` with ``scale·2**−shift`` nearest ``rate``: the largest shift (at most 31, the
+    ``b_shift`` field) that keeps ``scale`` within the 15 bits of ``SET SCALE``."""
     shift = min(_SHIFT_MAX, math.floor(math.log2(_SCALE_MAX / rate)))
     scale = round(rate * 2 ** shift)
     if scale < 1:
-        raise ValueError(f"learning_rate / batch = {net.learning_rate / net.batch:.3g} is too small for "
-                         f"the SGD multiplier: raise the learning rate or shrink the minibatch")
+        raise ValueError(f"the SGD step {rate:.3g} (learning rate / batch, in the formats' units) is "
+                         f"too small for the SGD multiplier: raise the learning rate or shrink the minibatch")
     if scale > _SCALE_MAX:
-        raise ValueError(f"learning_rate / batch = {net.learning_rate / net.batch:.3g} is too large for "
-                         f"the SGD multiplier: lower the learning rate")
-    return Formats(act=ACT, weight=weight, forward_shift=weight.frac,
-                   backward_shift=weight.frac + ACT.frac, sgd_shift=shift, scale=scale,
-                   slope=int(SLOPE.quantize(net.slope)))
+        raise ValueError(f"the SGD step {rate:.3g} is too large for the SGD multiplier: lower the "
+                         f"learning rate")
+    return shift, scale
 
 
 class _Allocator:
@@ -452,8 +579,13 @@ def _check_fits(net: Network, config: DeviceConfig) -> None:
                          f"use fewer classes")
 
 
-def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Program:
+def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: Formats | None = None,
+                    keep: bool = False) -> Program:
     """Compile ``net`` for ``config``; ``seed`` is the LFSR seed ``setup`` loads.
+
+    ``formats`` default to :meth:`Formats.choose` without data. With ``keep`` the backward pass writes
+    each ``dZ[k]`` to a region of its own (``dZ1`` …) instead of over ``Z[k]``, so that a profiler can
+    read every tensor of a step after it; the arithmetic is the same.
 
     Raises
     ------
@@ -462,7 +594,9 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
         instruction memory, the ``RUN`` reply): the message says what to shrink.
     """
     _check_fits(net, config)
-    fmt = _formats(net)
+    fmt = formats if formats is not None else Formats.choose(net)
+    if len(fmt.w) != net.layers:
+        raise ValueError(f"formats for {len(fmt.w)} weight layers do not fit a net of {net.layers}")
     m, sizes, last = net.batch, net.sizes, net.layers
     hidden = range(1, last)
     alloc = _Allocator(config)
@@ -472,6 +606,7 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     probs = alloc(f"A{last}", Buf.A, sizes[last], m)
     labels = alloc("Y", Buf.G, sizes[last], m)
     z = {k: alloc(f"Z{k}", Buf.G, sizes[k], m) for k in range(1, last + 1)}
+    dz = {k: alloc(f"dZ{k}", Buf.G, sizes[k], m) for k in range(1, last + 1)} if keep else z
     losses = alloc("loss", Buf.G, 1, m)
     predictions = alloc("prediction", Buf.G, 1, m)
     prelu = net.learn_slope and last > 1
@@ -487,6 +622,10 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     ones_w = alloc("1W", Buf.W, 1, m) if prelu else None
     ones_m = alloc("1m", Buf.G, m, 1) if prelu or (net.stats and last > 1) else None
     ones = [r for r in (ones_g, ones_w, ones_m) if r is not None]
+    # A sigmoid output reads its table in ACT: logits with fewer fraction bits are shifted up in
+    # the VEC that applies it, ``0 + (Z << s)``, whose first operand is this zero row.
+    lift = ACT.frac - fmt.logits
+    zero = alloc("0", Buf.W, sizes[last], m) if net.output == Output.SIGMOID and lift else None
     reply = 7 + 2 * (predictions.first + m - losses.first)
     if reply > config.max_payload:
         raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
@@ -495,19 +634,20 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     g = net.hidden
     emit = _Emitter()
     setup = emit.entry()
-    emit.set(Reg.SLOPE, fmt.slope)
-    emit.set(Reg.SCALE, fmt.scale)
+    emit.set(Reg.SLOPE, int(SLOPE.quantize(net.slope)))
     emit.set(Reg.SEED, seed)
     emit.end()
 
-    def sgd(a: Region, b: Region, c: Region, tb: bool) -> None:
-        """``c −= α/m · a·b`` (``a·bᵀ`` with ``tb``), rounded as ``net.rounding`` says."""
-        emit.gemm(a, b, c, _epi(op=VecOp.SGD, shift=fmt.sgd_shift, b_shift=fmt.sgd_shift,
-                                round=net.rounding), c=c, tb=tb)
+    def sgd(a: Region, b: Region, c: Region, tb: bool, acc_frac: int, c_frac: int) -> None:
+        """``c −= α/m · a·b`` (``a·bᵀ`` with ``tb``), rounded as ``net.rounding`` says; the product is
+        at ``acc_frac`` fraction bits and ``c`` at ``c_frac``."""
+        shift, scale = sgd_multiplier(net.learning_rate / m * 2.0 ** (c_frac - acc_frac))
+        emit.set(Reg.SCALE, scale)
+        emit.gemm(a, b, c, _epi(op=VecOp.SGD, shift=shift, b_shift=shift, round=net.rounding), c=c, tb=tb)
 
     def broadcast_slope(k: int, ones_row: Region, c: Region, out: Region) -> None:
-        """``out = (α[k]·1ᵀ) ⊙ c``: a one-deep GEMM whose MUL epilogue multiplies by ``c``."""
-        emit.gemm(slopes[k - 1], ones_row, out, _epi(op=VecOp.MUL, shift=fmt.backward_shift), c=c)
+        """``out = (α[k]·1ᵀ) ⊙ c`` in ``c``'s format: a one-deep GEMM, its MUL epilogue times ``c``."""
+        emit.gemm(slopes[k - 1], ones_row, out, _epi(op=VecOp.MUL, shift=fmt.slope + ONE_FRAC), c=c)
 
     def hidden_forward(k: int, training: bool) -> None:
         """``A[k] = g(Z[k])`` from ``Z[k]``, and when ``training`` the ``g'(Z[k])`` backward needs."""
@@ -527,39 +667,47 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
             if own:
                 emit.vec(z[k], active[k], _epi(act=Act.RELU, deriv=True))
             emit.gemm(active[k], ones_m, counters[k - 1],                   # C += [Z > 0]·1
-                      _epi(shift=2 * ACT.frac, b_shift=2 * ACT.frac), c=counters[k - 1])
+                      _epi(shift=ACT.frac + ONE_FRAC, b_shift=ACT.frac + ONE_FRAC), c=counters[k - 1])
 
     def hidden_backward(k: int) -> None:
-        """``dZ[k]`` over ``Z[k]`` from ``dZ[k+1]``, before ``W[k+1]`` changes; PReLU's slopes step."""
+        """``dZ[k]`` from ``dZ[k+1]``, before ``W[k+1]`` changes; PReLU's slopes step."""
         w = weights[k].view(cols=sizes[k])
+        product = fmt.w[k] + fmt.grad(k + 1)         # Wᵀ·dZ[k+1]
+        d = dz[k]
         if not prelu:
-            emit.gemm(w, z[k + 1], z[k], _epi(op=VecOp.MUL, shift=fmt.backward_shift), c=derivs[k],
-                      ta=True)
+            emit.gemm(w, dz[k + 1], d, _epi(op=VecOp.MUL, shift=product + ACT.frac - fmt.grad(k)),
+                      c=derivs[k], ta=True)
             return
-        emit.gemm(w, z[k + 1], z[k], _epi(shift=fmt.forward_shift), ta=True)     # E = Wᵀ·dZ[k+1]
-        emit.vec(z[k], negative[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=negative[k])  # E ⊙ N
-        emit.vec(z[k], derivs[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=derivs[k])      # E ⊙ R
-        emit.vec(z[k], z[k], _epi(op=VecOp.SUB), b=derivs[k])                   # E − E ⊙ R
-        broadcast_slope(k, ones_w, z[k], z[k])                                   # (α·1ᵀ) ⊙ (E − E ⊙ R)
-        emit.vec(z[k], z[k], _epi(), b=derivs[k])                               # dZ = … + E ⊙ R
-        sgd(negative[k], ones_m, slopes[k - 1], tb=False)                        # α −= α/m · (E ⊙ N)·1
+        e = fmt.grad(k)                              # E and its products are kept in dZ[k]'s format
+        emit.gemm(w, dz[k + 1], d, _epi(shift=product - e), ta=True)                # E = Wᵀ·dZ[k+1]
+        emit.vec(d, negative[k], _epi(op=VecOp.MUL, shift=fmt.z(k)), b=negative[k])  # E ⊙ N
+        emit.vec(d, derivs[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=derivs[k])      # E ⊙ R
+        emit.vec(d, d, _epi(op=VecOp.SUB), b=derivs[k])                 # E − E ⊙ R
+        broadcast_slope(k, ones_w, d, d)                                 # (α·1ᵀ) ⊙ (E − E ⊙ R)
+        emit.vec(d, d, _epi(), b=derivs[k])                              # dZ = … + E ⊙ R
+        sgd(negative[k], ones_m, slopes[k - 1], False, e + ONE_FRAC, fmt.slope)  # α −= α/m·(E ⊙ N)·1
 
     def head() -> None:
         """Output probabilities and predictions from ``Z[L]``."""
         if net.output == Output.SOFTMAX:
-            emit.unary(Opcode.SOFTMAX, z[last], probs)
+            ra, ro = emit._regs(z[last], probs)
+            emit.words.append(instruction(Opcode.SOFTMAX, softmax={"a": ra, "out": ro, "shift": lift}))
             emit.unary(Opcode.ARGMAX, probs, predictions)
         else:
-            emit.vec(z[last], probs, _epi(act=Act.SIGMOID))
+            if lift:
+                emit.vec(zero, probs, _epi(act=Act.SIGMOID, b_shift=lift), b=z[last])
+            else:
+                emit.vec(z[last], probs, _epi(act=Act.SIGMOID))
             emit.vec(probs, predictions, _epi())
 
     def forward(training: bool) -> None:
         for k in range(1, last + 1):
+            shift = fmt.w[k - 1] + fmt.act(k - 1) - fmt.z(k)
             if k < last and not training and not prelu:  # g in the GEMM's epilogue
                 emit.gemm(weights[k - 1], inputs[k - 1], inputs[k].view(rows=sizes[k]),
-                          _epi(shift=fmt.forward_shift, act=g))
+                          _epi(shift=shift, act=g))
                 continue
-            emit.gemm(weights[k - 1], inputs[k - 1], z[k], _epi(shift=fmt.forward_shift))
+            emit.gemm(weights[k - 1], inputs[k - 1], z[k], _epi(shift=shift))
             if k < last:
                 hidden_forward(k, training)
         head()
@@ -567,11 +715,11 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
     train = emit.entry()
     forward(training=True)
     emit.loss(probs, labels, losses)
-    emit.vec(probs, z[last], _epi(op=VecOp.SUB), b=labels)  # dZ[L] = A[L] - Y over Z[L]
+    emit.vec(probs, dz[last], _epi(op=VecOp.SUB), b=labels)  # dZ[L] = A[L] - Y
     for k in range(last, 0, -1):
         if k > 1:
             hidden_backward(k - 1)
-        sgd(z[k], inputs[k - 1], weights[k - 1], tb=True)
+        sgd(dz[k], inputs[k - 1], weights[k - 1], True, fmt.grad(k) + fmt.act(k - 1), fmt.w[k - 1])
     emit.end()
 
     infer = emit.entry()
@@ -582,5 +730,5 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1) -> Progra
         raise ValueError(f"the program needs {len(emit.words)} instructions, the instruction memory "
                          f"holds {config.imem}: use fewer layers or a device with a larger imem")
     return Program(net, config, fmt, tuple(emit.words), setup, train, infer, tuple(weights),
-                   tuple(slopes), tuple(counters), tuple(ones), tuple(inputs), labels, losses,
-                   predictions, alloc.regions)
+                   tuple(slopes), tuple(counters), tuple(ones), (zero,) if zero else (), tuple(inputs),
+                   labels, losses, predictions, alloc.regions)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from host.compiler import Network, Output
+from host.compiler import Network, Output, Program
 from host.data import minibatches
 from hw.numerics import Act, activation_float, softmax_float
 
@@ -151,15 +151,15 @@ class Reference:
             raise ValueError(f"weights must be shaped {shapes} for sizes {network.sizes}, not {got}")
         if any(np.issubdtype(np.asarray(w).dtype, np.integer) for w in weights):
             raise ValueError("weights are integers, raw device weights: start from "
-                             "Reference.from_raw(network, raw) instead")
+                             "Reference.from_raw(program, raw) instead")
         self.network = network
         self._weights = [np.array(w, dtype=np.float32) for w in weights]
 
     @classmethod
-    def from_raw(cls, network: Network, raw: list[np.ndarray]) -> Reference:
-        """A reference starting from raw device parameters (``network.weight_format``), such as
+    def from_raw(cls, program: Program, raw: list[np.ndarray]) -> Reference:
+        """A reference starting from raw device parameters of ``program`` (in its formats), such as
         :meth:`host.compiler.Program.initial_weights` returns."""
-        return cls(network, [network.weight_format.dequantize(w) for w in raw])
+        return cls(program.network, program.dequantize(raw))
 
     def train_step(self, x, y) -> tuple[np.ndarray, np.ndarray]:
         """Train on one minibatch (``x`` a sample per row, ``y`` class numbers): per-sample losses and

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from host.compiler import Network, Program, Write, compile_network
+from host.compiler import Formats, Network, Program, Write, compile_network, initial_parameters
 from host.data import Dataset, inference_batches, minibatches
 from hw.isa import Opcode, Reg, instruction
 
@@ -65,7 +65,12 @@ class Trainer:
         An open connection to a board, the virtual board or the golden model.
     network : Network
     seed : int
-        Seed of the data order and of the LFSRs.
+        Seed of the data order, the initial weights and the LFSRs.
+    formats : Formats, optional
+        The tensors' formats (a checkpoint's, to resume); by default :meth:`Formats.choose` picks
+        them from ``x``, the training inputs, and the initial weights.
+    x : array_like, optional
+        Training inputs, a sample per row, for the choice of formats.
 
     Raises
     ------
@@ -73,10 +78,13 @@ class Trainer:
         If the network does not fit the device (the message says what to shrink).
     """
 
-    def __init__(self, driver, network: Network, seed: int = 0):
+    def __init__(self, driver, network: Network, seed: int = 0, formats: Formats | None = None,
+                 x=None):
         self.driver, self.network, self.seed = driver, network, seed
         config = driver.info().config()
-        self.program: Program = compile_network(network, config, seed=seed)
+        if formats is None:
+            formats = Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
+        self.program: Program = compile_network(network, config, seed=seed, formats=formats)
         self.reseed_at = len(self.program.words)
         if self.reseed_at + 2 > config.imem:
             raise ValueError(f"the program needs {self.reseed_at + 2} instructions, the device holds "
@@ -135,8 +143,9 @@ class Trainer:
         result = EpochResult(float(np.mean(losses)), right / (steps * m))
         if counts:
             result.active = [c / (steps * m) for c in counts]
-            act = self.program.formats.act
-            result.activations = [act.dequantize(self._read(r)[:-1]) for r in self.program.inputs[1:]]
+            fmt = self.program.formats
+            result.activations = [self._read(r)[:-1] / 2.0 ** fmt.act(k)
+                                  for k, r in enumerate(self.program.inputs[1:], 1)]
         return result
 
     def predict(self, x) -> np.ndarray:

@@ -111,10 +111,12 @@ def test_reference_state_and_checks():
 @pytest.mark.parametrize("options", [{}, {"learn_slope": True, "hidden": Act.LEAKY_RELU, "weight_bits": 10}])
 def test_from_raw_starts_where_the_device_starts(options):
     net = Network((64, 32, 10), **options)
-    raw = compile_network(net, DeviceConfig()).initial_weights(np.random.default_rng(0))
+    program = compile_network(net, DeviceConfig())
+    raw = program.initial_weights(np.random.default_rng(0))
     assert len(raw) == 2 + net.learn_slope
-    for w, r in zip(Reference.from_raw(net, raw).weights(), raw, strict=True):
-        np.testing.assert_array_equal(w, net.weight_format.dequantize(r))
+    for w, r, fmt in zip(Reference.from_raw(program, raw).weights(), raw, program.parameter_formats,
+                         strict=True):
+        np.testing.assert_array_equal(w, fmt.dequantize(r))
     with pytest.raises(ValueError, match="raw device weights: start from Reference.from_raw"):
         Reference(net, raw)
 
@@ -123,7 +125,8 @@ def test_digits_reaches_95_percent():
     net = Network((64, 32, 10), hidden=Act.RELU, batch=32, learning_rate=0.1)
     train, test = digits(seed=0)
     rng = np.random.default_rng(0)
-    reference = Reference.from_raw(net, compile_network(net, DeviceConfig()).initial_weights(rng))
+    program = compile_network(net, DeviceConfig())
+    reference = Reference.from_raw(program, program.initial_weights(rng))
     epoch_losses = []
     for _ in range(20):
         epoch_losses.append(np.mean([reference.train_step(x, y)[0] for x, y in minibatches(train, 32, rng)]))

@@ -5,7 +5,7 @@ import pytest
 
 from host.checkpoint import Checkpoint
 from host.cli import main
-from host.compiler import Network
+from host.compiler import Formats, Network
 from host.data import Dataset
 from host.driver import Driver
 from host.train import Trainer
@@ -26,7 +26,7 @@ def _data(n: int = 40) -> Dataset:
 
 
 def _train(driver, epochs, rng, trainer=None, first=1, net=NET):
-    trainer = trainer or Trainer(driver, net, seed=3)
+    trainer = trainer or Trainer(driver, net, seed=3, x=_data().x)
     if first == 1:
         trainer.load(trainer.initial_weights())
     for epoch in range(first, epochs + 1):
@@ -42,12 +42,13 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path, net):
     with Driver.open("model", config=SMALL) as driver:
         rng = np.random.default_rng(3)
         trainer = _train(driver, 1, rng, net=net)
-        Checkpoint(net, trainer.weights(), 1, 3, rng.bit_generator.state).save(path)
+        Checkpoint(net, trainer.weights(), 1, 3, rng.bit_generator.state,
+                   trainer.program.formats).save(path)
     state = Checkpoint.load(path)                  # a new process, a freshly reset device
     with Driver.open("model", config=SMALL) as driver:
         rng = np.random.default_rng()
         rng.bit_generator.state = state.rng_state
-        trainer = Trainer(driver, state.network, state.seed)
+        trainer = Trainer(driver, state.network, state.seed, state.formats)
         trainer.load(state.weights)
         resumed = _train(driver, 3, rng, trainer, first=state.epoch + 1).weights()
     for a, b in zip(straight, resumed, strict=True):
@@ -61,8 +62,9 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path, net):
 def test_checkpoint_is_replaced_atomically(tmp_path):
     path = tmp_path / "run.npz"
     w = [np.arange(6).reshape(2, 3), np.arange(4).reshape(2, 2)]
-    Checkpoint(NET, w, 1, 0, {"a": 1}).save(path)
-    Checkpoint(NET, [w[0] + 1, w[1]], 2, 0, {"a": 2}).save(path)
+    formats = Formats.choose(NET)
+    Checkpoint(NET, w, 1, 0, {"a": 1}, formats).save(path)
+    Checkpoint(NET, [w[0] + 1, w[1]], 2, 0, {"a": 2}, formats).save(path)
     state = Checkpoint.load(path)
     assert state.epoch == 2 and np.array_equal(state.weights[0], w[0] + 1)
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"], "a temporary file was left behind"
