@@ -135,7 +135,7 @@ def standalone(gemm: Gemm, depth: int, prefix: tuple[int, ...] = ()) -> list[int
 
 
 def setup_words(program: Program) -> tuple[int, ...]:
-    """The ``SET``s of ``program``'s ``setup`` entry (the SGD multiplier, the LFSR seed, the slope)."""
+    """The ``SET``s of ``program``'s ``setup`` entry (the leaky slope, the LFSR seed)."""
     return program.words[program.setup:program.words.index(_END, program.setup)]
 
 

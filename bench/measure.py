@@ -233,19 +233,21 @@ def link_bytes(driver: Driver, trainer: Trainer, train: Dataset, test: Dataset, 
 
 @dataclass
 class TrainRun:
-    """A training run of the digits MLP: test accuracy, wall time per epoch, initial and final raw weights."""
+    """A training run of the digits MLP: test accuracy, wall time per epoch, initial and final raw weights,
+    and the initial weights in real units (``start``)."""
 
     seed: int
     accuracy: float
     epoch_seconds: list[float]
     initial: list[np.ndarray] = field(repr=False)
     weights: list[np.ndarray] = field(repr=False)
+    start: list[np.ndarray] = field(repr=False)
 
 
 def train_run(driver: Driver, network: Network, train: Dataset, test: Dataset, seed: int,
               epochs: int) -> TrainRun:
     """``systolic train`` without the printing: each epoch's wall time covers its test-set inference."""
-    trainer = Trainer(driver, network, seed)
+    trainer = Trainer(driver, network, seed, x=train.x)
     initial = trainer.initial_weights()
     trainer.load(initial)
     rng, seconds = np.random.default_rng(seed), []
@@ -255,13 +257,14 @@ def train_run(driver: Driver, network: Network, train: Dataset, test: Dataset, s
         trainer.predict(test.x)
         seconds.append(time.perf_counter() - began)
     accuracy = float(np.mean(trainer.predict(test.x) == test.y))
-    return TrainRun(seed, accuracy, seconds, initial, trainer.weights())
+    return TrainRun(seed, accuracy, seconds, initial, trainer.weights(), trainer.program.dequantize(initial))
 
 
-def reference_accuracy(network: Network, raw: list[np.ndarray], train: Dataset, test: Dataset,
+def reference_accuracy(network: Network, start: list[np.ndarray], train: Dataset, test: Dataset,
                        seed: int, epochs: int) -> float:
-    """Test accuracy of the float32 reference from the same initial weights, in the same data order."""
-    ref = Reference.from_raw(network, raw)
+    """Test accuracy of the float32 reference from the same initial weights (``start``, real), in the
+    same data order."""
+    ref = Reference(network, start)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         ref.train_epoch(train, rng)

@@ -549,7 +549,7 @@ def _measure(args) -> tuple[dict, list[BoardModel]]:
         train_s, test_s = digits(seed=seed)
         with Driver.open("model", config=DeviceConfig()) as driver:
             run = measure.train_run(driver, Network(measure.DIGITS), train_s, test_s, seed, args.epochs)
-        float32 = measure.reference_accuracy(Network(measure.DIGITS), run.initial, train_s, test_s, seed,
+        float32 = measure.reference_accuracy(Network(measure.DIGITS), run.start, train_s, test_s, seed,
                                              args.epochs)
         runs.append((run, float32))
     model_run = runs[0][0]

@@ -403,6 +403,17 @@ class Program:
         """Real parameters from raw device ones."""
         return [f.dequantize(r) for f, r in zip(self.parameter_formats, raw, strict=True)]
 
+    def effective_rates(self) -> list[float]:
+        """The learning rate each weight layer's update applies: ``α`` after rounding the SGD
+        multiplier (:func:`sgd_multiplier`)."""
+        m, fmt = self.network.batch, self.formats
+        rates = []
+        for k in range(1, self.network.layers + 1):
+            change = 2.0 ** (fmt.w[k - 1] - fmt.grad(k) - fmt.act(k - 1))
+            shift, scale = sgd_multiplier(self.network.learning_rate / m * change)
+            rates.append(scale * 2.0 ** -shift / change * m)
+        return rates
+
     def initial_weights(self, rng: np.random.Generator) -> list[np.ndarray]:
         """Raw :func:`initial_parameters`."""
         return self.quantize(initial_parameters(self.network, rng))

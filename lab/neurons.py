@@ -123,8 +123,7 @@ def _units_plot(r: dict, plots: Path) -> str:
 
 def _saturated(r: dict) -> str:
     """A bullet on the variants whose weights reached the edge of their 16-bit format, if any."""
-    edge = Network(NET).weight_format.dequantize(Network(NET).weight_format.max)
-    hit = [label for label, runs in r["runs"].items() if max(x["max_weight"] for x in runs) >= edge]
+    hit = [label for label, runs in r["runs"].items() if any(x.get("weight_saturated") for x in runs)]
     if not hit:
         return ""
     runs = {label: r["runs"][label] for label in hit}
@@ -132,10 +131,8 @@ def _saturated(r: dict) -> str:
                         f"{100 * np.mean([x['float32'][-1] for x in v]):.2f} % in float32"
                         for label, v in runs.items())
     return (f"- **Saturation**: in {', '.join(hit)} some weights reached the edge of their format "
-            f"(|w| = {edge:.2f}, 16-bit words with 12 fraction bits) and stuck there; training then fell "
-            f"apart on the device while float32, which has no edge, went on ({figures}). The counters "
-            f"show the units dying as it happens. A compiler that chose each tensor's scale from its "
-            f"range would move the edge.\n")
+            f"and stuck there; training then fell apart on the device while float32, which has no "
+            f"edge, went on ({figures}). The counters show the units dying as it happens.\n")
 
 
 def render(r: dict, plots: Path) -> str:

@@ -1,8 +1,9 @@
 """Rounding: low-precision weights trained with round-to-nearest-even or stochastic rounding.
 
 The digits MLP is trained on the device with weights of 8, 12 and 16 bits (``Network.weight_bits``:
-4 integer bits, the rest fraction) and the weight update rounded to nearest (even) or stochastically
-from the vector unit's LFSRs. Activations, gradients and the accumulators keep their formats.
+the formats the compiler chooses, less ``16 − bits`` fraction bits) and the weight update rounded to
+nearest (even) or stochastically from the vector unit's LFSRs. Activations, gradients and the
+accumulators keep their formats.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def measure() -> dict:
         out["runs"][f"{bits} {rounding}"] = [next(runs) for _ in SEEDS]
     for bits in BITS:
         net = _network(bits, "stochastic")
-        out["rate"][str(bits)] = compile_network(net, DeviceConfig()).formats.effective_rate * net.batch
+        out["rate"][str(bits)] = compile_network(net, DeviceConfig()).effective_rates()[0]
     return out
 
 
@@ -53,12 +54,12 @@ def _pct(x: float) -> str:
 
 
 def _table(r: dict) -> str:
-    lines = ["| weight bits (fraction bits) | learning rate applied | nearest even | stochastic | float32 "
+    lines = ["| weight bits | learning rate applied (layer 1) | nearest even | stochastic | float32 "
              "| largest \\|w\\| reached |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for bits in BITS:
         near, stoch = r["runs"][f"{bits} nearest"], r["runs"][f"{bits} stochastic"]
         largest = max(x["max_weight"] for x in near + stoch)
-        lines.append(f"| {bits} ({bits - 4}) | {r['rate'][str(bits)]:.4f} | {_pct(_mean(near, 'test'))} | "
+        lines.append(f"| {bits} | {r['rate'][str(bits)]:.4f} | {_pct(_mean(near, 'test'))} | "
                      f"**{_pct(_mean(stoch, 'test'))}** | {_pct(_mean(stoch, 'float32'))} | {largest:.2f} |")
     return "\n".join(lines)
 
@@ -84,13 +85,13 @@ def _plots(r: dict, plots: Path) -> str:
 
 
 def _range(r: dict) -> str:
-    """Whether 16-bit words held weights a true ``bits``-bit word could not (4 integer bits: ±8)."""
+    """Whether any weight reached the edge of its format."""
     largest = max(x["max_weight"] for runs in r["runs"].values() for x in runs)
-    if largest < 8:
-        return (f"The weights sit in 16-bit words on the device, but none ever left the 4-integer-bit range "
-                f"(largest |w| {largest:.2f} < 8), so the runs are those of true `bits`-bit storage.")
-    return (f"The weights sit in 16-bit words on the device and some left the 4-integer-bit range "
-            f"(largest |w| {largest:.2f} ≥ 8), which true `bits`-bit storage would have clipped.")
+    if not any(x.get("weight_saturated") for runs in r["runs"].values() for x in runs):
+        return (f"No weight ever reached the edge of its format (largest |w| {largest:.2f}): only the "
+                f"fraction bits limit these runs.")
+    return (f"Some weights reached the edge of their format (largest |w| {largest:.2f}) and were "
+            f"clipped there.")
 
 
 def render(r: dict, plots: Path) -> str:

@@ -43,10 +43,10 @@ def train(network: Network, seed: int, epochs: int = EPOCHS, reference: bool = T
     out: dict = {"network": network_to_dict(network), "seed": seed, "loss": [], "train": [], "test": [],
                  "float32": [], "active": []}
     with Driver.open(target, config=DeviceConfig(), timeout=60.0) as driver:
-        trainer = Trainer(driver, network, seed)
+        trainer = Trainer(driver, network, seed, x=train_set.x)
         initial = trainer.initial_weights()
         trainer.load(initial)
-        ref = Reference.from_raw(network, initial) if reference else None
+        ref = Reference.from_raw(trainer.program, initial) if reference else None
         rng, ref_rng = np.random.default_rng(seed), np.random.default_rng(seed)
         for epoch in range(1, epochs + 1):
             result = trainer.train_epoch(train_set, rng, epoch)
@@ -59,9 +59,10 @@ def train(network: Network, seed: int, epochs: int = EPOCHS, reference: bool = T
                 ref.train_epoch(train_set, ref_rng)
                 out["float32"].append(float(np.mean(ref.predict(test.x) == test.y)))
         params = trainer.weights()
-    fmt = network.weight_format
-    out["slopes"] = [fmt.dequantize(s)[:, 0].tolist() for s in params[network.layers:]]
-    out["max_weight"] = float(max(np.abs(fmt.dequantize(w)).max() for w in params[:network.layers]))
+        real = trainer.program.dequantize(params)
+    out["slopes"] = [s[:, 0].tolist() for s in real[network.layers:]]
+    out["max_weight"] = float(max(np.abs(w).max() for w in real[:network.layers]))
+    out["weight_saturated"] = bool(max(np.abs(w).max() for w in params[:network.layers]) >= (1 << 15) - 1)
     if result.activations is not None:
         out["histograms"] = [np.histogram(a, bins=40, range=(-2, 6))[0].tolist() for a in result.activations]
     out["seconds"] = time.monotonic() - began

@@ -7,11 +7,12 @@ import pytest
 from lab import activations, neurons, rounding
 
 
-def _run(test: float, active=None, slopes=(), max_weight=0.5) -> dict:
+def _run(test: float, active=None, slopes=(), max_weight=0.5, weight_saturated=False) -> dict:
     """One run of :func:`lab.runs.train` with made-up figures, 3 epochs."""
     return {"loss": [1.0, 0.5, 0.25], "train": [0.5, 0.7, test], "test": [0.5, 0.8, test],
             "float32": [0.5, 0.8, 0.95], "active": active or [], "slopes": [list(slopes)] if slopes else [],
-            "max_weight": max_weight, "histograms": [[1] * 40, [2] * 40], "seconds": 1.0}
+            "max_weight": max_weight, "weight_saturated": weight_saturated,
+            "histograms": [[1] * 40, [2] * 40], "seconds": 1.0}
 
 
 def test_activations_summary_and_page(tmp_path):
@@ -29,9 +30,9 @@ def test_activations_summary_and_page(tmp_path):
     assert (tmp_path / "activations.png").exists() and (tmp_path / "prelu-slopes.png").exists()
 
 
-@pytest.mark.parametrize("largest, words", [(0.9, "none ever left"), (9.0, "some left")])
-def test_rounding_page(tmp_path, largest, words):
-    runs = {f"{b} {r}": [_run(0.2 if (b, r) == (8, "nearest") else 0.93, max_weight=largest)]
+@pytest.mark.parametrize("edge, words", [(False, "No weight ever reached"), (True, "Some weights reached")])
+def test_rounding_page(tmp_path, edge, words):
+    runs = {f"{b} {r}": [_run(0.2 if (b, r) == (8, "nearest") else 0.93, weight_saturated=edge)]
             for b in rounding.BITS for r in rounding.ROUNDINGS}
     rate = {str(b): 0.1 for b in rounding.BITS}
     page = rounding.render({"epochs": 3, "runs": runs, "rate": rate}, tmp_path)
@@ -50,6 +51,6 @@ def test_neurons_dead_fractions_and_page(tmp_path):
     assert "gave identical losses" in page
     assert "| ReLU | 90.00 % (95.00 %) | 0.50 | 30.0 % |" in page   # mean of the last epoch's fractions
     assert "Saturation" not in page
-    runs["ReLU, lr 0.3"] = [{**run, "max_weight": 8.0}]
+    runs["ReLU, lr 0.3"] = [{**run, "max_weight": 8.0, "weight_saturated": True}]
     page = neurons.render({"epochs": 3, "runs": runs, "check": check}, tmp_path)
     assert "- **Saturation**: in ReLU, lr 0.3 some weights reached the edge" in page
