@@ -81,6 +81,7 @@ def _progress(epoch: int, epochs: int):
 
 def _train(args) -> None:
     from host import data
+    from host.profile import table
     from host.train import Trainer, confusion_matrix
 
     train, test = data.digits(seed=args.seed) if args.data is None else (data.load(args.data), None)
@@ -92,7 +93,7 @@ def _train(args) -> None:
     data.check_features(train, network.sizes[0])
     data.check_range(train)
     with _driver(args) as driver:
-        trainer = Trainer(driver, network, seed, formats, train.x)
+        trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
         if args.resume:
             trainer.load(state.weights)
             rng = np.random.default_rng()
@@ -104,6 +105,7 @@ def _train(args) -> None:
             rng, first, history = np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
         if network.stats:
             history.setdefault("active", [])
+        profiles = []
         sent = received = 0
         result = None
         for epoch in range(first, args.epochs + 1):
@@ -122,6 +124,9 @@ def _train(args) -> None:
             if result.active is not None:
                 history["active"].append([a.tolist() for a in result.active])
                 print(_unit_stats(result.active))
+            if result.profile is not None:
+                profiles.append(result.profile)
+                print(table(result.profile))
             if args.checkpoint:
                 Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state,
                            trainer.program.formats, history).save(args.checkpoint)
@@ -135,6 +140,8 @@ def _train(args) -> None:
                 print(f"learned slopes, layer {k}: mean {s.mean():.3f}, min {s.min():.3f}, max {s.max():.3f}")
         if args.plot and result is not None and result.activations is not None:
             _plot_stats(Path(args.plot), history["active"], result.activations)
+        if args.plot and profiles:
+            _plot_profile(Path(args.plot), profiles)
         if test is not None:
             predictions = trainer.predict(test.x)
             print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
@@ -222,6 +229,18 @@ def _plot_stats(folder: Path, active: list, activations: list[np.ndarray]) -> No
     print(f"plots: {folder / 'units.png'}")
 
 
+def _plot_profile(folder: Path, profiles: list[dict]) -> None:
+    """``profile.png``: the profiler's measures of every tensor per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from host.plots import profile_figure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    profile_figure(profiles).savefig(folder / "profile.png", dpi=110)
+    print(f"plots: {folder / 'profile.png'}")
+
+
 def _predictions(args) -> tuple:
     """The dataset of ``--data`` (default: the digits test split) and a checkpoint's predictions."""
     from host import data
@@ -297,6 +316,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true",
                    help="count, per hidden unit, the samples it is active for; print dead units per epoch "
                         "(plots with --plot)")
+    p.add_argument("--profile", action="store_true",
+                   help="compare every step with a float64 shadow and print, per tensor and epoch, the "
+                        "format, the share saturated, the share flushed to zero and the relative error "
+                        "(plot with --plot)")
     p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch", type=int, default=32)

@@ -25,13 +25,15 @@ evaluated from ``Z[L]`` in log-sum-exp form, which equals the formulas above wit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from host.compiler import Network, Output, Program
 from host.data import minibatches
 from hw.numerics import Act, activation_float, softmax_float
 
-__all__ = ["forward", "gradients", "step", "Reference"]
+__all__ = ["forward", "trace", "Trace", "gradients", "step", "Reference"]
 
 
 def _g(net: Network, params: list[np.ndarray], k: int, z: np.ndarray, deriv: bool) -> np.ndarray:
@@ -86,12 +88,25 @@ def _predictions(net: Network, probabilities: np.ndarray) -> np.ndarray:
     return (probabilities[0] >= 0.5).astype(np.int64)
 
 
-def gradients(net: Network, weights: list[np.ndarray], x,
-              y) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Losses, predictions and the gradients of the mean loss of one minibatch.
+@dataclass
+class Trace:
+    """Every tensor of one training step (columns are samples), as :func:`trace` computes them."""
 
-    ``x`` is ``m × n_0``, ``y`` the ``m`` class numbers (0/1 for a sigmoid output). Returns
-    ``(losses, predictions, gradients)``, a gradient shaped like each parameter.
+    inputs: list[np.ndarray]      # [A[l]; 1], l = 0 … L-1
+    zs: list[np.ndarray]          # Z[l], l = 1 … L
+    probabilities: np.ndarray     # A[L]
+    dzs: list[np.ndarray]         # dZ[l], l = 1 … L
+    derivatives: list[np.ndarray]  # g'(Z[l]) of the hidden layers
+    losses: np.ndarray
+    predictions: np.ndarray
+    gradients: list[np.ndarray]   # shaped like each parameter
+
+
+def trace(net: Network, weights: list[np.ndarray], x, y) -> Trace:
+    """The forward and backward pass of one minibatch in the precision of ``weights``.
+
+    ``x`` is ``m × n_0``, ``y`` the ``m`` class numbers (0/1 for a sigmoid output). The gradients are
+    those of the mean loss.
     """
     inputs, zs, p = forward(net, weights, x)
     y = np.asarray(y)
@@ -108,14 +123,24 @@ def gradients(net: Network, weights: list[np.ndarray], x,
         losses = (np.logaddexp(0, z) - labels * z)[0]
     dz = p - labels
     grads: list[np.ndarray] = [np.empty(0)] * len(weights)
+    dzs, derivatives = [dz], []
     for k in range(net.layers, 0, -1):
         grads[k - 1] = dz @ inputs[k - 1].T / m
         if k > 1:
             da = weights[k - 1][:, :-1].T @ dz
             if net.learn_slope:
                 grads[net.layers + k - 2] = (da * np.minimum(zs[k - 2], 0)).sum(axis=1, keepdims=True) / m
-            dz = da * _g(net, weights, k - 1, zs[k - 2], True).astype(dz.dtype)
-    return losses, _predictions(net, p), grads
+            derivatives.insert(0, _g(net, weights, k - 1, zs[k - 2], True).astype(dz.dtype))
+            dz = da * derivatives[0]
+            dzs.insert(0, dz)
+    return Trace(inputs, zs, p, dzs, derivatives, losses, _predictions(net, p), grads)
+
+
+def gradients(net: Network, weights: list[np.ndarray], x,
+              y) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Losses, predictions and the gradients of the mean loss of one minibatch (:func:`trace`)."""
+    t = trace(net, weights, x, y)
+    return t.losses, t.predictions, t.gradients
 
 
 def step(net: Network, weights: list[np.ndarray], x,

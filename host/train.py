@@ -20,6 +20,7 @@ import numpy as np
 
 from host.compiler import Formats, Network, Program, Write, compile_network, initial_parameters
 from host.data import Dataset, inference_batches, minibatches
+from host.profile import TensorStats, mean_stats, step_stats
 from hw.isa import Opcode, Reg, instruction
 
 __all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "dead_fraction", "COUNTER_MAX"]
@@ -54,6 +55,8 @@ class EpochResult:
     # which it was active (z > 0), from the device's counters, and A[l] of the epoch's last minibatch.
     active: list[np.ndarray] | None = None
     activations: list[np.ndarray] | None = None
+    # With profiling, each tensor's comparison with the float64 shadow, averaged over the epoch's steps.
+    profile: dict[str, TensorStats] | None = None
 
 
 class Trainer:
@@ -71,6 +74,10 @@ class Trainer:
         them from ``x``, the training inputs, and the initial weights.
     x : array_like, optional
         Training inputs, a sample per row, for the choice of formats.
+    profile : bool
+        Compare every training step with a float64 shadow (:mod:`host.profile`):
+        :attr:`EpochResult.profile`. Reads every tensor back after each step, so the link carries far
+        more than training needs.
 
     Raises
     ------
@@ -79,12 +86,12 @@ class Trainer:
     """
 
     def __init__(self, driver, network: Network, seed: int = 0, formats: Formats | None = None,
-                 x=None):
-        self.driver, self.network, self.seed = driver, network, seed
+                 x=None, profile: bool = False):
+        self.driver, self.network, self.seed, self.profile = driver, network, seed, profile
         config = driver.info().config()
         if formats is None:
             formats = Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
-        self.program: Program = compile_network(network, config, seed=seed, formats=formats)
+        self.program: Program = compile_network(network, config, seed=seed, formats=formats, keep=profile)
         self.reseed_at = len(self.program.words)
         if self.reseed_at + 2 > config.imem:
             raise ValueError(f"the program needs {self.reseed_at + 2} instructions, the device holds "
@@ -129,10 +136,14 @@ class Trainer:
         m, steps = self.network.batch, len(data) // self.network.batch
         counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
         drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
-        losses, right = [], 0
+        losses, right, profiles = [], 0, []
+        before = self.weights() if self.profile else None
         for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
             self.write(self.program.batch_writes(x, y))
             result = self.driver.run(self.program.train, self.program.output)
+            if self.profile:
+                stats, before = step_stats(self.program, self._read, before, x, y)
+                profiles.append(stats)
             loss, predictions = self.program.decode_output(result.words)
             losses.append(loss.mean())
             right += int((predictions == y).sum())
@@ -140,7 +151,8 @@ class Trainer:
                 self._drain_counters(counts)
             if progress:
                 progress(step, steps)
-        result = EpochResult(float(np.mean(losses)), right / (steps * m))
+        result = EpochResult(float(np.mean(losses)), right / (steps * m),
+                             profile=mean_stats(profiles) if profiles else None)
         if counts:
             result.active = [c / (steps * m) for c in counts]
             fmt = self.program.formats
