@@ -142,11 +142,26 @@ def lfsr_step(state):
     return (state >> 1) ^ (lsb * LFSR_TAPS)
 
 
+@cache
+def _advance_tables() -> np.ndarray:
+    """``t[j, b]``: byte ``b`` of the state at bit ``8·j`` advanced :data:`LFSR_STEPS` steps (the
+    advance is linear over GF(2), so a state's advance is the XOR of its four bytes')."""
+    tables = np.zeros((4, 256), dtype=np.int64)
+    for j in range(4):
+        for b in range(256):
+            state = b << (8 * j)
+            for _ in range(LFSR_STEPS):
+                state = lfsr_step(state)
+            tables[j, b] = state
+    return tables
+
+
 def lfsr_advance(state):
-    """The state after :data:`LFSR_STEPS` steps: what the hardware computes in one cycle."""
-    for _ in range(LFSR_STEPS):
-        state = lfsr_step(state)
-    return state
+    """The state after :data:`LFSR_STEPS` steps (:func:`lfsr_step`): what the hardware computes in one
+    cycle. Works on ints and on NumPy arrays of states."""
+    t = _advance_tables()
+    out = t[0][state & 255] ^ t[1][(state >> 8) & 255] ^ t[2][(state >> 16) & 255] ^ t[3][state >> 24 & 255]
+    return int(out) if isinstance(state, int) else out
 
 
 @cache

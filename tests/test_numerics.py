@@ -241,6 +241,10 @@ def test_lfsr_matrix_is_the_power_of_one_step():
 def test_lfsr_matrix_equals_advance(state: int):
     assert mat_apply(lfsr_matrix(), state) == lfsr_advance(state)
     assert mat_apply(lfsr_matrix(1), state) == lfsr_step(state)
+    stepped = state
+    for _ in range(LFSR_STEPS):
+        stepped = lfsr_step(stepped)
+    assert lfsr_advance(state) == stepped
 
 
 @PROPS
