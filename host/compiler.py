@@ -213,9 +213,9 @@ class Formats:
     def choose(cls, net: Network, x=None, params: list[np.ndarray] | None = None) -> Formats:
         """Formats for training ``net`` on inputs ``x`` (a sample per row) from the real initial
         parameters ``params`` (:func:`initial_parameters`): each tensor's largest value over ``x`` in
-        the float64 forward and backward pass, with room to grow ``_HEADROOM``-fold (weights 4-fold,
-        gradients 2-fold). Without ``x``, inputs are taken to lie in [−1, 1]; without ``params``, the
-        activations and logits get ``±32`` and the weights ``±4``. ``weight_bits`` below 16 drops
+        the float64 forward and backward pass, with room to grow ``_HEADROOM``-fold (logits, which grow
+        all through training on separable data, four times that; weights 4-fold, gradients 2-fold). Without ``x``, inputs are taken to lie in [−1, 1]; without ``params``, the
+        activations get ``±32``, the logits ``±64`` and the weights ``±4``. ``weight_bits`` below 16 drops
         fraction bits of the weights and slopes."""
         from host.reference import forward
 
@@ -225,12 +225,12 @@ class Formats:
         fx = _FRAC_MAX if x is None else _frac(np.abs(x).max(initial=0), 1.0, 0, _FRAC_MAX)
         if x is None or params is None:
             a = [ACT.frac if table else 10] * hidden
-            return cls(fx, a, 10, [13 - drop] * net.layers, [13] * hidden, 14 - drop)
+            return cls(fx, a, 9, [13 - drop] * net.layers, [13] * hidden, 14 - drop)
         x = np.asarray(x, dtype=np.float64)[:512]
         params = [np.asarray(p, dtype=np.float64) for p in params]
         _, zs, _ = forward(net, params, x)
         a = [ACT.frac if table else _frac(np.abs(z).max(), _HEADROOM, 0, _FRAC_MAX) for z in zs[:-1]]
-        logits = _frac(np.abs(zs[-1]).max(), _HEADROOM, ACT.frac - SOFTMAX_SHIFT_MAX, ACT.frac)
+        logits = _frac(np.abs(zs[-1]).max(), 4 * _HEADROOM, ACT.frac - SOFTMAX_SHIFT_MAX, ACT.frac)
         w = [_frac(np.abs(p).max(), 4, 0, 15) - drop for p in params[:net.layers]]
         y = np.zeros(len(x), dtype=np.int64)
         dz = [_frac(g, 2, 8, 15) for g in _hidden_gradients(net, params, x, y)]

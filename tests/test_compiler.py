@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from host.compiler import Formats, Network, Output, Program, compile_network
+from host.compiler import Formats, Network, Output, Program, compile_network, initial_parameters
 from hw.config import DeviceConfig
 from hw.frame import decode_frame
 from hw.isa import Buf, Command, ProgramArgs, RunArgs, RunReply, Status, WriteArgs, decode, encode
@@ -275,3 +275,29 @@ def test_stochastic_rounding_keeps_small_updates():
 def test_bad_options_raise(kwargs, what):
     with pytest.raises(ValueError, match=what):
         Network((8, 6, 3), **kwargs)
+
+
+def test_formats_fit_the_data_and_the_weights():
+    net = Network((8, 6, 3))
+    params = initial_parameters(net, np.random.default_rng(0))
+    small = Formats.choose(net, np.full((4, 8), 0.5), params)
+    large = Formats.choose(net, np.full((4, 8), 3000.0), params)
+    assert small.x == 14 and large.x == 3             # 3000 < 2**12: 12 integer bits and the sign
+    assert large.a[0] < small.a[0] and large.logits <= small.logits
+    assert Formats.choose(Network((8, 6, 3), hidden=Act.TANH), None).a == (ACT.frac,)  # tables read ACT
+    assert Formats.choose(Network((8, 6, 3), weight_bits=10)).w == tuple(f - 6 for f in Formats.choose(net).w)
+    with pytest.raises(ValueError, match="Formats.logits = 4 is outside 5 … 12"):
+        Formats(x=12, a=(12,), logits=4, w=(12, 12), dz=(12,), slope=12)
+    with pytest.raises(ValueError, match="need 1 hidden entries"):
+        Formats(x=12, a=(), logits=12, w=(12, 12), dz=(), slope=12)
+    with pytest.raises(ValueError, match="do not fit a net of 3"):
+        compile_network(Network((8, 6, 5, 3)), SMALL, formats=Formats.choose(net))
+    with pytest.raises(ValueError, match="not finite"):
+        Formats.choose(net, np.full((4, 8), np.inf), params)
+
+
+def test_kept_program_writes_dz_beside_z():
+    net = Network((8, 6, 3), batch=4)
+    kept, plain = compile_network(net, SMALL, keep=True), compile_network(net, SMALL)
+    assert {"dZ1", "dZ2"} <= set(kept.regions) and "dZ1" not in plain.regions
+    assert kept.regions["dZ1"] != kept.regions["Z1"]
