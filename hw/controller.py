@@ -275,6 +275,7 @@ class Controller(wiring.Component):
             vec.round.eq(run.epi.round),
             vec.shift.eq(run.epi.shift),
             vec.b_shift.eq(run.epi.b_shift),
+            smax.shift.eq(run.epi.shift[:len(smax.shift)]),  # SOFTMAX keeps its shift in these bits
             red.op.eq(Mux(opcode == Opcode.LOSS, ReduceOp.LOSS, ReduceOp.ARGMAX)),
         ]
 

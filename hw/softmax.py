@@ -10,6 +10,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
+from .isa import SOFTMAX_SHIFT_MAX
 from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed, PwlTable
 from .vector import pwl_memory
 
@@ -71,15 +72,16 @@ class Softmax(wiring.Component):
     """Softmax of each group of beats; lane ``j`` across a group's beats is the column of sample ``j``.
 
     A group is the beats up to and including one with ``last``; its rows are the classes. The output
-    group has as many beats, ``last`` on the final one, and equals ``numerics.softmax`` of the input
-    group bit for bit.
+    group has as many beats, ``last`` on the final one, and equals ``numerics.softmax(x, fmt, shift)``
+    of the input group bit for bit: the inputs have ``fmt.frac - shift`` fraction bits, and the unit
+    looks up ``exp_table((x - max) << shift)``.
 
     The unit computes ``physical_lanes`` lanes at a time: a beat is ``S = lanes / physical_lanes``
     slices, handled on consecutive cycles. Cycle contract: the unit works on one group at a time, in
     four phases. *Load* stores the beat on ``i`` a slice per cycle, so its payload must hold until the
     transfer, as a stream's does (``i.ready`` is high on the cycle of its last slice), and tracks each
-    lane's maximum. *Exp* computes ``e = exp_table(x - max)`` for the ``n`` stored rows, a slice per
-    cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides
+    lane's maximum. *Exp* computes ``e = exp_table((x - max) << shift)`` for the ``n`` stored rows,
+    a slice per cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides
     ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact non-restoring divider, a
     bit of the 17-bit quotient per cycle (``17·S`` cycles). *Output* computes ``e`` again, a slice
     per cycle, and emits ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure
@@ -111,6 +113,10 @@ class Softmax(wiring.Component):
         Payload ``x`` (``lanes`` x ``signed(fmt.bits)``), ``last``.
     o : Out(stream)
         Payload ``y`` (``lanes`` x ``signed(fmt.bits)``), ``last``.
+    shift : In(range(SOFTMAX_SHIFT_MAX + 1))
+        Input shift: ``x`` has ``fmt.frac - shift`` fraction bits (a wider range than ``fmt``). A
+        configuration input like the vector unit's: it must hold from a group's first beat on ``i``
+        to its last on ``o``, and may change only while the unit is idle in *load* between groups.
     overflow : Out(1)
         One-cycle pulse: a group longer than ``max_rows`` was dropped.
 
@@ -139,6 +145,7 @@ class Softmax(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"x": beat, "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"y": beat, "last": 1}))),
+            "shift": In(range(SOFTMAX_SHIFT_MAX + 1)),
             "overflow": Out(1),
         })
 
@@ -223,12 +230,21 @@ class Softmax(wiring.Component):
                     m.d.sync += [rslot.eq(0), rrow.eq(rrow + 1)]
             with m.If(v1):
                 m.d.sync += turn(maximum, [maximum[0][p] for p in range(phys)])
+        # The lookup of d = (x - max) << shift <= 0 < table.hi: only the table's low end, a whole
+        # segment, clamps. d < lo exactly when x - max < ceil(lo / 2**shift), a bound shared by the
+        # lanes and picked from constants; the lookup then needs only d's low bits, the segment and
+        # the offset in it, as x - max shifted: nothing wider than x - max is built.
+        bounds = [-(-table.lo >> s) for s in range(SOFTMAX_SHIFT_MAX + 1)]
+        bound_shape = signed(bits + 1)  # the shape of x - max; lo fits it
+        bound = Cat(*(Const(b, bound_shape) for b in bounds)).word_select(
+            self.shift, bound_shape.width).as_signed()
+        index_bits = (table.segments - 1).bit_length()
         for p in range(phys):
             port = rom.read_port()
-            # d = x - max <= 0 < table.hi: only the table's low end, a whole segment, clamps.
-            d = rd.data[p] - maximum[0][p]
-            below = d < table.lo
-            index = Mux(below, 0, (d >> table.seg_shift) - (table.lo >> table.seg_shift))
+            diff = rd.data[p] - maximum[0][p]
+            below = diff < bound
+            d = (diff << self.shift)[:table.seg_shift + index_bits]
+            index = Mux(below, 0, d[table.seg_shift:] - (table.lo >> table.seg_shift))[:index_bits]
             offset = Mux(below, 0, d[:table.seg_shift])
             if self.serial_multipliers:
                 e = _serial_pwl(m, rounded, port.data.y0, port.data.slope, frac2[p], phase, cycles)

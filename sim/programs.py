@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import Buf, Opcode, Reg, instruction
+from hw.isa import SOFTMAX_SHIFT_MAX, Buf, Opcode, Reg, instruction
 from hw.numerics import Act
 from hw.vector import Rounding, VecOp
 
@@ -94,7 +94,10 @@ def random_program(rng: np.random.Generator, config: DeviceConfig, ops: int = 3,
             out = alloc.tensor(order[1], m if kind == "softmax" else 1, n, words)
             if None in (a, out):
                 break
-            op = Opcode.SOFTMAX if kind == "softmax" else Opcode.ARGMAX
-            words.append(instruction(op, unary={"a": a, "out": out}))
+            if kind == "softmax":
+                shift = int(rng.integers(0, SOFTMAX_SHIFT_MAX + 1))
+                words.append(instruction(Opcode.SOFTMAX, softmax={"a": a, "out": out, "shift": shift}))
+            else:
+                words.append(instruction(Opcode.ARGMAX, unary={"a": a, "out": out}))
     words.append(instruction(Opcode.END))
     return words

@@ -172,7 +172,7 @@ def _faults() -> list[tuple[str, list[int]]]:
                         instruction(Opcode.GEMM, gemm={**gemm, "b": 2}), end]),
         ("softmax too tall", [instruction(Opcode.TENSOR, tensor={**t, "rows": CONFIG.max_rows + 1}),
                               instruction(Opcode.TENSOR, tensor={**tensor, "rows": CONFIG.max_rows + 1}),
-                              instruction(Opcode.SOFTMAX, unary={"a": 0, "out": 1}), end]),
+                              instruction(Opcode.SOFTMAX, softmax={"a": 0, "out": 1}), end]),
         ("too deep", [instruction(Opcode.TENSOR, tensor={**t, "cols": CONFIG.k_max + 1,
                                                            "pitch": -(-(CONFIG.k_max + 1) // CONFIG.banks)}),
                       instruction(Opcode.TENSOR, tensor={**tensor, "rows": CONFIG.k_max + 1, "pitch": 1}),

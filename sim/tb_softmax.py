@@ -1,8 +1,10 @@
 """cocotb testbench of :class:`hw.softmax.Softmax`, scored against :func:`sim.vector.softmax_groups`.
 
-Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``max_rows``, ``groups`` and ``patience``
-(idle cycles before a hang is declared, default 1000). Stimulus is seeded as in ``sim/tb_vector.py``;
-``SEED=<run seed>`` replays a run (see ``sim/runner.py``).
+Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``max_rows``, ``groups``, ``patience``
+(idle cycles before a hang is declared, default 1000) and ``shift`` (the input shift of every run;
+by default each run picks one, and ``test_groups`` covers 0, the largest and two between). The shift
+holds through a run and changes only between runs, while the unit is idle. Stimulus is seeded as in
+``sim/tb_vector.py``; ``SEED=<run seed>`` replays a run (see ``sim/runner.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import cocotb
 import numpy as np
 
-from hw.numerics import ACT
+from hw.isa import SOFTMAX_SHIFT_MAX
+from hw.numerics import ACT, exp_table
 from sim.runner import tb_params
 from sim.tb_vector import Scoreboard, Sink, Source, pack, pump, start, unpack
 from sim.vector import softmax_groups
@@ -46,10 +49,18 @@ class SoftmaxBench:
         self.board.compare((tuple(unpack(word, bits, self.lanes)),
                             (word >> (self.lanes * bits)) & 1))
 
-    def group(self, rows: int) -> np.ndarray:
-        """A random group: full-range values, a cluster, extremes only, or one repeated value."""
+    def shifts(self, n: int) -> list[int]:
+        """The input shifts of ``n`` runs: the ``shift`` parameter, or random ones."""
+        fixed = tb_params().get("shift")
+        if fixed is not None:
+            return [fixed] * n
+        return [int(s) for s in self.rng.integers(0, SOFTMAX_SHIFT_MAX + 1, n)]
+
+    def group(self, rows: int, shift: int = 0) -> np.ndarray:
+        """A random group: full-range values, a cluster, extremes only, one repeated value, or values
+        whose ``(x - max) << shift`` lies about the exp table's low end (either side, or on it)."""
         rng, shape = self.rng, (rows, self.lanes)
-        kind = rng.integers(0, 4)
+        kind = rng.integers(0, 5)
         if kind == 0:
             return rng.integers(ACT.min, ACT.max + 1, shape)
         if kind == 1:
@@ -57,11 +68,21 @@ class SoftmaxBench:
             return np.clip(centre + rng.integers(-4 * ACT.one, 4 * ACT.one, shape), ACT.min, ACT.max)
         if kind == 2:
             return rng.choice([ACT.min, ACT.max], shape)
-        return np.full(shape, rng.integers(ACT.min, ACT.max + 1))
+        if kind == 3:
+            return np.full(shape, rng.integers(ACT.min, ACT.max + 1))
+        edge = -(-exp_table(ACT).lo >> shift)  # the least x - max whose d is not below the table
+        top = rng.integers(ACT.min - edge + 3, ACT.max + 1)
+        x = np.clip(top + edge + rng.integers(-3, 4, shape), ACT.min, top)
+        x[rng.integers(0, rows)] = top  # each lane's maximum
+        return x
 
-    async def run(self, groups: list[np.ndarray]) -> None:
-        """Send ``groups`` back to back and check every output beat and the overflow count."""
-        out, dropped = softmax_groups(groups, self.max_rows, ACT)
+    async def run(self, groups: list[np.ndarray], shift: int = 0, model_shift: int | None = None) -> None:
+        """With the input shift ``shift``, send ``groups`` back to back and check every output beat
+        and the overflow count against the model at ``model_shift`` (default ``shift``). The unit is
+        idle (or reset) when this starts and when it returns."""
+        self.dut.shift.value = shift
+        model_shift = shift if model_shift is None else model_shift
+        out, dropped = softmax_groups(groups, self.max_rows, ACT, model_shift)
         for y in out:
             last = np.zeros(len(y), dtype=np.int64)
             last[-1] = 1
@@ -77,21 +98,25 @@ class SoftmaxBench:
         self.board.check_done()
         assert self.overflows.count == expected, \
             f"overflow pulsed {self.overflows.count} times, expected {expected}"
-        self.dut._log.info("%d groups: %d answered (%d beats checked), %d dropped", len(groups),
-                           len(out), sum(map(len, out)), dropped)
+        self.dut._log.info("%d groups at shift %d: %d answered (%d beats checked), %d dropped",
+                           len(groups), shift, len(out), sum(map(len, out)), dropped)
 
 
 @cocotb.test()
 async def test_groups(dut):
-    """Groups of 1..max_rows beats, random and extreme values, with random stalls."""
+    """Groups of 1..max_rows beats, random and extreme values, with random stalls, at input shifts
+    0, the largest and two between (or the ``shift`` parameter's), changed between runs."""
     bench = SoftmaxBench(dut, await start(dut))
     rng = bench.rng
-    for k in range(4):
+    shifts = [0, SOFTMAX_SHIFT_MAX, *(int(s) for s in rng.integers(1, SOFTMAX_SHIFT_MAX, 2))]
+    if tb_params().get("shift") is not None:
+        shifts = bench.shifts(len(shifts))
+    for k, shift in enumerate(shifts):
         bench.source.p_idle, bench.sink.p_stall = [(0, 0), (0.5, 0), (0, 0.5), (0.3, 0.6)][k]
-        groups = [bench.group(int(rng.integers(1, bench.max_rows + 1)))
+        groups = [bench.group(int(rng.integers(1, bench.max_rows + 1)), shift)
                   for _ in range(tb_params().get("groups", 30))]
-        groups.append(bench.group(bench.max_rows))
-        await bench.run(groups)
+        groups.append(bench.group(bench.max_rows, shift))
+        await bench.run(groups, shift)
 
 
 @cocotb.test()
@@ -103,4 +128,20 @@ async def test_overflow(dut):
     lengths = [bench.max_rows + 1, 1, 2 * bench.max_rows + 3, bench.max_rows, bench.max_rows + 1,
                bench.max_rows + 2]
     lengths += [int(rng.integers(1, bench.max_rows + 4)) for _ in range(20)]
-    await bench.run([bench.group(n) for n in lengths])
+    shift = bench.shifts(1)[0]
+    await bench.run([bench.group(n, shift) for n in lengths], shift)
+
+
+@cocotb.test()
+async def scoreboard_bites(dut):
+    """The model at another input shift than the unit's is caught: the scoreboard sees the shift."""
+    bench = SoftmaxBench(dut, await start(dut))
+    rng = bench.rng
+    shift = int(rng.integers(0, SOFTMAX_SHIFT_MAX))
+    groups = [rng.integers(ACT.min, ACT.max + 1, (bench.max_rows, bench.lanes)) for _ in range(3)]
+    try:
+        await bench.run(groups, shift, model_shift=shift + 1)
+    except AssertionError as error:
+        dut._log.info("caught as expected: %s", error)
+    else:
+        raise AssertionError(f"the scoreboard missed a unit at shift {shift} scored at {shift + 1}")

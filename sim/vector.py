@@ -66,11 +66,12 @@ class VectorModel:
         return numerics.activation(act, deriv, x, slope, self.fmt, self.segments)
 
 
-def softmax_groups(groups, max_rows: int, fmt: Fixed = ACT) -> tuple[list[np.ndarray], int]:
-    """The softmax unit on a sequence of groups (each ``(rows, lanes)``, lanes are samples).
+def softmax_groups(groups, max_rows: int, fmt: Fixed = ACT, shift: int = 0) -> tuple[list[np.ndarray], int]:
+    """The softmax unit on a sequence of groups (each ``(rows, lanes)``, lanes are samples), all with
+    the input shift ``shift`` (see :func:`numerics.softmax`).
 
     Returns the output groups, in order, and the number of groups longer than ``max_rows``, which
     the unit consumes and drops (pulsing ``overflow``) instead of answering.
     """
-    out = [numerics.softmax(np.asarray(g), fmt) for g in groups if len(g) <= max_rows]
+    out = [numerics.softmax(np.asarray(g), fmt, shift) for g in groups if len(g) <= max_rows]
     return out, sum(len(g) > max_rows for g in groups)

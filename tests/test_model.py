@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Const
 
 from hw import numerics
 from hw.config import DeviceConfig
 from hw.frame import ErrorCode, decode_frame, encode_frame, parse_error_payload
 from hw.isa import (
+    SOFTMAX_SHIFT_MAX,
     TENSORS,
     VERSION,
     Buf,
     Command,
     InfoReply,
+    Instruction,
     Opcode,
     ProgramArgs,
     ReadArgs,
@@ -218,7 +221,7 @@ def test_softmax_argmax_loss():
     device.write_matrix(Buf.W, 0, 3, y)
     assert execute(device, tensor(0, Buf.G, 0, m, n), tensor(1, Buf.A, 0, m, n),
                    tensor(2, Buf.W, 0, m, n), tensor(3, Buf.G, 40, 1, n), tensor(4, Buf.G, 50, 1, n),
-                   instruction(Opcode.SOFTMAX, unary={"a": 0, "out": 1}),
+                   instruction(Opcode.SOFTMAX, softmax={"a": 0, "out": 1}),
                    instruction(Opcode.ARGMAX, unary={"a": 1, "out": 3}),
                    instruction(Opcode.LOSS, loss={"a": 1, "y": 2, "out": 4}))[0] == Status.OK
     p = numerics.softmax(z)
@@ -226,6 +229,27 @@ def test_softmax_argmax_loss():
     np.testing.assert_array_equal(device.read_matrix(Buf.G, 40, 3, 1, n)[0], np.argmax(p, axis=0))
     np.testing.assert_array_equal(device.read_matrix(Buf.G, 50, 3, 1, n)[0],
                                   numerics.cross_entropy(p[hot, np.arange(n)]))
+
+
+def test_softmax_with_an_input_shift():
+    rng = np.random.default_rng(5)
+    m, n, shift = 6, 7, 3
+    z = random_words(rng, (m, n))  # logits with ACT.frac - 3 fraction bits: some read below the table
+    device = Device(CONFIG)
+    device.write_matrix(Buf.G, 0, 2, z)
+    assert execute(device, tensor(0, Buf.G, 0, m, n), tensor(1, Buf.A, 0, m, n),
+                   instruction(Opcode.SOFTMAX, softmax={"a": 0, "out": 1, "shift": shift}))[0] == Status.OK
+    p = device.read_matrix(Buf.A, 0, 2, m, n)
+    np.testing.assert_array_equal(p, numerics.softmax(z, shift=shift))
+    assert not np.array_equal(p, numerics.softmax(z))
+
+
+def test_softmax_shift_is_where_a_gemm_keeps_its_epilogue_shift():
+    # the controller hands the same bits to the vector unit's shift and the softmax unit's
+    shift = SOFTMAX_SHIFT_MAX
+    word = instruction(Opcode.SOFTMAX, softmax={"a": 0, "out": 1, "shift": shift})
+    args = Instruction()(Const(word, Instruction().size)).args
+    assert Const.cast(args.gemm.epi.shift).value == shift
 
 
 def test_argmax_first_on_ties_and_binary_loss():
@@ -266,7 +290,7 @@ FAULTS = [
     ("vec one buffer", [tensor(0, Buf.A, 0, 2, 2), tensor(1, Buf.A, 5, 2, 2), vec(0, 0, epi(), b=1)],
      Status.BAD_SHAPE, 2),
     ("softmax too tall", [tensor(0, Buf.A, 0, 9, 2), tensor(1, Buf.G, 0, 9, 2),
-                          instruction(Opcode.SOFTMAX, unary={"a": 0, "out": 1})], Status.BAD_SHAPE, 2),
+                          instruction(Opcode.SOFTMAX, softmax={"a": 0, "out": 1})], Status.BAD_SHAPE, 2),
     ("argmax out rows", [tensor(0, Buf.A, 0, 3, 2), tensor(1, Buf.G, 0, 2, 2),
                          instruction(Opcode.ARGMAX, unary={"a": 0, "out": 1})], Status.BAD_SHAPE, 2),
     ("loss one buffer", [tensor(0, Buf.A, 0, 3, 2), tensor(1, Buf.A, 9, 3, 2), tensor(2, Buf.G, 0, 1, 2),

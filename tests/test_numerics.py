@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hw.isa import SOFTMAX_SHIFT_MAX
 from hw.numerics import (
     ACT,
     EXP,
@@ -469,6 +470,14 @@ def test_softmax_is_shift_invariant(rows: int, seed: int, c: int):
     z = np.random.default_rng(seed).integers(ACT.min, ACT.max + 1, (rows, 6))
     z = np.clip(z, ACT.min - min(c, 0), ACT.max - max(c, 0))  # z + c stays in ACT
     np.testing.assert_array_equal(softmax(z + c), softmax(z))
+
+
+@PROPS
+@given(st.integers(1, 16), st.integers(0, 2**32 - 1), st.integers(0, SOFTMAX_SHIFT_MAX))
+def test_softmax_shift_reads_logits_with_fewer_fraction_bits(rows: int, seed: int, shift: int):
+    # logits z with ACT.frac - shift fraction bits are the ACT values z << shift, when those fit
+    z = np.random.default_rng(seed).integers(ACT.min >> shift, (ACT.max >> shift) + 1, (rows, 6))
+    np.testing.assert_array_equal(softmax(z, shift=shift), softmax(z << shift))
 
 
 def test_softmax_extremes():
