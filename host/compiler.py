@@ -214,9 +214,10 @@ class Formats:
         """Formats for training ``net`` on inputs ``x`` (a sample per row) from the real initial
         parameters ``params`` (:func:`initial_parameters`): each tensor's largest value over ``x`` in
         the float64 forward and backward pass, with room to grow ``_HEADROOM``-fold (logits, which grow
-        all through training on separable data, four times that; weights 4-fold, gradients 2-fold). Without ``x``, inputs are taken to lie in [−1, 1]; without ``params``, the
-        activations get ``±32``, the logits ``±64`` and the weights ``±4``. ``weight_bits`` below 16 drops
-        fraction bits of the weights and slopes."""
+        all through training on separable data, four times that; weights 4-fold, gradients 2-fold).
+        Without ``x``, inputs are taken to lie in [−1, 1]; without ``params``, the activations get
+        ``±32``, the logits ``±64`` and the weights ``±4``. ``weight_bits`` below 16 drops fraction bits
+        of the weights and slopes."""
         from host.reference import forward
 
         drop = _WORD - net.weight_bits

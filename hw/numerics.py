@@ -22,7 +22,7 @@ import numpy as np
 __all__ = [
     "Fixed", "DATA", "ACT", "SLOPE", "EXP", "saturate", "shift_round", "requantize",
     "shift_stochastic", "requantize_stochastic", "LFSR_WIDTH", "LFSR_TAPS", "LFSR_STEPS",
-    "lfsr_seed", "lfsr_step", "lfsr_advance", "lfsr_matrix", "product_bits", "acc_bits",
+    "lfsr_seed", "lfsr_step", "lfsr_advance", "lfsr_sequence", "lfsr_matrix", "product_bits", "acc_bits",
     "Act", "PwlTable", "pwl_table", "activation", "activation_float", "softmax",
     "softmax_float", "SOFTMAX_RECIP_BITS", "TABLE_RANGE", "activation_table", "exp_table",
     "ln_table", "cross_entropy", "argmax", "MANTISSA",
@@ -156,12 +156,40 @@ def _advance_tables() -> np.ndarray:
     return tables
 
 
+def _apply(tables: np.ndarray, state):
+    """The linear map whose byte tables are ``tables`` (as :func:`_advance_tables`) applied to ``state``."""
+    t = tables
+    return t[0][state & 255] ^ t[1][(state >> 8) & 255] ^ t[2][(state >> 16) & 255] ^ t[3][state >> 24 & 255]
+
+
 def lfsr_advance(state):
     """The state after :data:`LFSR_STEPS` steps (:func:`lfsr_step`): what the hardware computes in one
     cycle. Works on ints and on NumPy arrays of states."""
-    t = _advance_tables()
-    out = t[0][state & 255] ^ t[1][(state >> 8) & 255] ^ t[2][(state >> 16) & 255] ^ t[3][state >> 24 & 255]
+    out = _apply(_advance_tables(), state)
     return int(out) if isinstance(state, int) else out
+
+
+@cache
+def _jump_tables(j: int) -> np.ndarray:
+    """Byte tables of :func:`lfsr_advance` applied ``2**j`` times."""
+    if j == 0:
+        return _advance_tables()
+    half = _jump_tables(j - 1)
+    return np.array([[_apply(half, _apply(half, b << (8 * i))) for b in range(256)] for i in range(4)],
+                    dtype=np.int64)
+
+
+def lfsr_sequence(state, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` successive states from ``state`` on (an array of lane states) and the state after them:
+    what ``n`` calls of :func:`lfsr_advance` give, computed in ``log2(n)`` vector steps."""
+    state = np.asarray(state, dtype=np.int64)
+    seq = state[None, :]
+    j = 0
+    while len(seq) < n:
+        seq = np.concatenate([seq, _apply(_jump_tables(j), seq)])
+        j += 1
+    after = _apply(_jump_tables(j), state) if len(seq) == n else seq[n]
+    return seq[:n], after
 
 
 @cache

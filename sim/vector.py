@@ -56,10 +56,7 @@ class VectorModel:
         """The outputs ``y`` of the beats ``a``, ``b`` (``(beats, lanes)``), advancing the LFSRs."""
         t = self.combine(a, b, op, b_shift, scale)
         if round == Rounding.STOCHASTIC:
-            rand = np.empty_like(t)
-            for k in range(len(t)):
-                rand[k] = self.state
-                self.state = numerics.lfsr_advance(self.state)
+            rand, self.state = numerics.lfsr_sequence(self.state, len(t))
             x = numerics.requantize_stochastic(t, shift, rand, self.fmt.bits)
         else:
             x = numerics.requantize(t, shift, self.fmt.bits)

@@ -33,6 +33,7 @@ from hw.numerics import (
     lfsr_advance,
     lfsr_matrix,
     lfsr_seed,
+    lfsr_sequence,
     lfsr_step,
     pwl_table,
     requantize,
@@ -504,3 +505,15 @@ def test_cross_entropy_within_two_lsb_of_float64_and_saturates():
 def test_argmax_takes_the_first_of_equal_maxima():
     z = np.array([[1, 5, 7], [3, 5, 7], [2, 0, 7]])
     assert argmax(z).tolist() == [1, 0, 0]
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 8, 33, 300])
+def test_lfsr_sequence_is_repeated_advance(n: int):
+    state = np.array([lfsr_seed(7, lane) for lane in range(4)], dtype=np.int64)
+    expected = []
+    for _ in range(n):
+        expected.append(state)
+        state = lfsr_advance(state)
+    got, after = lfsr_sequence(np.array([lfsr_seed(7, lane) for lane in range(4)]), n)
+    assert got.shape == (n, 4) and np.array_equal(after, state)
+    assert np.array_equal(got, np.array(expected).reshape(n, 4))
