@@ -7,7 +7,7 @@ BOARD  ?= icebreaker
 WAVES  ?= 0
 export SIM WAVES
 
-.PHONY: setup train test sim unit lint bench lab bitstream area flash clean
+.PHONY: setup train test sim unit lint bench lab robust bitstream area flash clean
 
 setup: $(VENV)/.installed
 
@@ -42,6 +42,11 @@ unit: setup
 # docs/bench/*.png, bench/results.json (about 3 min once the simulators are built).
 bench: setup
 	$(BIN)/python -m bench
+
+# The robustness grid: minibatch, learning rate, activation and depth, each run on the golden model
+# beside float32 for 100 epochs (about 40 min on 2 cores): docs/robustness.md, bench/robust.json.
+robust: setup
+	$(BIN)/python -m bench.robust
 
 # The lab: how a neural net is parallelised on a chip, measured on the virtual board and the golden
 # model: docs/lab.md, docs/lab/*.png, lab/results.json, simulator output in build/lab/.

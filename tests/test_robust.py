@@ -36,3 +36,36 @@ def test_digits_does_not_collapse(network, epochs):
     float32 = float(np.mean(reference.predict(test.x) == test.y))
     assert min(accuracy) >= 0.95, accuracy
     assert accuracy[-1] >= float32 - 0.015, (accuracy, float32)
+
+
+def _run(device, float32, epochs=None):
+    from bench.robust import Case, Run
+
+    epochs = epochs or list(range(2, 2 * len(device) + 1, 2))
+    return Run(Case("x", {}, 0), epochs, device, float32, 1.0)
+
+
+def test_collapse_gap_and_worst_gap():
+    steady = _run([0.90, 0.95, 0.96, 0.96], [0.91, 0.96, 0.965, 0.97])
+    assert not steady.collapsed and steady.final_gap == pytest.approx(1.0)
+    assert steady.worst_gap == pytest.approx(1.0)        # epochs 6 and 8 are the second half
+    fell = _run([0.90, 0.95, 0.80, 0.96], [0.91, 0.96, 0.96, 0.97])
+    assert fell.collapsed and fell.worst_gap == pytest.approx(16.0)
+    never_close = _run([0.50, 0.60, 0.70], [0.90, 0.91, 0.92])
+    assert not never_close.collapsed                     # a gap that never closed is not a collapse
+
+
+def test_grid_covers_the_brief_and_one_run_renders(tmp_path):
+    from bench import robust
+
+    cases = robust.grid()
+    labels = {c.label for c in cases}
+    assert {"batch 1, lr 0.03", "batch 128, lr 0.3", "prelu, 4 layers", "swish, 3 layers",
+            "sigmoid output (BCE)"} <= labels
+    assert sum(c.label == "batch 32, lr 0.1" for c in cases) == 3
+    run = robust.train(next(c for c in cases if c.label == "sigmoid output (BCE)"), epochs=2, every=1)
+    assert run.epochs == [1, 2] and 0.5 < run.device[-1] <= 1 and 0.5 < run.float32[-1] <= 1
+    page = robust.render([run], 10.0, 2)
+    assert "| sigmoid output (BCE) | 1 |" in page and "Collapses: none" in page
+    robust.plot([run], tmp_path / "gaps.png")
+    assert (tmp_path / "gaps.png").stat().st_size > 0
