@@ -152,6 +152,7 @@ ONE_FRAC = 14
 
 _FRAC_MAX = 14    # a tensor that meets a row of ones (inputs, activations) keeps 1.0 representable
 _HEADROOM = 8     # room to grow over the largest value at the start of training
+_ACT_MAX, _LOGITS_MAX, _WEIGHT_MAX = 10, 9, 13   # the least range a format leaves to grow into
 _WORD = 16
 
 
@@ -212,30 +213,34 @@ class Formats:
     @classmethod
     def choose(cls, net: Network, x=None, params: list[np.ndarray] | None = None) -> Formats:
         """Formats for training ``net`` on inputs ``x`` (a sample per row) from the real initial
-        parameters ``params`` (:func:`initial_parameters`): each tensor's largest value over ``x`` in
-        the float64 forward and backward pass, with room to grow ``_HEADROOM``-fold (logits, which grow
-        all through training on separable data, four times that; weights 4-fold, gradients 2-fold).
-        Without ``x``, inputs are taken to lie in [−1, 1]; without ``params``, the activations get
-        ``±32``, the logits ``±64`` and the weights ``±4``. ``weight_bits`` below 16 drops fraction bits
-        of the weights and slopes."""
+        parameters ``params`` (:func:`initial_parameters`).
+
+        The inputs get the most fraction bits that hold ``x`` (``[−1, 1]`` without ``x``). The other
+        tensors get room to grow through training: at most 10 fraction bits for activations (±32), 9
+        for logits (±64), 13 for weights (±4); fewer where the largest value in a float64 forward pass
+        of the initial weights over ``x``, times a headroom (8 for activations, 32 for logits, which
+        grow all through training on separable data, 4 for weights), needs more range. Hidden
+        gradients get the most fraction bits (8 … 15) that hold twice the largest ``|dZ|`` of a float64
+        backward pass. ``weight_bits`` below 16 drops fraction bits of the weights and slopes.
+        """
         from host.reference import forward
 
         drop = _WORD - net.weight_bits
         table = net.hidden in (Act.SIGMOID, Act.TANH, Act.SWISH)
         hidden = net.layers - 1
         fx = _FRAC_MAX if x is None else _frac(np.abs(x).max(initial=0), 1.0, 0, _FRAC_MAX)
-        if x is None or params is None:
-            a = [ACT.frac if table else 10] * hidden
-            return cls(fx, a, 9, [13 - drop] * net.layers, [13] * hidden, 14 - drop)
-        x = np.asarray(x, dtype=np.float64)[:512]
-        params = [np.asarray(p, dtype=np.float64) for p in params]
-        _, zs, _ = forward(net, params, x)
-        a = [ACT.frac if table else _frac(np.abs(z).max(), _HEADROOM, 0, _FRAC_MAX) for z in zs[:-1]]
-        logits = _frac(np.abs(zs[-1]).max(), 4 * _HEADROOM, ACT.frac - SOFTMAX_SHIFT_MAX, ACT.frac)
-        w = [_frac(np.abs(p).max(), 4, 0, 15) - drop for p in params[:net.layers]]
-        y = np.zeros(len(x), dtype=np.int64)
-        dz = [_frac(g, 2, 8, 15) for g in _hidden_gradients(net, params, x, y)]
-        return cls(fx, a, logits, [max(v, 0) for v in w], dz, max(14 - drop, 0))
+        a, logits, w, dz = [_ACT_MAX] * hidden, _LOGITS_MAX, [_WEIGHT_MAX] * net.layers, [13] * hidden
+        if x is not None and params is not None:
+            x = np.asarray(x, dtype=np.float64)
+            x = x[::max(1, len(x) // 512)]   # an even sample of the data for the passes
+            params = [np.asarray(p, dtype=np.float64) for p in params]
+            _, zs, _ = forward(net, params, x)
+            a = [_frac(np.abs(z).max(), _HEADROOM, 0, _ACT_MAX) for z in zs[:-1]]
+            logits = _frac(np.abs(zs[-1]).max(), 4 * _HEADROOM, ACT.frac - SOFTMAX_SHIFT_MAX, _LOGITS_MAX)
+            w = [_frac(np.abs(p).max(), 4, 0, _WEIGHT_MAX) for p in params[:net.layers]]
+            dz = [_frac(g, 2, 8, 15) for g in _hidden_gradients(net, params, x)]
+        a = [ACT.frac if table else f for f in a]   # the tables read ACT
+        return cls(fx, a, logits, [max(f - drop, 0) for f in w], dz, max(14 - drop, 0))
 
     def act(self, k: int) -> int:
         """Fraction bits of ``A[k]`` (``A[0]`` the inputs), ``k < L``."""
@@ -255,9 +260,9 @@ class Formats:
         return [Fixed(_WORD, f) for f in self.w] + [Fixed(_WORD, self.slope)] * slopes
 
 
-def _hidden_gradients(net: Network, params: list[np.ndarray], x, y) -> list[float]:
-    """The largest ``|dZ[k]|`` of each hidden layer in a float64 backward pass (every label ``y``
-    tried, so the largest errors show)."""
+def _hidden_gradients(net: Network, params: list[np.ndarray], x) -> list[float]:
+    """The largest ``|dZ[k]|`` of each hidden layer in float64 backward passes of ``x`` with every
+    sample given each label in turn, so that the largest errors show."""
     from host.reference import forward
 
     inputs, zs, p = forward(net, params, x)
