@@ -3,7 +3,9 @@
 A checkpoint holds the raw device parameters (``W1 … WL``, each ``out × in+1``, bias last, then the
 learned slopes ``S1 … S(L-1)`` of a PReLU network, each ``n × 1``), the network,
 the fixed-point formats and shifts the compiler chose, the epoch just finished, the seed, the state
-of the data-order generator and the history so far.
+of the data-order generator and the history so far; for a run on a data file, also the input transform
+fitted on its training rows (:class:`host.data.Standardize`) and where its test rows came from
+(:class:`host.data.Holdout`). A checkpoint without them (the digits, or an older file) has neither.
 Plain SGD has no optimizer state beyond the weights; the device's rounding LFSRs are reseeded from
 ``(seed, epoch)`` at the start of every epoch, so an epoch boundary captures the whole state. Files
 are written atomically: a temporary file in the same folder, then a rename.
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from host.compiler import Formats, Network, Output
+from host.data import Holdout, Standardize
 from hw.numerics import Act
 from hw.vector import Rounding
 
@@ -47,7 +50,11 @@ def _names(net: Network) -> list[str]:
 
 @dataclass
 class Checkpoint:
-    """The state of a training run at the end of ``epoch`` (0: before the first)."""
+    """The state of a training run at the end of ``epoch`` (0: before the first).
+
+    ``transform`` is applied to every input the network sees (``None``: none); ``holdout`` says where
+    the run's test rows came from (``None``: the digits test split).
+    """
 
     network: Network
     weights: list[np.ndarray]
@@ -56,13 +63,17 @@ class Checkpoint:
     rng_state: dict
     formats: Formats
     history: dict = field(default_factory=dict)
+    transform: Standardize | None = None
+    holdout: Holdout | None = None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically: a crash leaves the previous checkpoint or the new one, never half of one."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"network": network_to_dict(self.network), "epoch": self.epoch, "seed": self.seed,
-                "rng_state": self.rng_state, "history": self.history, "formats": asdict(self.formats)}
+                "rng_state": self.rng_state, "history": self.history, "formats": asdict(self.formats),
+                "transform": None if self.transform is None else self.transform.to_dict(),
+                "holdout": None if self.holdout is None else self.holdout.to_dict()}
         names = _names(self.network)
         arrays = {name: w.astype(np.int16) for name, w in zip(names, self.weights, strict=True)}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -87,7 +98,10 @@ class Checkpoint:
                 network = network_from_dict(meta["network"])
                 weights = [npz[name].astype(np.int64) for name in _names(network)]
                 formats = Formats(**meta["formats"])
+                transform, holdout = meta.get("transform"), meta.get("holdout")
+                transform = None if transform is None else Standardize.from_dict(transform)
+                holdout = None if holdout is None else Holdout.from_dict(holdout)
         except (OSError, KeyError, ValueError, TypeError) as error:
             raise ValueError(f"{path} is not a Systolic checkpoint ({error})") from None
         return cls(network, weights, meta["epoch"], meta["seed"], meta["rng_state"], formats,
-                   meta.get("history", {}))
+                   meta.get("history", {}), transform, holdout)

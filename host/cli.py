@@ -79,19 +79,55 @@ def _progress(epoch: int, epochs: int):
     return show
 
 
+def _datasets(args, seed: int, state: Checkpoint | None) -> tuple:
+    """``train``'s training and test sets (transformed), the input transform and the holdout record.
+
+    The digits are split as :func:`host.data.digits` does, with no transform. A ``--data`` file is
+    split by ``--test-fraction`` (or tested on ``--test``), and the features of both sets are
+    standardised by a transform fitted on the training rows, or the checkpoint's when resuming.
+    """
+    from host import data
+
+    if args.data is None:
+        if args.test is not None or args.test_fraction is not None:
+            raise ValueError("--test and --test-fraction choose the test set of --data: give --data FILE "
+                             "(the digits hold out 25 % of their samples)")
+        train, test = data.digits(seed=seed)
+        return train, test, None, None
+    if args.test is not None and args.test_fraction is not None:
+        raise ValueError("give --test FILE or --test-fraction, not both")
+    dataset = data.load(args.data)
+    if args.test is None:
+        fraction = 0.25 if args.test_fraction is None else args.test_fraction
+        train, test = data.split(dataset, fraction, seed)
+        holdout = data.Holdout.of(args.data, fraction, seed)
+    else:
+        train, test = dataset, data.load(args.test)
+        holdout = data.Holdout.of(args.test)
+    transform = data.Standardize.fit(train.x) if state is None else state.transform
+    if transform is not None:
+        train, test = transform(train), transform(test)
+    return train, test, transform, holdout
+
+
+def _classes(network: Network, dataset) -> int:
+    """The rows of a confusion matrix: every class the network predicts and the data holds."""
+    return max(dataset.classes, network.sizes[-1] if network.output is Output.SOFTMAX else 2)
+
+
 def _train(args) -> None:
     from host import data
     from host.profile import table
     from host.train import Trainer, confusion_matrix
 
-    train, test = data.digits(seed=args.seed) if args.data is None else (data.load(args.data), None)
     if args.resume:
         state = Checkpoint.load(args.checkpoint)
         network, seed, formats = state.network, state.seed, state.formats
     else:
-        network, seed, formats = _network(args), args.seed, None
+        state, network, seed, formats = None, _network(args), args.seed, None
+    train, test, transform, holdout = _datasets(args, seed, state)
     data.check_features(train, network.sizes[0])
-    data.check_range(train)
+    data.check_features(test, network.sizes[0])
     with _driver(args) as driver:
         trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
         if args.resume:
@@ -116,10 +152,9 @@ def _train(args) -> None:
             line = f"epoch {epoch}: loss {result.loss:.4f}, train accuracy {100 * result.accuracy:.2f} %"
             history["loss"].append(result.loss)
             history["accuracy"].append(result.accuracy)
-            if test is not None:
-                accuracy = float(np.mean(trainer.predict(test.x) == test.y))
-                history["test"].append(accuracy)
-                line += f", test accuracy {100 * accuracy:.2f} %"
+            accuracy = float(np.mean(trainer.predict(test.x) == test.y))
+            history["test"].append(accuracy)
+            line += f", test accuracy {100 * accuracy:.2f} %"
             print(f"{line} ({time.monotonic() - began:.1f} s)")
             if result.active is not None:
                 history["active"].append([a.tolist() for a in result.active])
@@ -129,7 +164,7 @@ def _train(args) -> None:
                 print(table(result.profile))
             if args.checkpoint:
                 Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state,
-                           trainer.program.formats, history).save(args.checkpoint)
+                           trainer.program.formats, history, transform, holdout).save(args.checkpoint)
         samples = (args.epochs - first + 1) * (len(train.x) // network.batch) * network.batch
         if samples:
             print(f"link while training: {sent / samples:.1f} bytes in and {received / samples:.1f} out "
@@ -142,13 +177,12 @@ def _train(args) -> None:
             _plot_stats(Path(args.plot), history["active"], result.activations)
         if args.plot and profiles:
             _plot_profile(Path(args.plot), profiles)
-        if test is not None:
-            predictions = trainer.predict(test.x)
-            print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
-            if not args.no_reference:
-                _reference(network, trainer, train, test, seed, args.epochs)
-            if args.plot:
-                _plot(Path(args.plot), history, confusion_matrix(test.y, predictions, test.classes))
+        predictions = trainer.predict(test.x)
+        print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
+        if not args.no_reference:
+            _reference(network, trainer, train, test, seed, args.epochs)
+        if args.plot:
+            _plot(Path(args.plot), history, confusion_matrix(test.y, predictions, _classes(network, test)))
 
 
 def _unit_stats(active: list[np.ndarray]) -> str:
@@ -242,21 +276,30 @@ def _plot_profile(folder: Path, profiles: list[dict]) -> None:
 
 
 def _predictions(args) -> tuple:
-    """The dataset of ``--data`` (default: the digits test split) and a checkpoint's predictions."""
+    """The network of ``--checkpoint``, the dataset of ``--data`` (default: the checkpoint's test rows,
+    the digits test split for a run on the digits) with the checkpoint's input transform applied, and
+    the predictions."""
     from host import data
     from host.train import Trainer
 
     state = Checkpoint.load(args.checkpoint)
-    dataset = data.digits(seed=state.seed)[1] if args.data is None else data.load(args.data)
+    if args.data is not None:
+        dataset = data.load(args.data)
+    elif state.holdout is not None:
+        dataset = state.holdout.load()
+    else:
+        dataset = data.digits(seed=state.seed)[1]
+    if state.transform is not None:
+        dataset = state.transform(dataset)
     data.check_features(dataset, state.network.sizes[0])
     with _driver(args) as driver:
         trainer = Trainer(driver, state.network, state.seed, state.formats)
         trainer.load(state.weights)
-        return dataset, trainer.predict(dataset.x)
+        return state.network, dataset, trainer.predict(dataset.x)
 
 
 def _infer(args) -> None:
-    _, predictions = _predictions(args)
+    _, _, predictions = _predictions(args)
     csv = "sample,prediction\n" + "".join(f"{i},{p}\n" for i, p in enumerate(predictions))
     if args.out:
         Path(args.out).write_text(csv)
@@ -268,10 +311,10 @@ def _infer(args) -> None:
 def _eval(args) -> None:
     from host.train import confusion_matrix
 
-    dataset, predictions = _predictions(args)
+    network, dataset, predictions = _predictions(args)
     print(f"accuracy: {100 * np.mean(predictions == dataset.y):.2f} % of {len(dataset.y)} samples")
     print("confusion matrix (rows: true class, columns: predicted):")
-    print(confusion_matrix(dataset.y, predictions, dataset.classes))
+    print(confusion_matrix(dataset.y, predictions, _classes(network, dataset)))
 
 
 def _info(args) -> None:
@@ -325,7 +368,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=0.1, help="learning rate")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", help="CSV or NPZ training data (default: scikit-learn's digits, 25 %% held out)")
+    p.add_argument("--data", help="CSV or NPZ training data, features in any range: standardised by the "
+                                  "training rows' mean and deviation (default: scikit-learn's digits)")
+    p.add_argument("--test-fraction", type=float,
+                   help="share of --data held out for testing, stratified by class, seeded by --seed "
+                        "(default 0.25)")
+    p.add_argument("--test", help="CSV or NPZ test data for --data, instead of holding out a share of it")
     p.add_argument("--checkpoint", help="write a checkpoint here after every epoch")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     p.add_argument("--plot", help="folder for PNG plots of the curves and the confusion matrix")
@@ -335,7 +383,7 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         device(p)
         p.add_argument("--checkpoint", required=True)
-        p.add_argument("--data", help="CSV or NPZ (default: the digits test split)")
+        p.add_argument("--data", help="CSV or NPZ (default: the test rows of the checkpoint's training run)")
         if name == "infer":
             p.add_argument("--out", help="CSV file to write (default: standard output)")
     return parser

@@ -1,4 +1,5 @@
-"""Datasets for training and inference: sklearn's digits, user CSV and NPZ files, minibatches.
+"""Datasets for training and inference: sklearn's digits, user CSV and NPZ files, splits, the input
+transform, minibatches.
 
 Layout
 ------
@@ -18,35 +19,37 @@ Files (:func:`load`)
 Every problem with the data raises :class:`DataError` with a one-line message that says what to
 change.
 
-Input range
------------
-The device quantises inputs to :data:`hw.numerics.ACT`, whose range is [-8, 8): larger values
-saturate silently. :func:`check_range` rejects such data; :func:`fit_scale` gives the power of two
-to divide the features by (fit it on the training set and apply it to both sets)::
+Splits and the input transform
+------------------------------
+:func:`split` holds out a stratified, seeded test share of a dataset (sklearn's ``train_test_split``;
+:func:`digits` is split by it too); it refuses a class with fewer than two samples rather than split
+it unevenly. :class:`Standardize` makes features of any range trainable: fitted on the training rows
+only, it subtracts each feature's mean and divides by its standard deviation, and is applied to every
+set the network sees afterwards (the checkpoint keeps it)::
 
-    s = fit_scale(train.x)
-    train, test = train.scaled(s), test.scaled(s)
+    train, test = split(load("data.csv"), 0.25, seed=0)
+    transform = Standardize.fit(train.x)
+    train, test = transform(train), transform(test)
+
+:class:`Holdout` records where a run's test rows came from (the file, its SHA-256, the fraction and
+the seed), so that they can be held out again later. The digits keep their own scaling (``x / 16``)
+and no transform.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-import math
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hw.numerics import ACT
-
-__all__ = ["DataError", "Dataset", "digits", "load", "check_features", "check_range", "fit_scale",
-           "minibatches", "pad", "inference_batches", "INPUT_RANGE"]
-
-INPUT_RANGE = (float(ACT.dequantize(ACT.min)), float(ACT.dequantize(ACT.max)))
-"""The smallest and largest input the device represents (:data:`hw.numerics.ACT`)."""
+__all__ = ["DataError", "Dataset", "digits", "load", "split", "check_features", "Standardize", "Holdout",
+           "minibatches", "pad", "inference_batches"]
 
 
 class DataError(ValueError):
@@ -138,10 +141,6 @@ class Dataset:
     def features(self) -> int:
         return self.x.shape[1]
 
-    def scaled(self, divisor: float) -> Dataset:
-        """This dataset with the features divided by ``divisor`` (see :func:`fit_scale`)."""
-        return Dataset(self.x / np.float32(divisor), self.y, self.classes, self.name)
-
 
 def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[Dataset, Dataset]:
     """sklearn's 8×8 handwritten digits (1797 samples, 64 features in [0, 1], 10 classes).
@@ -158,12 +157,45 @@ def digits(test_fraction: float = 0.25, seed: int = 0) -> tuple[Dataset, Dataset
     (train, test) : tuple[Dataset, Dataset]
     """
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(
-        bunch.data / 16.0, bunch.target, test_size=test_fraction, random_state=seed, stratify=bunch.target)
-    return Dataset(x_train, y_train, 10, "digits/train"), Dataset(x_test, y_test, 10, "digits/test")
+    return split(Dataset(bunch.data / 16.0, bunch.target, 10, "digits"), test_fraction, seed)
+
+
+def split(dataset: Dataset, test_fraction: float = 0.25, seed: int = 0) -> tuple[Dataset, Dataset]:
+    """``(train, test)``: ``dataset`` with a share held out for testing, named ``name/train`` and
+    ``name/test``.
+
+    The split is stratified (each class keeps its share in both sets) and seeded, with sklearn's
+    ``train_test_split``: the same dataset, fraction and seed give the same rows.
+
+    Raises
+    ------
+    DataError
+        If ``test_fraction`` is not strictly between 0 and 1, a class has fewer than two samples (it
+        cannot be in both sets), or either set would hold fewer samples than there are classes.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < test_fraction < 1:
+        raise DataError(f"the test fraction must lie strictly between 0 and 1, not {test_fraction:g}: "
+                        f"hold out a share such as 0.25")
+    labels, counts = np.unique(dataset.y, return_counts=True)
+    if counts.min() < 2:
+        rare = int(labels[counts.argmin()])
+        raise DataError(f"{dataset.name}: class {rare} has only 1 sample, too few to hold out a share of "
+                        f"every class: add samples of it, or give the test set as a file of its own "
+                        f"(--test FILE)")
+    try:
+        x_train, x_test, y_train, y_test = train_test_split(
+            dataset.x, dataset.y, test_size=test_fraction, random_state=seed, stratify=dataset.y)
+    except ValueError as error:   # either set smaller than the number of classes
+        reason = " ".join(str(error).split())
+        raise DataError(f"{dataset.name}: cannot hold out a test fraction of {test_fraction:g} of "
+                        f"{len(dataset)} samples in {len(labels)} classes ({reason}): change the "
+                        f"fraction or add samples") from None
+    return (Dataset(x_train, y_train, dataset.classes, f"{dataset.name}/train"),
+            Dataset(x_test, y_test, dataset.classes, f"{dataset.name}/test"))
 
 
 def _is_number(field: str) -> bool:
@@ -264,34 +296,136 @@ def check_features(dataset: Dataset, n: int) -> None:
                         f"make the first layer size {dataset.features} or fix the data")
 
 
-def _in_range(x: np.ndarray) -> np.ndarray:
-    lo, hi = INPUT_RANGE
-    return (x >= lo) & (x <= hi)
+@dataclass(frozen=True, eq=False)
+class Standardize:
+    """The input transform ``(x - mean) / scale`` per feature, fitted on training data.
 
+    Inputs of any range then reach the device as values of about unit size, so no feature dominates
+    the first layer by its units alone and the input format (:attr:`host.compiler.Formats.x`) keeps
+    its fraction bits.
 
-def check_range(dataset: Dataset) -> None:
-    """Raise :class:`DataError` if a feature lies outside :data:`INPUT_RANGE` (it would saturate)."""
-    inside = _in_range(dataset.x)
-    if not inside.all():
-        i, j = np.argwhere(~inside)[0]
-        raise DataError(f"{dataset.name}: sample {i} feature {j} is {dataset.x[i, j]:g}, outside the "
-                        f"device's input range [-8, 8): divide the features by "
-                        f"fit_scale(x) = {fit_scale(dataset.x):g} or standardise them")
+    Parameters
+    ----------
+    mean : array_like
+        Subtracted from each feature (the training mean).
+    scale : array_like
+        Each feature is then divided by it (the training standard deviation; 1 for a constant feature).
 
-
-def fit_scale(x) -> float:
-    """The smallest power of two ``s ≥ 1`` with every value of ``x / s`` in :data:`INPUT_RANGE`.
-
-    A power of two changes no mantissa, so scaling loses nothing before quantisation.
+    Raises
+    ------
+    ValueError
+        If ``mean`` and ``scale`` are not two vectors of the same length, or a scale is not a finite
+        positive number.
     """
-    x = np.asarray(x, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise DataError("fit_scale needs finite values: remove NaN and infinite features first")
-    peak = float(np.abs(x).max(initial=0.0))
-    k = max(0, math.ceil(math.log2(peak / -INPUT_RANGE[0]))) if peak > 0 else 0
-    while not _in_range(x / 2.0**k).all():
-        k += 1
-    return 2.0**k
+
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def __post_init__(self):
+        mean = np.asarray(self.mean, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if mean.ndim != 1 or mean.shape != scale.shape:
+            raise ValueError(f"mean and scale must be vectors of one value per feature, not shapes "
+                             f"{mean.shape} and {scale.shape}")
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError("the means must be finite and the scales finite and positive")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "scale", scale)
+
+    @classmethod
+    def fit(cls, x) -> Standardize:
+        """The transform that standardises ``x`` (a sample per row): each feature's mean and standard
+        deviation over the rows, with scale 1 for a feature that is the same in every row."""
+        x = np.asarray(x, dtype=np.float64)
+        constant = x.min(axis=0) == x.max(axis=0)
+        return cls(x.mean(axis=0), np.where(constant, 1.0, x.std(axis=0)))
+
+    @property
+    def features(self) -> int:
+        return len(self.mean)
+
+    def __call__(self, dataset: Dataset) -> Dataset:
+        """``dataset`` with its features transformed.
+
+        Raises
+        ------
+        DataError
+            If ``dataset`` has another number of features than the data the transform was fitted on.
+        """
+        if dataset.features != self.features:
+            raise DataError(f"{dataset.name}: {dataset.features} features per sample, the training data "
+                            f"has {self.features}: give the same features in the same order")
+        return Dataset((dataset.x - self.mean) / self.scale, dataset.y, dataset.classes, dataset.name)
+
+    def to_dict(self) -> dict:
+        """The transform as JSON-ready lists (floats round-trip exactly through JSON)."""
+        return {"mean": self.mean.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> Standardize:
+        return cls(spec["mean"], spec["scale"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Where a training run's test rows came from, to hold the same rows out again after training.
+
+    Attributes
+    ----------
+    path : str
+        The data file, an absolute path.
+    sha256 : str
+        The hex SHA-256 of its contents when training began.
+    test_fraction : float or None
+        The share of the file :func:`split` held out with ``seed``; ``None``: the whole file was the
+        test set.
+    seed : int
+        The seed of the split.
+    """
+
+    path: str
+    sha256: str
+    test_fraction: float | None = None
+    seed: int = 0
+
+    @classmethod
+    def of(cls, path: str | Path, test_fraction: float | None = None, seed: int = 0) -> Holdout:
+        """The record of the file ``path`` as it is now (:func:`load` it first, for its errors)."""
+        path = Path(path).resolve()
+        return cls(str(path), _sha256(path), test_fraction, seed)
+
+    def load(self) -> Dataset:
+        """The test rows, as training held them out (before any input transform).
+
+        Raises
+        ------
+        DataError
+            If the file is gone or its contents changed since training.
+        """
+        path = Path(self.path)
+        if not path.is_file():
+            raise DataError(f"{path}: the data file of this checkpoint is gone (moved or deleted): pass "
+                            f"the test data with --data")
+        if _sha256(path) != self.sha256:
+            raise DataError(f"{path}: the data file changed since this checkpoint was trained, so its test "
+                            f"rows are lost: pass the test data with --data")
+        dataset = load(path)
+        return dataset if self.test_fraction is None else split(dataset, self.test_fraction, self.seed)[1]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, spec: dict) -> Holdout:
+        return cls(**spec)
 
 
 def minibatches(dataset: Dataset, batch: int,

@@ -1,22 +1,25 @@
-"""Datasets: digits, CSV and NPZ files with their error messages, minibatches, padding, input range."""
+"""Datasets: digits, CSV and NPZ files with their error messages, splits, the input transform, the
+holdout record, minibatches, padding."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
 from host.data import (
-    INPUT_RANGE,
     DataError,
     Dataset,
+    Holdout,
+    Standardize,
     check_features,
-    check_range,
     digits,
-    fit_scale,
     inference_batches,
     load,
     minibatches,
     pad,
+    split,
 )
 
 
@@ -135,26 +138,91 @@ def test_check_features():
         check_features(small(), 64)
 
 
-# -- input range -------------------------------------------------------------------------------------
+# -- splits -----------------------------------------------------------------------------------------
 
-def test_check_range_and_fit_scale():
-    d = small()
-    check_range(d)
-    assert fit_scale(d.x) == 1.0
-    wide = Dataset(d.x * 20 + 30, d.y, d.classes, "wide")
-    with pytest.raises(DataError, match=r"input range \[-8, 8\): divide the features by"):
-        check_range(wide)
-    s = fit_scale(wide.x)
-    check_range(wide.scaled(s))
-    assert s > 1 and np.log2(s).is_integer() and not (wide.x / (s / 2) <= INPUT_RANGE[1]).all()
+def test_split_is_stratified_seeded_and_named():
+    d = Dataset(np.arange(200, dtype=float)[:, None], np.arange(200) % 4 // 3, 2, "d")   # 3:1 classes
+    train, test = split(d, 0.2, seed=1)
+    assert (len(train), len(test)) == (160, 40) and (train.name, test.name) == ("d/train", "d/test")
+    assert list(np.bincount(test.y)) == [30, 10] and train.classes == test.classes == 2
+    assert sorted(np.concatenate([train.x[:, 0], test.x[:, 0]])) == list(range(200))
+    assert np.array_equal(test.x, split(d, 0.2, seed=1)[1].x)
+    assert not np.array_equal(test.x, split(d, 0.2, seed=2)[1].x)
 
 
-def test_fit_scale_at_the_edges():
-    assert fit_scale(np.array([-8.0])) == 1.0
-    assert fit_scale(np.array([8.0])) == 2.0   # 8 itself is past the largest value, 8 - 2**-12
-    assert fit_scale(np.zeros(3)) == 1.0
-    with pytest.raises(DataError, match="finite"):
-        fit_scale(np.array([1.0, np.nan]))
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.25])
+def test_split_refuses_a_fraction_outside_0_1(fraction):
+    with pytest.raises(DataError, match=f"strictly between 0 and 1, not {fraction:g}"):
+        split(small(), fraction)
+
+
+def test_split_refuses_what_it_cannot_stratify():
+    lonely = Dataset(np.ones((9, 2)), [0, 0, 0, 0, 1, 1, 1, 1, 2], 3, "lonely")
+    with pytest.raises(DataError, match="lonely: class 2 has only 1 sample, too few"):
+        split(lonely)
+    with pytest.raises(DataError, match="cannot hold out a test fraction of 0.1 of 10 samples in 3 classes"):
+        split(small(), 0.1)
+
+
+# -- the input transform -----------------------------------------------------------------------------
+
+def raw(n: int = 50) -> Dataset:
+    """Features in the thousands with offsets, and a constant one."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (n, 3)) * [1000, 20, 5000] + [3000, -700, 250_000]
+    return Dataset(np.column_stack([x, np.full(n, 42.0)]), np.arange(n) % 2, 2, "raw")
+
+
+def test_standardize_fits_the_training_rows():
+    d = raw()
+    t = Standardize.fit(d.x)
+    z = t(d)
+    assert z.x.dtype == np.float32 and np.array_equal(z.y, d.y) and z.name == "raw"
+    assert np.allclose(z.x[:, :3].mean(axis=0), 0, atol=1e-5)
+    assert np.allclose(z.x[:, :3].std(axis=0), 1, atol=1e-5)
+    assert t.scale[3] == 1 and not z.x[:, 3].any()     # a constant feature: scale 1, centred to 0
+    other = t(Dataset(d.x[:5] + 1000, d.y[:5], 2))      # another set takes the training statistics
+    assert np.allclose(other.x[:, 0], z.x[:5, 0] + 1000 / t.scale[0], atol=1e-5)
+
+
+def test_standardize_refuses_other_features():
+    t = Standardize.fit(raw().x)
+    with pytest.raises(DataError, match="small: 3 features per sample, the training data has 4"):
+        t(small())
+    with pytest.raises(ValueError, match="finite and positive"):
+        Standardize([0.0, 1.0], [1.0, 0.0])
+    with pytest.raises(ValueError, match="one value per feature"):
+        Standardize([0.0, 1.0], [1.0])
+
+
+def test_standardize_round_trips_through_json():
+    d = raw()
+    t = Standardize.fit(d.x)
+    back = Standardize.from_dict(json.loads(json.dumps(t.to_dict())))
+    assert np.array_equal(back.mean, t.mean) and np.array_equal(back.scale, t.scale)
+    assert np.array_equal(back(d).x, t(d).x)
+
+
+# -- the holdout record ------------------------------------------------------------------------------
+
+def test_holdout_holds_out_the_same_rows_until_the_file_changes(tmp_path):
+    d = raw()
+    path = tmp_path / "raw.csv"
+    np.savetxt(path, np.column_stack([d.x, d.y]), delimiter=",")
+    test = split(load(path), 0.3, seed=4)[1]
+    record = Holdout.of(tmp_path / "." / "raw.csv", 0.3, 4)
+    assert record.path == str(path.resolve()) and len(record.sha256) == 64
+    assert Holdout.from_dict(json.loads(json.dumps(record.to_dict()))) == record
+    again = record.load()
+    assert np.array_equal(again.x, test.x) and np.array_equal(again.y, test.y)
+    whole = Holdout.of(path).load()                     # no fraction: the whole file is the test set
+    assert np.array_equal(whole.x, d.x)
+    path.write_text(path.read_text() + "1,2,3,4,0\n")
+    with pytest.raises(DataError, match="changed since this checkpoint was trained.*pass the test data"):
+        record.load()
+    path.unlink()
+    with pytest.raises(DataError, match="gone.*pass the test data with --data"):
+        record.load()
 
 
 # -- minibatches -------------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""Training on a device through the driver: resume, bit-identical targets, the command line's errors."""
+"""Training on a device through the driver: resume, bit-identical targets, the command line's errors,
+user data of any range from training to ``eval``."""
+
+import re
 
 import numpy as np
 import pytest
@@ -6,7 +9,7 @@ import pytest
 from host.checkpoint import Checkpoint
 from host.cli import main
 from host.compiler import Formats, Network
-from host.data import Dataset
+from host.data import Dataset, Holdout, Standardize
 from host.driver import Driver
 from host.train import Trainer
 from hw.config import DeviceConfig
@@ -68,6 +71,21 @@ def test_checkpoint_is_replaced_atomically(tmp_path):
     state = Checkpoint.load(path)
     assert state.epoch == 2 and np.array_equal(state.weights[0], w[0] + 1)
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"], "a temporary file was left behind"
+
+
+def test_checkpoint_keeps_the_input_transform_and_the_holdout(tmp_path):
+    path = tmp_path / "run.npz"
+    w = [np.arange(6).reshape(2, 3), np.arange(4).reshape(2, 2)]
+    transform = Standardize(np.linspace(-3e4, 5e3, 8), np.linspace(0.1, 7e3, 8) / 3)
+    holdout = Holdout(str(tmp_path / "d.csv"), "0" * 64, 0.3, 7)
+    Checkpoint(NET, w, 1, 0, {}, Formats.choose(NET), {}, transform, holdout).save(path)
+    state = Checkpoint.load(path)
+    assert np.array_equal(state.transform.mean, transform.mean)
+    assert np.array_equal(state.transform.scale, transform.scale)
+    assert state.holdout == holdout
+    Checkpoint(NET, w, 1, 0, {}, Formats.choose(NET)).save(path)     # the digits: neither
+    state = Checkpoint.load(path)
+    assert state.transform is None and state.holdout is None
 
 
 @pytest.mark.sim
@@ -145,3 +163,97 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path):
     for wa, wb in zip(a.weights, b.weights, strict=True):
         assert np.array_equal(wa, wb)
     assert a.history["loss"] == b.history["loss"]
+
+
+# -- user data of any range, from training to eval ---------------------------------------------------
+
+def _raw_csv(path, n: int, seed: int) -> None:
+    """Three classes in four features, in the thousands and offset far from zero, with a header."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(11).normal(0, 1, (3, 4))
+    y = np.arange(n) % 3
+    x = (centres[y] + rng.normal(0, 0.6, (n, 4))) * [1000, 3000, 200, 5000] + [500, -20000, 7000, 90000]
+    np.savetxt(path, np.column_stack([x, y]), delimiter=",", header="a,b,c,d,label", comments="")
+
+
+TRAIN = ["train", "--target", "model", "--layers", "4,8,3", "--batch", "8", "--epochs", "8"]
+
+
+def _figure(out: str, label: str) -> float:
+    """The percentage printed after ``label``."""
+    return float(re.search(rf"^{re.escape(label)}: ([0-9.]+) %", out, re.MULTILINE).group(1))
+
+
+def _train_and_eval(capsys, train: list[str], checkpoint, eval_: list[str] = ()) -> tuple[float, float, str]:
+    """Train, then evaluate the checkpoint: the device's test accuracy (after checking it against the
+    float32 reference's), and the output of eval."""
+    assert main([*TRAIN, *train, "--checkpoint", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    device = _figure(out, "test accuracy on the device")
+    assert device > 80, out                                              # it learned
+    assert abs(device - _figure(out, "test accuracy of the float32 reference")) <= 2, out
+    assert main(["eval", "--target", "model", "--checkpoint", str(checkpoint), *eval_]) == 0
+    evaluated = capsys.readouterr().out
+    return device, _figure(evaluated, "accuracy"), evaluated
+
+
+def test_raw_features_train_and_eval_holds_out_the_same_rows(tmp_path, capsys):
+    data, checkpoint = tmp_path / "raw.csv", tmp_path / "run.npz"
+    _raw_csv(data, 160, seed=1)
+    device, evaluated, out = _train_and_eval(capsys, ["--data", str(data)], checkpoint)
+    assert evaluated == device and "of 40 samples" in out            # 25 % held out
+    state = Checkpoint.load(checkpoint)
+    assert state.holdout == Holdout.of(data, 0.25, 0)
+    assert np.abs(state.transform.mean).max() > 1000                  # fitted on the raw features
+    assert state.formats.x >= 11, "standardised inputs keep their fraction bits"
+
+
+def test_a_test_file_replaces_the_split(tmp_path, capsys):
+    data, test, checkpoint = tmp_path / "raw.csv", tmp_path / "test.csv", tmp_path / "run.npz"
+    _raw_csv(data, 120, seed=1)
+    _raw_csv(test, 45, seed=2)
+    device, evaluated, out = _train_and_eval(capsys, ["--data", str(data), "--test", str(test)], checkpoint)
+    assert evaluated == device and "of 45 samples" in out
+    assert main(["eval", "--target", "model", "--checkpoint", str(checkpoint), "--data", str(test)]) == 0
+    assert _figure(capsys.readouterr().out, "accuracy") == device      # --data: transformed alike
+
+
+def test_eval_says_when_the_data_file_moved_or_changed(tmp_path, capsys):
+    data, checkpoint = tmp_path / "raw.csv", tmp_path / "run.npz"
+    _raw_csv(data, 60, seed=1)
+    assert main([*TRAIN, "--epochs", "1", "--no-reference", "--data", str(data),
+                 "--checkpoint", str(checkpoint)]) == 0
+    capsys.readouterr()
+    _raw_csv(data, 60, seed=2)
+    for what in ("changed", "gone"):
+        assert main(["eval", "--target", "model", "--checkpoint", str(checkpoint)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and what in err[0] and "--data" in err[0], err
+        data.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--test", "{narrow}"], "3 features per sample, the training data has 4"),
+    (["--test-fraction", "1.5"], "strictly between 0 and 1, not 1.5"),
+    (["--test-fraction", "0"], "strictly between 0 and 1, not 0"),
+    (["--test", "{data}", "--test-fraction", "0.5"], "not both"),
+    (["--layers", "3,8,3"], "4 features per sample, the network takes 3"),
+], ids=["test-features", "fraction-above-1", "fraction-0", "test-and-fraction", "layers"])
+def test_bad_test_sets_are_one_line(tmp_path, capsys, extra, message):
+    data, narrow = tmp_path / "raw.csv", tmp_path / "narrow.csv"
+    _raw_csv(data, 60, seed=1)
+    narrow.write_text("1,2,3,0\n4,5,6,1\n7,8,9,2\n")
+    extra = [a.format(data=data, narrow=narrow) for a in extra]
+    assert main([*TRAIN, "--data", str(data), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("systolic: error:") and message in err[0], err
+
+
+def test_test_options_need_data_and_a_class_needs_two_samples(tmp_path, capsys):
+    lonely = tmp_path / "lonely.csv"
+    lonely.write_text("".join(f"{i},{i % 3 if i < 8 else 3}\n" for i in range(9)))
+    for argv, message in ([[*TRAIN, "--test-fraction", "0.5"], "give --data FILE"],
+                          [[*TRAIN, "--data", str(lonely)], "class 3 has only 1 sample"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
