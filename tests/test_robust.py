@@ -49,8 +49,10 @@ def test_collapse_gap_and_worst_gap():
     steady = _run([0.90, 0.95, 0.96, 0.96], [0.91, 0.96, 0.965, 0.97])
     assert not steady.collapsed and steady.final_gap == pytest.approx(1.0)
     assert steady.worst_gap == pytest.approx(1.0)        # epochs 6 and 8 are the second half
-    fell = _run([0.90, 0.95, 0.80, 0.96], [0.91, 0.96, 0.96, 0.97])
-    assert fell.collapsed and fell.worst_gap == pytest.approx(16.0)
+    dip = _run([0.90, 0.95, 0.80, 0.96], [0.91, 0.96, 0.96, 0.97])
+    assert not dip.collapsed and dip.dips == [6]
+    fell = _run([0.90, 0.95, 0.80, 0.30, 0.20], [0.91, 0.96, 0.96, 0.97, 0.97])
+    assert fell.collapsed and fell.dips == [] and fell.worst_gap == pytest.approx(77.0)
     never_close = _run([0.50, 0.60, 0.70], [0.90, 0.91, 0.92])
     assert not never_close.collapsed                     # a gap that never closed is not a collapse
 
@@ -63,6 +65,7 @@ def test_grid_covers_the_brief_and_one_run_renders(tmp_path):
     assert {"batch 1, lr 0.03", "batch 128, lr 0.3", "prelu, 4 layers", "swish, 3 layers",
             "sigmoid output (BCE)"} <= labels
     assert sum(c.label == "batch 32, lr 0.1" for c in cases) == 3
+    assert sum(c.label == "tanh, 3 layers" for c in cases) == 2 and len(cases) == 73
     run = robust.train(next(c for c in cases if c.label == "sigmoid output (BCE)"), epochs=2, every=1)
     assert run.epochs == [1, 2] and 0.5 < run.device[-1] <= 1 and 0.5 < run.float32[-1] <= 1
     page = robust.render([run], 10.0, 2)
