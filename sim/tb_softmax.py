@@ -104,15 +104,17 @@ class SoftmaxBench:
 
 @cocotb.test()
 async def test_groups(dut):
-    """Groups of 1..max_rows beats, random and extreme values, with random stalls, at input shifts
-    0, the largest and two between (or the ``shift`` parameter's), changed between runs."""
+    """Groups of 1..max_rows beats, random and extreme values, with random stalls (the last run's
+    long enough to hold the pipeline for whole steps), at input shifts 0, the largest and three
+    between (or the ``shift`` parameter's), changed between runs."""
     bench = SoftmaxBench(dut, await start(dut))
     rng = bench.rng
-    shifts = [0, SOFTMAX_SHIFT_MAX, *(int(s) for s in rng.integers(1, SOFTMAX_SHIFT_MAX, 2))]
+    stalls = [(0, 0), (0.5, 0), (0, 0.5), (0.3, 0.6), (0.1, 0.95)]
+    shifts = [0, SOFTMAX_SHIFT_MAX, *(int(s) for s in rng.integers(1, SOFTMAX_SHIFT_MAX, len(stalls) - 2))]
     if tb_params().get("shift") is not None:
         shifts = bench.shifts(len(shifts))
-    for k, shift in enumerate(shifts):
-        bench.source.p_idle, bench.sink.p_stall = [(0, 0), (0.5, 0), (0, 0.5), (0.3, 0.6)][k]
+    for (idle, stall), shift in zip(stalls, shifts, strict=True):
+        bench.source.p_idle, bench.sink.p_stall = idle, stall
         groups = [bench.group(int(rng.integers(1, bench.max_rows + 1)), shift)
                   for _ in range(tb_params().get("groups", 30))]
         groups.append(bench.group(bench.max_rows, shift))
@@ -138,7 +140,9 @@ async def scoreboard_bites(dut):
     bench = SoftmaxBench(dut, await start(dut))
     rng = bench.rng
     shift = int(rng.integers(0, SOFTMAX_SHIFT_MAX))
-    groups = [rng.integers(ACT.min, ACT.max + 1, (bench.max_rows, bench.lanes)) for _ in range(3)]
+    span = -exp_table(ACT).lo >> (shift + 1)  # (x - max) << (shift + 1) stays in the table
+    top = int(rng.integers(ACT.min + span, ACT.max + 1))
+    groups = [top - rng.integers(0, span, (bench.max_rows, bench.lanes)) for _ in range(3)]
     try:
         await bench.run(groups, shift, model_shift=shift + 1)
     except AssertionError as error:
