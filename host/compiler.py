@@ -170,8 +170,8 @@ class Formats:
     """The power-of-two scale of every tensor of a program: fraction bits in a 16-bit word.
 
     Tuples are indexed by layer, ``[k - 1]`` for layer ``k``. ``Z[k]`` and ``A[k]`` of a hidden layer
-    share :attr:`a` (ReLU, leaky ReLU, PReLU and identity do not care for the scale; sigmoid, tanh and
-    swish read their tables in :data:`numerics.ACT`, so :attr:`a` is ``ACT.frac`` for them).
+    share :attr:`a` (ReLU, leaky ReLU, PReLU, identity and swish, computed as ``z·σ(z)``, keep any scale;
+    sigmoid and tanh read their tables in :data:`numerics.ACT`, so :attr:`a` is ``ACT.frac`` for them).
     Probabilities, labels, losses, ``g'(Z)`` and ``dZ[L] = A[L] − Y`` are in ``ACT``.
 
     Attributes
@@ -226,7 +226,7 @@ class Formats:
         from host.reference import forward
 
         drop = _WORD - net.weight_bits
-        table = net.hidden in (Act.SIGMOID, Act.TANH, Act.SWISH)
+        table = net.hidden in (Act.SIGMOID, Act.TANH)
         hidden = net.layers - 1
         fx = _FRAC_MAX if x is None else _frac(np.abs(x).max(initial=0), 1.0, 0, _FRAC_MAX)
         a, logits, w, dz = [_ACT_MAX] * hidden, _LOGITS_MAX, [_WEIGHT_MAX] * net.layers, [13] * hidden
@@ -239,7 +239,7 @@ class Formats:
             logits = _frac(np.abs(zs[-1]).max(), 4 * _HEADROOM, ACT.frac - SOFTMAX_SHIFT_MAX, _LOGITS_MAX)
             w = [_frac(np.abs(p).max(), 4, 0, _WEIGHT_MAX) for p in params[:net.layers]]
             dz = [_frac(g, 2, 8, 15) for g in _hidden_gradients(net, params, x)]
-        a = [ACT.frac if table else f for f in a]   # the tables read ACT
+        a = [ACT.frac if table else f for f in a]   # sigmoid and tanh read their tables in ACT
         return cls(fx, a, logits, [max(f - drop, 0) for f in w], dz, max(14 - drop, 0))
 
     def act(self, k: int) -> int:
@@ -642,7 +642,13 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     # A sigmoid output reads its table in ACT: logits with fewer fraction bits are shifted up in
     # the VEC that applies it, ``0 + (Z << s)``, whose first operand is this zero row.
     lift = ACT.frac - fmt.logits
-    zero = alloc("0", Buf.W, sizes[last], m) if net.output == Output.SIGMOID and lift else None
+    # Swish is z·σ(z), and its derivative σ(z) + z·σ'(z): σ and σ' read their tables in ACT (flat
+    # beyond ±8, so Z shifted up into ACT may saturate there), the products keep Z's own range.
+    swish = net.hidden == Act.SWISH and not prelu
+    zero_rows = max([sizes[last] if net.output == Output.SIGMOID and lift else 0]
+                    + [sizes[k] for k in hidden if swish])
+    zero = alloc("0", Buf.W, zero_rows, m) if zero_rows else None
+    scratch = alloc("T", Buf.W, zero_rows, m) if swish and len(hidden) else None
     reply = 7 + 2 * (predictions.first + m - losses.first)
     if reply > config.max_payload:
         raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
@@ -666,10 +672,26 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
         """``out = (α[k]·1ᵀ) ⊙ c`` in ``c``'s format: a one-deep GEMM, its MUL epilogue times ``c``."""
         emit.gemm(slopes[k - 1], ones_row, out, _epi(op=VecOp.MUL, shift=fmt.slope + ONE_FRAC), c=c)
 
+    def table(act: Act, deriv: bool, k: int, out: Region) -> None:
+        """``out = act(Z[k])`` (or ``act'``) in ACT, ``Z[k]`` shifted up into ACT as the first operand."""
+        up = ACT.frac - fmt.z(k)
+        if up:
+            emit.vec(zero.view(rows=sizes[k]), out, _epi(act=act, deriv=deriv, b_shift=up), b=z[k])
+        else:
+            emit.vec(z[k], out, _epi(act=act, deriv=deriv))
+
     def hidden_forward(k: int, training: bool) -> None:
         """``A[k] = g(Z[k])`` from ``Z[k]``, and when ``training`` the ``g'(Z[k])`` backward needs."""
         a = inputs[k].view(rows=sizes[k])
-        if not prelu:
+        if swish:
+            s, t = derivs[k], scratch.view(rows=sizes[k])
+            table(Act.SIGMOID, False, k, s)                                        # S = σ(Z)
+            emit.vec(z[k], a, _epi(op=VecOp.MUL, shift=ACT.frac), b=s)           # A = Z ⊙ S
+            if training:
+                table(Act.SIGMOID, True, k, t)                                     # T = σ'(Z)
+                emit.vec(t, t, _epi(op=VecOp.MUL, shift=fmt.z(k)), b=z[k])        # T = Z ⊙ T
+                emit.vec(s, s, _epi(), b=t)                                        # g' = S + T
+        elif not prelu:
             emit.vec(z[k], a, _epi(act=g))
             if training:
                 emit.vec(z[k], derivs[k], _epi(act=g, deriv=True))
@@ -711,16 +733,13 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
             emit.words.append(instruction(Opcode.SOFTMAX, softmax={"a": ra, "out": ro, "shift": lift}))
             emit.unary(Opcode.ARGMAX, probs, predictions)
         else:
-            if lift:
-                emit.vec(zero, probs, _epi(act=Act.SIGMOID, b_shift=lift), b=z[last])
-            else:
-                emit.vec(z[last], probs, _epi(act=Act.SIGMOID))
+            table(Act.SIGMOID, False, last, probs)
             emit.vec(probs, predictions, _epi())
 
     def forward(training: bool) -> None:
         for k in range(1, last + 1):
             shift = fmt.w[k - 1] + fmt.act(k - 1) - fmt.z(k)
-            if k < last and not training and not prelu:  # g in the GEMM's epilogue
+            if k < last and not training and not prelu and not swish:  # g in the GEMM's epilogue
                 emit.gemm(weights[k - 1], inputs[k - 1], inputs[k].view(rows=sizes[k]),
                           _epi(shift=shift, act=g))
                 continue

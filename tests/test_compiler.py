@@ -86,6 +86,7 @@ def float_step(net: Network, params: list[np.ndarray], x: np.ndarray, y: np.ndar
     (Act.LEAKY_RELU, Output.SIGMOID, (8, 6, 1), {}),
     (Act.LEAKY_RELU, Output.SOFTMAX, (8, 6, 5, 3), {"learn_slope": True, "stats": True}),
     (Act.RELU, Output.SOFTMAX, (8, 6, 3), {"weight_bits": 12, "stats": True}),
+    (Act.SWISH, Output.SIGMOID, (8, 6, 5, 1), {"stats": True}),
 ])
 def test_step_matches_float(hidden, output, sizes, options):
     net = Network(sizes, hidden=hidden, output=output, batch=4, learning_rate=1.0, slope=0.1, **options)
@@ -301,3 +302,21 @@ def test_kept_program_writes_dz_beside_z():
     kept, plain = compile_network(net, SMALL, keep=True), compile_network(net, SMALL)
     assert {"dZ1", "dZ2"} <= set(kept.regions) and "dZ1" not in plain.regions
     assert kept.regions["dZ1"] != kept.regions["Z1"]
+
+
+def test_swish_keeps_its_range_past_the_table():
+    """Swish is z·σ(z): hidden values far beyond ACT's ±8 come out as in float64, not clipped."""
+    net = Network((8, 6, 3), hidden=Act.SWISH, batch=4)
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 8, (4, 8))
+    params = initial_parameters(net, rng)
+    program = compile_network(net, SMALL, formats=Formats.choose(net, x, params))
+    device = load(program, program.quantize(params))
+    step(device, program, x, rng.integers(0, 3, 4), program.infer)
+    a = program.regions["A1"]
+    got = device.read_words(a.buf, a.first, a.words)
+    got = a.unpack(got)[:-1] / 2.0 ** program.formats.act(1)
+    xq = Fixed(16, program.formats.x).dequantize(Fixed(16, program.formats.x).quantize(x))
+    z = program.dequantize(program.quantize(params))[0] @ np.vstack([xq.T, np.ones((1, 4))])
+    assert np.abs(z).max() > 12
+    np.testing.assert_allclose(got, activation_float(Act.SWISH, False, z), atol=0.02, rtol=0.002)
