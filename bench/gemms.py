@@ -136,7 +136,8 @@ def standalone(gemm: Gemm, depth: int, prefix: tuple[int, ...] = ()) -> list[int
 
 def setup_words(program: Program) -> tuple[int, ...]:
     """The ``SET``s of ``program``'s ``setup`` entry (the leaky slope, the LFSR seed)."""
-    return program.words[program.setup:program.words.index(_END, program.setup)]
+    words = program.words[program.setup:program.words.index(_END, program.setup)]
+    return tuple(w for w in words if Opcode(_fields(w).op) == Opcode.SET)
 
 
 def applies(row: dict) -> bool:

@@ -156,6 +156,8 @@ def _train(args) -> None:
             history["test"].append(accuracy)
             line += f", test accuracy {100 * accuracy:.2f} %"
             print(f"{line} ({time.monotonic() - began:.1f} s)")
+            for move in result.moves:
+                print(f"  format {move}")
             if result.active is not None:
                 history["active"].append([a.tolist() for a in result.active])
                 print(_unit_stats(result.active))

@@ -50,6 +50,7 @@ Two options add instructions to ``train``, both made of the same GEMM and VEC in
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -57,12 +58,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import SOFTMAX_SHIFT_MAX, TENSORS, Buf, Opcode, Reg, instruction
+from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, TENSORS, Buf, Opcode, Reg, instruction
 from hw.layout import Layout
 from hw.numerics import ACT, SLOPE, Act, Fixed, activation_float
 from hw.vector import Rounding, VecOp
 
-__all__ = ["Output", "Network", "Formats", "Region", "Write", "Program", "compile_network",
+__all__ = ["Output", "Network", "Formats", "Region", "Counted", "Write", "Program", "compile_network",
            "initial_parameters", "sgd_multiplier", "ONE_FRAC"]
 
 _FIELD_MAX = {"rows": (1 << 12) - 1, "cols": (1 << 12) - 1, "pitch": (1 << 12) - 1, "base": (1 << 16) - 1}
@@ -254,6 +255,24 @@ class Formats:
         """Fraction bits of ``dZ[k]``."""
         return ACT.frac if k == len(self.w) else self.dz[k - 1]
 
+    def bounds(self, net: Network, field: str) -> tuple[int, int]:
+        """The fraction bits a format of ``field`` (``a``, ``logits``, ``w``, ``dz``) may move within
+        while training: down to what the fields allow, up to the least range :meth:`choose` leaves."""
+        return {"a": (0, _ACT_MAX), "logits": (ACT.frac - SOFTMAX_SHIFT_MAX, _LOGITS_MAX),
+                "w": (0, max(_WEIGHT_MAX - (_WORD - net.weight_bits), 0)), "dz": (0, 15)}[field]
+
+    def of(self, field: str, index: int) -> int:
+        """Fraction bits of ``field`` (``index`` into a per-layer tuple, ignored for ``logits``)."""
+        value = getattr(self, field)
+        return value[index] if isinstance(value, tuple) else value
+
+    def moved(self, field: str, index: int, frac: int) -> Formats:
+        """These formats with ``field`` (``index``) at ``frac`` fraction bits."""
+        value = getattr(self, field)
+        if isinstance(value, tuple):
+            frac = value[:index] + (frac,) + value[index + 1:]
+        return dataclasses.replace(self, **{field: frac})
+
     def parameters(self, net: Network) -> list[Fixed]:
         """The formats of ``Program.parameters``: the weights, then the learned slopes."""
         slopes = net.layers - 1 if net.learn_slope else 0
@@ -338,6 +357,32 @@ class Region:
                                                   "pitch": self.pitch})
 
 
+@dataclass(frozen=True)
+class Counted:
+    """A tensor whose results the device counts in a saturation counter while training.
+
+    Attributes
+    ----------
+    name : str
+        ``Z1``, ``W2``, ``dZ1``, … (``Z[L]`` is the logits).
+    field, index : str, int
+        Where :class:`Formats` keeps its format (:meth:`Formats.of`).
+    counter : int
+        The saturation counter (1 …).
+    elements : int
+        Results counted per training step.
+    region : Region
+        Where the ``count`` entry point reads the counter into: 2 × 1, saturated then top bit used.
+    """
+
+    name: str
+    field: str
+    index: int
+    counter: int
+    elements: int
+    region: Region
+
+
 Write = tuple[Buf, int, np.ndarray]
 """A ``WRITE``: buffer, first flat word, the words."""
 
@@ -360,6 +405,12 @@ class Program:
         With ``stats``: per hidden layer, ``n_l × 1`` counts of samples with ``z > 0``; else empty.
     inputs : tuple[Region, ...]
         ``[A[l]; 1]`` for ``l = 0 … L-1``; ``inputs[0]`` holds the minibatch.
+    counted : tuple[Counted, ...]
+        The tensors ``train`` counts saturations of (at most ``COUNTERS - 1``: the logits, the hidden
+        ``Z``, the weights, then the hidden ``dZ``; tables' inputs are not counted).
+    count : int
+        Entry point that reads every counter of :attr:`counted` into its region, clearing it
+        (``setup`` clears them too).
     labels, losses, predictions : Region
         ``Y`` (one-hot, or 0/1 for a sigmoid output), and the two rows of the output region.
     regions : dict[str, Region]
@@ -381,6 +432,8 @@ class Program:
     ones: tuple[Region, ...]
     zeros: tuple[Region, ...]
     inputs: tuple[Region, ...]
+    counted: tuple[Counted, ...]
+    count: int
     labels: Region
     losses: Region
     predictions: Region
@@ -533,8 +586,10 @@ class _Emitter:
 
 
 def _epi(op: VecOp = VecOp.ADD, act: Act = Act.IDENTITY, deriv: bool = False, shift: int = 0,
-         b_shift: int = 0, round: Rounding = Rounding.NEAREST_EVEN) -> dict:
-    return {"op": op, "act": int(act), "deriv": deriv, "round": round, "shift": shift, "b_shift": b_shift}
+         b_shift: int = 0, round: Rounding = Rounding.NEAREST_EVEN, counter: int = 0,
+         read_counter: bool = False) -> dict:
+    return {"op": op, "act": int(act), "deriv": deriv, "round": round, "shift": shift, "b_shift": b_shift,
+            "counter": counter, "read_counter": read_counter}
 
 
 def initial_parameters(net: Network, rng: np.random.Generator) -> list[np.ndarray]:
@@ -645,10 +700,20 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     # Swish is z·σ(z), and its derivative σ(z) + z·σ'(z): σ and σ' read their tables in ACT (flat
     # beyond ±8, so Z shifted up into ACT may saturate there), the products keep Z's own range.
     swish = net.hidden == Act.SWISH and not prelu
-    zero_rows = max([sizes[last] if net.output == Output.SIGMOID and lift else 0]
+    zero_rows = max([sizes[last] if net.output == Output.SIGMOID else 0]
                     + [sizes[k] for k in hidden if swish])
     zero = alloc("0", Buf.W, zero_rows, m) if zero_rows else None
     scratch = alloc("T", Buf.W, zero_rows, m) if swish and len(hidden) else None
+    # The saturation counters, in order of need: the logits, the hidden Z (not a table's input, which
+    # saturates harmlessly where the table is flat), the weights, the hidden gradients.
+    wanted = [("Z", "logits", last, last, sizes[last] * m)]
+    if net.hidden not in (Act.SIGMOID, Act.TANH):
+        wanted += [("Z", "a", k - 1, k, sizes[k] * m) for k in hidden]
+    wanted += [("W", "w", k - 1, k, sizes[k] * (sizes[k - 1] + 1)) for k in range(1, last + 1)]
+    wanted += [("dZ", "dz", k - 1, k, sizes[k] * m) for k in hidden]
+    counted = [Counted(f"{kind}{k}", name, index, c, elements, alloc(f"count{c}", Buf.G, 2, 1))
+               for c, (kind, name, index, k, elements) in enumerate(wanted[:COUNTERS - 1], 1)]
+    counter_of = {c.name: c.counter for c in counted}
     reply = 7 + 2 * (predictions.first + m - losses.first)
     if reply > config.max_payload:
         raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
@@ -656,17 +721,24 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
 
     g = net.hidden
     emit = _Emitter()
+
+    def read_counters() -> None:
+        for c in counted:
+            emit.vec(c.region, c.region, _epi(counter=c.counter, read_counter=True))
+
     setup = emit.entry()
     emit.set(Reg.SLOPE, int(SLOPE.quantize(net.slope)))
     emit.set(Reg.SEED, seed)
+    read_counters()
     emit.end()
 
-    def sgd(a: Region, b: Region, c: Region, tb: bool, acc_frac: int, c_frac: int) -> None:
+    def sgd(a: Region, b: Region, c: Region, tb: bool, acc_frac: int, c_frac: int, counter: int = 0) -> None:
         """``c −= α/m · a·b`` (``a·bᵀ`` with ``tb``), rounded as ``net.rounding`` says; the product is
         at ``acc_frac`` fraction bits and ``c`` at ``c_frac``."""
         shift, scale = sgd_multiplier(net.learning_rate / m * 2.0 ** (c_frac - acc_frac))
         emit.set(Reg.SCALE, scale)
-        emit.gemm(a, b, c, _epi(op=VecOp.SGD, shift=shift, b_shift=shift, round=net.rounding), c=c, tb=tb)
+        emit.gemm(a, b, c, _epi(op=VecOp.SGD, shift=shift, b_shift=shift, round=net.rounding,
+                                counter=counter), c=c, tb=tb)
 
     def broadcast_slope(k: int, ones_row: Region, c: Region, out: Region) -> None:
         """``out = (α[k]·1ᵀ) ⊙ c`` in ``c``'s format: a one-deep GEMM, its MUL epilogue times ``c``."""
@@ -712,13 +784,13 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
         """``dZ[k]`` from ``dZ[k+1]``, before ``W[k+1]`` changes; PReLU's slopes step."""
         w = weights[k].view(cols=sizes[k])
         product = fmt.w[k] + fmt.grad(k + 1)         # Wᵀ·dZ[k+1]
-        d = dz[k]
+        d, counter = dz[k], counter_of.get(f"dZ{k}", 0)
         if not prelu:
-            emit.gemm(w, dz[k + 1], d, _epi(op=VecOp.MUL, shift=product + ACT.frac - fmt.grad(k)),
-                      c=derivs[k], ta=True)
+            emit.gemm(w, dz[k + 1], d, _epi(op=VecOp.MUL, shift=product + ACT.frac - fmt.grad(k),
+                                            counter=counter), c=derivs[k], ta=True)
             return
         e = fmt.grad(k)                              # E and its products are kept in dZ[k]'s format
-        emit.gemm(w, dz[k + 1], d, _epi(shift=product - e), ta=True)                # E = Wᵀ·dZ[k+1]
+        emit.gemm(w, dz[k + 1], d, _epi(shift=product - e, counter=counter), ta=True)  # E = Wᵀ·dZ[k+1]
         emit.vec(d, negative[k], _epi(op=VecOp.MUL, shift=fmt.z(k)), b=negative[k])  # E ⊙ N
         emit.vec(d, derivs[k], _epi(op=VecOp.MUL, shift=ACT.frac), b=derivs[k])      # E ⊙ R
         emit.vec(d, d, _epi(op=VecOp.SUB), b=derivs[k])                 # E − E ⊙ R
@@ -743,7 +815,8 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
                 emit.gemm(weights[k - 1], inputs[k - 1], inputs[k].view(rows=sizes[k]),
                           _epi(shift=shift, act=g))
                 continue
-            emit.gemm(weights[k - 1], inputs[k - 1], z[k], _epi(shift=shift))
+            emit.gemm(weights[k - 1], inputs[k - 1], z[k],
+                      _epi(shift=shift, counter=counter_of.get(f"Z{k}", 0) if training else 0))
             if k < last:
                 hidden_forward(k, training)
         head()
@@ -755,11 +828,16 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     for k in range(last, 0, -1):
         if k > 1:
             hidden_backward(k - 1)
-        sgd(dz[k], inputs[k - 1], weights[k - 1], True, fmt.grad(k) + fmt.act(k - 1), fmt.w[k - 1])
+        sgd(dz[k], inputs[k - 1], weights[k - 1], True, fmt.grad(k) + fmt.act(k - 1), fmt.w[k - 1],
+            counter_of.get(f"W{k}", 0))
     emit.end()
 
     infer = emit.entry()
     forward(training=False)
+    emit.end()
+
+    count = emit.entry()
+    read_counters()
     emit.end()
 
     if len(emit.words) > config.imem:
@@ -767,4 +845,4 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
                          f"holds {config.imem}: use fewer layers or a device with a larger imem")
     return Program(net, config, fmt, tuple(emit.words), setup, train, infer, tuple(weights),
                    tuple(slopes), tuple(counters), tuple(ones), (zero,) if zero else (), tuple(inputs),
-                   labels, losses, predictions, alloc.regions)
+                   tuple(counted), count, labels, losses, predictions, alloc.regions)

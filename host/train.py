@@ -5,6 +5,9 @@ then a ``WRITE`` of the minibatch and its labels and one ``RUN`` whose reply car
 losses and predictions. Forward pass, loss gradient, back-propagation and the SGD update all run on
 the device; weights cross the link only when a run starts or a checkpoint is taken.
 
+After each epoch the formats follow the device's saturation counts (``host/exponents.py``): a moved
+format rescales its weights on the device and reprograms it.
+
 Reproducibility: the data order comes from one seeded generator, and the device's stochastic-
 rounding LFSRs are reseeded from ``(seed, epoch)`` at the start of every epoch (a two-word program
 after the compiled one), so a run resumed from a checkpoint at an epoch boundary ends with the same
@@ -20,6 +23,7 @@ import numpy as np
 
 from host.compiler import Formats, Network, Program, Write, compile_network, initial_parameters
 from host.data import Dataset, inference_batches, minibatches
+from host.exponents import Move, counts, follow, rescale
 from host.profile import TensorStats, mean_stats, step_stats
 from hw.isa import Opcode, Reg, instruction
 
@@ -57,6 +61,8 @@ class EpochResult:
     activations: list[np.ndarray] | None = None
     # With profiling, each tensor's comparison with the float64 shadow, averaged over the epoch's steps.
     profile: dict[str, TensorStats] | None = None
+    # The formats moved after the epoch, from the device's saturation counts (host/exponents.py).
+    moves: list[Move] | None = None
 
 
 class Trainer:
@@ -88,15 +94,20 @@ class Trainer:
     def __init__(self, driver, network: Network, seed: int = 0, formats: Formats | None = None,
                  x=None, profile: bool = False):
         self.driver, self.network, self.seed, self.profile = driver, network, seed, profile
-        config = driver.info().config()
+        self.config = driver.info().config()
         if formats is None:
             formats = Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
-        self.program: Program = compile_network(network, config, seed=seed, formats=formats, keep=profile)
+        self._compile(formats)
+
+    def _compile(self, formats: Formats) -> None:
+        """Compile for ``formats`` and program the device (buffers are left as they are)."""
+        self.program: Program = compile_network(self.network, self.config, seed=self.seed, formats=formats,
+                                                keep=self.profile)
         self.reseed_at = len(self.program.words)
-        if self.reseed_at + 2 > config.imem:
+        if self.reseed_at + 2 > self.config.imem:
             raise ValueError(f"the program needs {self.reseed_at + 2} instructions, the device holds "
-                             f"{config.imem}: use fewer layers")
-        driver.program(list(self.program.words))
+                             f"{self.config.imem}: use fewer layers")
+        self.driver.program(list(self.program.words))
 
     def load(self, weights: list[np.ndarray]) -> None:
         """Put raw parameters (``Program.parameters``: weights, then learned slopes), the constants and
@@ -125,6 +136,29 @@ class Trainer:
         for total, region in zip(totals, self.program.counters, strict=True):
             total += self._read(region)[:, 0]
         self.write(self.program.clear_counters())
+
+    def saturation(self) -> dict[str, tuple[int, int]]:
+        """Read and clear the saturation counters: ``{tensor: (saturated, top bit used)}`` since the
+        last read (or :meth:`load`)."""
+        counted = self.program.counted
+        if not counted:
+            return {}
+        self.driver.run(self.program.count)
+        first = counted[0].region.first
+        last = counted[-1].region
+        return counts(self.program, self.driver.read(last.buf, first, last.first + last.words - first))
+
+    def follow(self, steps: int) -> list[Move]:
+        """Move the formats as the saturation counts of the last ``steps`` training steps say: the
+        weights are rescaled on the device and the program recompiled. Returns the moves."""
+        formats, moves = follow(self.program, self.saturation(), steps)
+        if moves:
+            raw, old = self.weights(), self.program.parameter_formats
+            self._compile(formats)
+            new = self.program.parameter_formats
+            self.write(self.program.load_writes([rescale(r, a.frac, b.frac)
+                                                 for r, a, b in zip(raw, old, new, strict=True)]))
+        return moves
 
     def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
@@ -158,6 +192,7 @@ class Trainer:
             fmt = self.program.formats
             result.activations = [self._read(r)[:-1] / 2.0 ** fmt.act(k)
                                   for k, r in enumerate(self.program.inputs[1:], 1)]
+        result.moves = self.follow(steps)
         return result
 
     def predict(self, x) -> np.ndarray:

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 from .array import SystolicArray
 from .buffers import Buffer, Mode, times
 from .config import DeviceConfig
+from .counters import SaturationCounters
 from .isa import Buf, Epilogue, Instruction, Opcode, Reg, Status
 from .numerics import Act
 from .reduce import Reduce, ReduceOp
@@ -117,6 +118,7 @@ class Controller(wiring.Component):
                                                  serial_multipliers=cfg.serial_multipliers)
         m.submodules.reduce = red = Reduce(lanes=C, max_rows=cfg.max_rows,
                                                physical_lanes=cfg.vector_lanes)
+        m.submodules.counters = counters = SaturationCounters(C)
 
         # -- state ----------------------------------------------------------------------------------
         pc = Signal(16)
@@ -293,7 +295,9 @@ class Controller(wiring.Component):
             with m.Case(Opcode.ARGMAX, Opcode.LOSS):
                 m.d.comb += [res.eq(red.o.payload.y), red.o.ready.eq(1)]
             with m.Default():
-                m.d.comb += [res.eq(vec.o.payload.y), vec.o.ready.eq(1)]
+                m.d.comb += vec.o.ready.eq(1)
+                for j in range(C):
+                    m.d.comb += res[j].eq(Mux(run.epi.read_counter, counters.value, vec.o.payload.y[j]))
 
         # -- iteration counters --------------------------------------------------------------------------
         # Steps (GEMM: X, Y; passes: Y, Z): GEMM: tiles (i0, j0), k inside; passes: column blocks j0,
@@ -421,8 +425,18 @@ class Controller(wiring.Component):
             with m.Else():
                 m.d.sync += drain_r.eq(drain_r + 1)
 
-        # Writer: one registered write per result beat.
+        # Writer: one registered write per result beat; a vector unit's beat is counted or read by
+        # the saturation counter its epilogue names, over the lanes inside the matrix.
         reduce_op = (opcode == Opcode.ARGMAX) | (opcode == Opcode.LOSS)
+        w_mask = lanes_in_matrix(block_cols(w_j0))
+        m.d.comb += [
+            counters.valid.eq(running & res_valid & ~writing_done & (gemm | (opcode == Opcode.VEC))),
+            counters.select.eq(run.epi.counter),
+            counters.read.eq(run.epi.read_counter),
+            counters.row.eq(Mux(w_p < 2, w_p, 2)),
+            counters.saturated.eq(vec.o.payload.saturated & w_mask),
+            counters.high.eq(vec.o.payload.high & w_mask),
+        ]
         m.d.sync += w_valid.eq(0)
         with m.If(running & res_valid & ~writing_done):
             m.d.sync += [
@@ -431,7 +445,7 @@ class Controller(wiring.Component):
                 w_req.row.eq(w_row),
                 w_req.skew.eq(w_p),
                 w_req.q.eq(w_j0),
-                w_req.mask.eq(lanes_in_matrix(block_cols(w_j0))),
+                w_req.mask.eq(w_mask),
             ]
             for j in range(C):
                 m.d.sync += w_req.data[j].eq(res[j])

@@ -17,10 +17,10 @@ __all__ = [
     "Buf", "Opcode", "Reg", "Command", "Status", "Epilogue", "Instruction", "TENSORS",
     "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
     "encode", "decode", "instruction", "info_payload", "INSTRUCTION_BYTES", "VERSION",
-    "SOFTMAX_SHIFT_MAX",
+    "SOFTMAX_SHIFT_MAX", "COUNTERS", "COUNT_MAX",
 ]
 
-VERSION = 2
+VERSION = 3
 """Version of this instruction set and command protocol, reported by ``INFO``."""
 
 TENSORS = 16
@@ -55,12 +55,25 @@ class Reg(enum.Enum, shape=4):
     SEED = 2    # reseeds the stochastic-rounding LFSRs: lane l := lfsr_seed(SEED, l)
 
 
+COUNTERS = 16
+"""Saturation counters of the device; counter 0 is "none" and always reads 0."""
+
+COUNT_MAX = (1 << 15) - 1
+"""Where a saturation counter stops counting, so that it reads back as a positive word."""
+
+
 class Epilogue(data.StructLayout):
-    """What the vector unit does to each result: see :class:`hw.vector.VectorUnit`."""
+    """What the vector unit does to each result: see :class:`hw.vector.VectorUnit`.
+
+    ``counter`` (not 0) adds the results written that saturated, and those that use their format's
+    top bit, to that saturation counter; with ``read_counter`` the instruction writes the counter
+    instead of its results (row 0: saturated, row 1: top bit used, clearing each as it is written).
+    """
 
     def __init__(self):
         super().__init__({
             "op": VecOp, "act": 3, "deriv": 1, "round": Rounding, "shift": 6, "b_shift": 5,
+            "counter": (COUNTERS - 1).bit_length(), "read_counter": 1,
         })
 
 

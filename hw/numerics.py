@@ -21,7 +21,7 @@ import numpy as np
 
 __all__ = [
     "Fixed", "DATA", "ACT", "SLOPE", "EXP", "saturate", "shift_round", "requantize",
-    "shift_stochastic", "requantize_stochastic", "LFSR_WIDTH", "LFSR_TAPS", "LFSR_STEPS",
+    "shift_stochastic", "requantize_stochastic", "saturates", "uses_top_bit", "LFSR_WIDTH", "LFSR_TAPS", "LFSR_STEPS",
     "lfsr_seed", "lfsr_step", "lfsr_advance", "lfsr_sequence", "lfsr_matrix", "product_bits", "acc_bits",
     "Act", "PwlTable", "pwl_table", "activation", "activation_float", "softmax",
     "softmax_float", "SOFTMAX_RECIP_BITS", "TABLE_RANGE", "activation_table", "exp_table",
@@ -118,6 +118,23 @@ def shift_stochastic(x, shift: int, rand) -> np.ndarray:
 
 def requantize_stochastic(x, shift: int, rand, bits: int = 16) -> np.ndarray:
     return saturate(shift_stochastic(x, shift, rand), bits)
+
+
+def saturates(x, shift: int, bits: int = 16, rand=None) -> np.ndarray:
+    """Where requantising ``x`` (stochastically if ``rand`` is given) saturates: the floor of the
+    shift is below the range of ``bits`` or its rounding above it."""
+    if rand is None:
+        rounded = shift_round(x, shift)
+        floor = np.asarray(x, dtype=np.int64) >> shift if shift > 0 else rounded
+    else:
+        floor = rounded = shift_stochastic(x, shift, rand)
+    return (floor < -(1 << (bits - 1))) | (rounded > (1 << (bits - 1)) - 1)
+
+
+def uses_top_bit(x, bits: int = 16) -> np.ndarray:
+    """Where ``x`` needs all of its ``bits``: it would saturate with one integer bit fewer."""
+    x = np.asarray(x, dtype=np.int64)
+    return (x >= 1 << (bits - 2)) | (x < -(1 << (bits - 2)))
 
 
 # -- the stochastic-rounding LFSR ----------------------------------------------------------------------

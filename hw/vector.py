@@ -232,7 +232,9 @@ class VectorUnit(wiring.Component):
         Payload ``a`` (``lanes`` x ``signed(acc_width)``), ``b`` (``lanes`` x ``signed(fmt.bits)``),
         ``last`` (passed through).
     o : Out(stream)
-        Payload ``y`` (``lanes`` x ``signed(fmt.bits)``), ``last``.
+        Payload ``y`` (``lanes`` x ``signed(fmt.bits)``), ``last``, and per lane (a bit each)
+        ``saturated``, whether ``x`` saturated (:func:`numerics.saturates`), and ``high``, whether
+        ``x`` uses the top bit of its format (:func:`numerics.uses_top_bit`).
     op : In(VecOp)
     b_shift : In(range(32))
     shift : In(range(63))
@@ -290,6 +292,8 @@ class VectorUnit(wiring.Component):
                 "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "y": data.ArrayLayout(beat, lanes),
+                "saturated": lanes,
+                "high": lanes,
                 "last": 1}))),
             "op": In(VecOp),
             "b_shift": In(range(32)),
@@ -349,7 +353,8 @@ class VectorUnit(wiring.Component):
         t2 = lanes_of(signed(t_width), "t2")
         q3, up3, fits3, sign3 = (lanes_of(signed(bits), "q3"), lanes_of(1, "up3"), lanes_of(1, "fits3"),
                                  lanes_of(1, "sign3"))
-        x4 = lanes_of(signed(bits), "x4")
+        x4, sat4 = lanes_of(signed(bits), "x4"), lanes_of(1, "sat4")
+        sat5, high5 = lanes_of(1, "sat5"), lanes_of(1, "high5")
         simple5, frac5 = lanes_of(signed(bits), "simple5"), lanes_of(max(table.seg_shift, 1), "frac5")
         leaky5 = lanes_of(1, "leaky5")
         valid = Signal(5)  # stages 2..6; the output is o.valid
@@ -442,6 +447,7 @@ class VectorUnit(wiring.Component):
             up = ~stochastic & round_nearest_even(u[0], sticky, u[1])
             q = q3[lane]
             x = Mux(fits3[lane], Mux(q == hi, q, q + up3[lane]), Mux(sign3[lane], lo, hi))
+            saturated = ~fits3[lane] | ((q == hi) & up3[lane])
             # Stage 5: table read, and the functions that need no table.
             index, frac = pwl_index(table, x4[lane])
             port = rom.read_port()
@@ -484,11 +490,16 @@ class VectorUnit(wiring.Component):
                     fits3[lane].eq(fits),
                     sign3[lane].eq(biased[-1]),
                     x4[lane].eq(x),
+                    sat4[lane].eq(saturated),
+                    sat5[lane].eq(sat4[lane]),
+                    high5[lane].eq(x4[lane][-1] ^ x4[lane][-2]),
                     frac5[lane].eq(frac),
                     simple5[lane].eq(simple),
                     leaky5[lane].eq(leaky),
                 ]
             for k in range(slices):
                 with m.If(adv & (slot[5] == k)):
-                    m.d.sync += self.o.payload.y[k * phys + lane].eq(y)
+                    m.d.sync += [self.o.payload.y[k * phys + lane].eq(y),
+                                 self.o.payload.saturated[k * phys + lane].eq(sat5[lane]),
+                                 self.o.payload.high[k * phys + lane].eq(high5[lane])]
         return m

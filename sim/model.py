@@ -37,6 +37,8 @@ from hw import numerics
 from hw.config import DeviceConfig
 from hw.frame import ErrorCode, encode_error
 from hw.isa import (
+    COUNT_MAX,
+    COUNTERS,
     INSTRUCTION_BYTES,
     TENSORS,
     Buf,
@@ -144,6 +146,9 @@ class Device:
         ``SLOPE``, ``SCALE`` and ``SEED``.
     vector : VectorModel
         The vector unit with its ``cols`` lane LFSRs.
+    counters : numpy.ndarray
+        The saturation counters, ``(COUNTERS, 2)``: per counter the results that saturated and those
+        that use their format's top bit.
     """
 
     def __init__(self, config: DeviceConfig):
@@ -154,6 +159,7 @@ class Device:
         self.tensors: list[Tensor | None] = [None] * TENSORS
         self.registers = {Reg.SLOPE: 0, Reg.SCALE: 0, Reg.SEED: 1}
         self.vector = VectorModel(lanes=config.cols)
+        self.counters = np.zeros((COUNTERS, 2), dtype=np.int64)
         self.link = LinkModel(config.max_payload)
         self._last: tuple[int, int] | None = None   # (seq, type) of the last executed command
         self._last_run: tuple[bytes, int, int, int] | None = None  # reply header, buf, addr, count
@@ -275,11 +281,11 @@ class Device:
             raise _Fault(Status.BAD_TENSOR)
         self.tensors[t] = tensor
 
-    def _epilogue(self, a: np.ndarray, b: np.ndarray, epi: dict) -> np.ndarray:
-        """The vector unit on beats ``a``, ``b`` (``(beats, lanes)``), in order."""
+    def _epilogue(self, a: np.ndarray, b: np.ndarray, epi: dict) -> tuple[np.ndarray, ...]:
+        """The vector unit on beats ``a``, ``b`` (``(beats, lanes)``), in order: ``y`` and its flags."""
         if epi["act"] not in numerics.Act._value2member_map_:
             raise _Fault(Status.BAD_OPCODE)
-        return self.vector(a, b, op=VecOp(epi["op"]), b_shift=epi["b_shift"], shift=epi["shift"],
+        return self.vector.run(a, b, op=VecOp(epi["op"]), b_shift=epi["b_shift"], shift=epi["shift"],
                            round=Rounding(epi["round"]), act=numerics.Act(epi["act"]),
                            deriv=bool(epi["deriv"]), slope=self.registers[Reg.SLOPE],
                            scale=self.registers[Reg.SCALE])
@@ -288,14 +294,26 @@ class Device:
         """Run M×N matrices ``a``, ``b`` through the vector unit as beats ``(row, first column)``.
 
         Each beat is ``cols`` lanes wide; lanes past ``N`` carry zeros, are computed (they advance
-        nothing but their own LFSR, as every lane does) and are not written back.
+        nothing but their own LFSR, as every lane does) and are not written back or counted. The
+        epilogue's saturation counter counts the beats, or with ``read_counter`` replaces them.
         """
         n = a.shape[1]
         rows = np.array([i for i, _ in order], dtype=np.int64)[:, None]
         cols = np.array([j for _, j in order], dtype=np.int64)[:, None] + np.arange(self.config.cols)
         valid = cols < n
         clipped = np.minimum(cols, n - 1)
-        y = self._epilogue(np.where(valid, a[rows, clipped], 0), np.where(valid, b[rows, clipped], 0), epi)
+        y, saturated, high = self._epilogue(np.where(valid, a[rows, clipped], 0),
+                                            np.where(valid, b[rows, clipped], 0), epi)
+        counts = self.counters[epi["counter"]]
+        if epi["read_counter"]:
+            for beat, (row, _) in enumerate(order):
+                y[beat] = counts[row] if row < 2 else 0
+                if row < 2:
+                    counts[row] = 0
+        else:
+            counts += [saturated[valid].sum(), high[valid].sum()]
+            np.minimum(counts, COUNT_MAX, out=counts)
+        self.counters[0] = 0
         out = np.empty_like(a)
         out[np.broadcast_to(rows, cols.shape)[valid], cols[valid]] = y[valid]
         return out

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import SOFTMAX_SHIFT_MAX, Buf, Opcode, Reg, instruction
+from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, Buf, Opcode, Reg, instruction
 from hw.numerics import Act
 from hw.vector import Rounding, VecOp
 
-__all__ = ["random_program"]
+__all__ = ["random_program", "clear_counters"]
 
 
 class _Allocator:
@@ -40,7 +40,8 @@ def _epilogue(rng: np.random.Generator) -> dict:
     return {"op": VecOp(int(rng.integers(0, 4))), "act": int(rng.integers(0, 8 if wild else len(Act))),
             "deriv": int(rng.integers(0, 2)), "round": Rounding(int(rng.integers(0, 2))),
             "shift": int(rng.integers(0, 64 if wild else 40)),
-            "b_shift": int(rng.integers(0, 32 if wild else 16))}
+            "b_shift": int(rng.integers(0, 32 if wild else 16)),
+            "counter": int(rng.integers(0, COUNTERS if wild else 3)), "read_counter": int(rng.random() < 0.25)}
 
 
 def random_program(rng: np.random.Generator, config: DeviceConfig, ops: int = 3,
@@ -101,3 +102,12 @@ def random_program(rng: np.random.Generator, config: DeviceConfig, ops: int = 3,
                 words.append(instruction(Opcode.ARGMAX, unary={"a": a, "out": out}))
     words.append(instruction(Opcode.END))
     return words
+
+
+def clear_counters() -> list[int]:
+    """A program that reads, and so clears, every saturation counter (into words 0 and 1 of G)."""
+    scratch = instruction(Opcode.TENSOR, tensor={"t": 0, "buf": Buf.G, "base": 0, "rows": 2, "cols": 1,
+                                                 "pitch": 1})
+    reads = [instruction(Opcode.VEC, vec={"a": 0, "out": 0, "epi": {"counter": c, "read_counter": 1}})
+             for c in range(1, COUNTERS)]
+    return [scratch, *reads, instruction(Opcode.END)]

@@ -22,7 +22,7 @@ from hw.isa import Buf, Opcode, Status, instruction
 from hw.numerics import Act
 from hw.vector import Rounding
 from sim.model import Device
-from sim.programs import random_program
+from sim.programs import clear_counters, random_program
 from sim.runner import tb_params
 
 P = tb_params()
@@ -85,11 +85,14 @@ async def run(dut, entry: int = 0) -> tuple[int, int, int]:
 
 
 async def fresh_model(dut, rng: np.random.Generator) -> Device:
-    """A golden model and the gateware with the same random words in every buffer.
+    """A golden model and the gateware with the same random words in every buffer, and their
+    saturation counters clear.
 
     A reset leaves memories as they were, so each test starts by making them agree.
     """
     model = Device(CONFIG)
+    await program(dut, clear_counters())
+    await run(dut)
     for buf in Buf:
         words = rng.integers(-(1 << 15), 1 << 15, WORDS)
         model.write_words(buf, 0, words)

@@ -151,7 +151,8 @@ async def start(dut) -> np.random.Generator:
 # -- the vector unit bench -----------------------------------------------------------------------
 
 class VectorBench:
-    """The unit with a source, a sink, the model and a scoreboard of ``(y lanes, last)`` items."""
+    """The unit with a source, a sink, the model and a scoreboard of ``(y lanes, saturated, high,
+    last)`` items (the flags as one bit per lane)."""
 
     def __init__(self, dut, rng: np.random.Generator, lanes: int, acc_width: int):
         self.dut, self.lanes, self.acc_width, self.bits = dut, lanes, acc_width, ACT.bits
@@ -161,7 +162,10 @@ class VectorBench:
         self.sink = Sink(lambda n: getattr(dut, f"o__{n}"), rng, self.observe)
 
     def decode(self, word: int):
-        return tuple(unpack(word, self.bits, self.lanes)), (word >> (self.lanes * self.bits)) & 1
+        flags = word >> (self.lanes * self.bits)
+        mask = (1 << self.lanes) - 1
+        return (tuple(unpack(word, self.bits, self.lanes)), flags & mask, (flags >> self.lanes) & mask,
+                (flags >> (2 * self.lanes)) & 1)
 
     def observe(self, word: int) -> None:
         self.board.compare(self.decode(word))
@@ -182,9 +186,11 @@ class VectorBench:
                             ("round", round.value), ("act", int(act)), ("deriv", int(deriv)),
                             ("slope", slope), ("scale", scale)]:
             getattr(dut, name).value = value
-        y = self.model(a, b, op=op, b_shift=b_shift, shift=shift, round=round, act=act,
-                       deriv=deriv, slope=slope, scale=scale)
-        self.board.expect(zip(map(tuple, y.tolist()), last.tolist(), strict=True))
+        y, saturated, high = self.model.run(a, b, op=op, b_shift=b_shift, shift=shift, round=round,
+                                            act=act, deriv=deriv, slope=slope, scale=scale)
+        weights = 1 << np.arange(self.lanes)
+        self.board.expect(zip(map(tuple, y.tolist()), (saturated @ weights).tolist(),
+                              (high @ weights).tolist(), last.tolist(), strict=True))
         self.source.queue.extend(pack([(a, self.acc_width), (b, self.bits), (last, 1)]))
         await pump(dut.clk, [self.source, self.sink], lambda: not self.board.expected)
         return y
@@ -312,7 +318,7 @@ async def test_scoreboard_catches_flip(dut):
     """A single flipped output bit makes the scoreboard fail."""
     rng = await start(dut)
     bench = _bench(dut, rng)
-    flip = int(rng.integers(0, bench.lanes * bench.bits))
+    flip = int(rng.integers(0, bench.lanes * (bench.bits + 2)))  # y or a flag
     victim = 17
     seen = bench.sink.take
 

@@ -50,17 +50,24 @@ class VectorModel:
             return (b << b_shift) - a * scale
         return a + (b << b_shift) if op == VecOp.ADD else a - (b << b_shift)
 
-    def __call__(self, a, b, *, op: VecOp = VecOp.ADD, b_shift: int = 0, shift: int = 0,
-                 round: Rounding = Rounding.NEAREST_EVEN, act: Act = Act.IDENTITY,
-                 deriv: bool = False, slope: int = 0, scale: int = 0) -> np.ndarray:
+    def __call__(self, a, b, **epilogue) -> np.ndarray:
         """The outputs ``y`` of the beats ``a``, ``b`` (``(beats, lanes)``), advancing the LFSRs."""
+        return self.run(a, b, **epilogue)[0]
+
+    def run(self, a, b, *, op: VecOp = VecOp.ADD, b_shift: int = 0, shift: int = 0,
+            round: Rounding = Rounding.NEAREST_EVEN, act: Act = Act.IDENTITY,
+            deriv: bool = False, slope: int = 0, scale: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``y`` as :meth:`__call__` does, with the unit's flags ``saturated`` and ``high`` per element."""
         t = self.combine(a, b, op, b_shift, scale)
+        bits = self.fmt.bits
+        rand = None
         if round == Rounding.STOCHASTIC:
             rand, self.state = numerics.lfsr_sequence(self.state, len(t))
-            x = numerics.requantize_stochastic(t, shift, rand, self.fmt.bits)
+            x = numerics.requantize_stochastic(t, shift, rand, bits)
         else:
-            x = numerics.requantize(t, shift, self.fmt.bits)
-        return numerics.activation(act, deriv, x, slope, self.fmt, self.segments)
+            x = numerics.requantize(t, shift, bits)
+        y = numerics.activation(act, deriv, x, slope, self.fmt, self.segments)
+        return y, numerics.saturates(t, shift, bits, rand), numerics.uses_top_bit(x, bits)
 
 
 def softmax_groups(groups, max_rows: int, fmt: Fixed = ACT, shift: int = 0) -> tuple[list[np.ndarray], int]:
