@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = [
     "Fixed", "DATA", "ACT", "SLOPE", "EXP", "saturate", "shift_round", "requantize",
-    "shift_stochastic", "requantize_stochastic", "saturates", "uses_top_bit", "LFSR_WIDTH", "LFSR_TAPS", "LFSR_STEPS",
+    "shift_stochastic", "requantize_stochastic", "saturates", "uses_top_bit", "LFSR_WIDTH", "LFSR_TAPS",
+    "LFSR_STEPS",
     "lfsr_seed", "lfsr_step", "lfsr_advance", "lfsr_sequence", "lfsr_matrix", "product_bits", "acc_bits",
     "Act", "PwlTable", "pwl_table", "activation", "activation_float", "softmax",
     "softmax_float", "SOFTMAX_RECIP_BITS", "TABLE_RANGE", "activation_table", "exp_table",

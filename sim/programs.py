@@ -41,7 +41,8 @@ def _epilogue(rng: np.random.Generator) -> dict:
             "deriv": int(rng.integers(0, 2)), "round": Rounding(int(rng.integers(0, 2))),
             "shift": int(rng.integers(0, 64 if wild else 40)),
             "b_shift": int(rng.integers(0, 32 if wild else 16)),
-            "counter": int(rng.integers(0, COUNTERS if wild else 3)), "read_counter": int(rng.random() < 0.25)}
+            "counter": int(rng.integers(0, COUNTERS if wild else 3)),
+            "read_counter": int(rng.random() < 0.25)}
 
 
 def random_program(rng: np.random.Generator, config: DeviceConfig, ops: int = 3,

@@ -286,7 +286,8 @@ counters, 8-bit weights and round-to-nearest updates."""
 
 @cocotb.test()
 async def training_steps(dut):
-    """Compiled MLP training steps (forward, loss, backward, SGD) bit for bit as the model."""
+    """Compiled MLP training steps (forward, loss, backward, SGD) bit for bit as the model, then the
+    saturation counts they left."""
     await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     model = await fresh_model(dut, rng)
@@ -316,3 +317,5 @@ async def training_steps(dut):
             cycles = await run_both(compiled.train, f"{options}, step {step}")
             dut._log.info("%s, training step %d: %d cycles", options, step, cycles)
             await compare_buffers(dut, model, f"{options}, after training step {step}")
+        await run_both(compiled.count, f"{options}, saturation counts")
+        await compare_buffers(dut, model, f"{options}, after reading the saturation counters")

@@ -90,7 +90,8 @@ def test_counters_stop_at_count_max_and_counter_zero_stays_zero():
     assert device.counters[1].tolist() == [COUNT_MAX, COUNT_MAX]    # 43·768 results
     zero_counter = instruction(Opcode.VEC, vec={"a": 1, "b": 0, "use_b": True, "out": 2, "epi": {
         "op": VecOp.ADD, "b_shift": 2, "counter": 0}})
-    assert _run(device, *words, zero_counter, _tensor(3, Buf.G, 200, 2, 1), _vec(3, 3, 0, read=True))[0].name == "OK"
+    read = _vec(3, 3, 0, read=True)
+    assert _run(device, *words, zero_counter, _tensor(3, Buf.G, 200, 2, 1), read)[0].name == "OK"
     assert device.counters[0].tolist() == [0, 0]
     np.testing.assert_array_equal(device.read_matrix(Buf.G, 200, 1, 2, 1), [[0], [0]])
 
