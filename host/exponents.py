@@ -8,6 +8,8 @@ epoch the host reads the counts and moves each of those formats by at most one b
 - one bit more precision when none used the top bit, so that none would have saturated with it, and
   the format is below the least range :meth:`host.compiler.Formats.bounds` leaves.
 
+A move that the program cannot follow (an SGD step below what the multiplier holds) is not made.
+
 This is dynamic fixed point (Courbariaux, Bengio and David, 2014), with the statistics counted by the
 device as it computes: no pass over the tensors, no tensor read back. Weights change format on the
 device by a rounding shift (:func:`rescale`); the other tensors live within a step, so a new program
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from host.compiler import compile_network
 from hw import numerics
 
 __all__ = ["SATURATED", "Move", "counts", "follow", "rescale"]
@@ -72,10 +75,18 @@ def follow(program, tally: dict[str, tuple[int, int]], steps: int) -> tuple[obje
             new = max(old - 1, lo)
         elif high == 0 and old < hi:
             new = old + 1
-        if new != old:
+        if new != old and _compiles(program, formats.moved(c.field, c.index, new)):
             formats = formats.moved(c.field, c.index, new)
             moves.append(Move(c.name, old, new, saturated, high, results))
     return formats, moves
+
+
+def _compiles(program, formats) -> bool:
+    try:
+        compile_network(program.network, program.config, formats=formats)
+    except ValueError:
+        return False
+    return True
 
 
 def rescale(raw, old: int, new: int) -> np.ndarray:

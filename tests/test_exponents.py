@@ -117,6 +117,18 @@ def test_follow_moves_a_format_by_one_bit_within_its_bounds():
     assert hi == fmt.logits
 
 
+def test_a_move_the_program_cannot_follow_is_not_made():
+    """8-bit weights at a low learning rate: one more fraction bit of dZ1 would put layer 1's SGD step
+    below what the multiplier holds."""
+    net = Network((8, 6, 3), hidden=Act.RELU, batch=4, learning_rate=0.005, weight_bits=8)
+    program = compile_network(net, SMALL)
+    assert program.formats.dz == (13,)
+    with pytest.raises(ValueError, match="too small for the SGD multiplier"):
+        compile_network(net, SMALL, formats=program.formats.moved("dz", 0, 14))
+    tally = {c.name: (0, 1) for c in program.counted}
+    assert follow(program, {**tally, "dZ1": (0, 0)}, 10) == (program.formats, [])
+
+
 def test_tables_inputs_are_not_counted_and_infer_counts_nothing():
     program = compile_network(Network((8, 6, 3), hidden=Act.TANH, batch=4), SMALL)
     assert [c.name for c in program.counted] == ["Z2", "W1", "W2", "dZ1"]
