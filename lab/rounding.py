@@ -94,15 +94,22 @@ def _range(r: dict) -> str:
             f"clipped there.")
 
 
+def _fraction_bits(bits: int) -> int:
+    """Fraction bits of layer 1's weights as the compiler starts them at ``bits`` bits."""
+    return compile_network(_network(bits, "stochastic"), DeviceConfig()).formats.w[0]
+
+
 def render(r: dict, plots: Path) -> str:
     def gap(bits: int, rounding: str) -> float:
         runs = r["runs"][f"{bits} {rounding}"]
         return 100 * (_mean(runs, "float32") - _mean(runs, "test"))
 
     low = min(BITS)
+    frac = {bits: _fraction_bits(bits) for bits in (low, 16)}
     return f"""The digits MLP (64-32-10, ReLU, minibatch 32, learning rate 0.1, {r['epochs']} epochs, seeds
-{', '.join(map(str, SEEDS))}) with its weights, biases and their updates held in `bits` bits (4 integer bits,
-`bits − 4` fraction bits), the update `W − α/m·dW` rounded to nearest even or stochastically (the
+{', '.join(map(str, SEEDS))}) with its weights, biases and their updates held in `bits` bits (`bits − 3`
+fraction bits at the start, ±4, moved while training if the saturation counters say so), the update
+`W − α/m·dW` rounded to nearest even or stochastically (the
 vector unit's per-lane LFSRs, `hw/numerics.py`). Activations and gradients stay 16-bit. Measured by
 `{CMD}`.
 
@@ -110,11 +117,11 @@ vector unit's per-lane LFSRs, `hw/numerics.py`). Activations and gradients stay 
 
 - **At {low} bits** the gap to float32 is {gap(low, 'nearest'):.2f} points with round-to-nearest and
   {gap(low, 'stochastic'):.2f} points with stochastic rounding. An update smaller than half a weight LSB
-  (2^-{low - 4} = {2.0 ** -(low - 4):g} at {low} bits) is rounded away every time by round-to-nearest, so
+  (2^-{frac[low]} = {2.0 ** -frac[low]:g} at {low} bits) is rounded away every time by round-to-nearest, so
   those weights stop learning; stochastic rounding applies it with a probability proportional to its
   size, so it is right on average.
 - **At 16 bits** the two roundings differ by {abs(gap(16, 'nearest') - gap(16, 'stochastic')):.2f} points:
-  the LSB (2^-12) is small enough that few updates vanish.
+  the LSB (2^-{frac[16]}) is small enough that few updates vanish.
 - {_range(r)} The learning rate applied differs slightly from 0.1 where the SGD multiplier
   (15 bits, shift ≤ 31) cannot hold it exactly (`Formats.effective_rate`).
 
