@@ -37,7 +37,7 @@ from hw.isa import (
 from hw.numerics import Act
 from hw.vector import Rounding, VecOp
 from sim.model import Device
-from sim.programs import random_program
+from sim.programs import clear_counters, random_program
 from sim.runner import tb_params
 from sim.streams import run_stream
 
@@ -163,12 +163,16 @@ class Bench:
 
 
     async def clear(self) -> None:
-        """Zero the instruction memory and the buffers, which a reset leaves as they were.
+        """Clear the saturation counters, then zero the instruction memory and the buffers: a reset
+        leaves them all as they were.
 
         Every frame has its own sequence number (0x80 on), so none is taken for a retransmission.
         """
-        frames = []
         per_frame = (CONFIG.max_payload - 8) // 8
+        clearing = clear_counters()
+        frames = [(program, (addr, clearing[addr:addr + per_frame]))
+                  for addr in range(0, len(clearing), per_frame)]
+        frames += [(run, (0,))]
         frames += [(program, (addr, [NOP] * min(per_frame, CONFIG.imem - addr)))
                    for addr in range(0, CONFIG.imem, per_frame)]
         per_frame = (CONFIG.max_payload - 5) // 2
