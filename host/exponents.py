@@ -48,15 +48,17 @@ class Move:
         return f"{self.name}: {self.old} → {self.new} fraction bits ({why})"
 
 
-def counts(program, words) -> dict[str, tuple[int, int]]:
-    """``{name: (saturated, top bit used)}`` from the words of the counted tensors' regions, read
-    from the first region's first word on, after a ``RUN`` of ``program.count``."""
-    words = np.asarray(words, dtype=np.int64)
-    start = program.counted[0].region.first if program.counted else 0
+def counts(program, read) -> dict[str, tuple[int, int]]:
+    """``{name: (saturated, top bit used)}`` of the counted tensors, after a ``RUN`` of
+    ``program.count``: their regions are read at once by ``read(buf, first word, count)``."""
+    if not program.counted:
+        return {}
+    first, last = program.counted[0].region, program.counted[-1].region
+    words = np.asarray(read(first.buf, first.first, last.first + last.words - first.first), dtype=np.int64)
     out = {}
     for c in program.counted:
         r = c.region
-        saturated, high = r.unpack(words[r.first - start:r.first - start + r.words])[:, 0]
+        saturated, high = r.unpack(words[r.first - first.first:r.first - first.first + r.words])[:, 0]
         out[c.name] = int(saturated), int(high)
     return out
 
@@ -71,12 +73,13 @@ def follow(program, tally: dict[str, tuple[int, int]], steps: int) -> tuple[obje
         old = formats.of(c.field, c.index)
         lo, hi = formats.bounds(program.network, c.field)
         new = old
-        if saturated and saturated > SATURATED * results:
+        if saturated > SATURATED * results:
             new = max(old - 1, lo)
         elif high == 0 and old < hi:
             new = old + 1
-        if new != old and _compiles(program, formats.moved(c.field, c.index, new)):
-            formats = formats.moved(c.field, c.index, new)
+        candidate = formats.moved(c.field, c.index, new)
+        if new != old and _compiles(program, candidate):
+            formats = candidate
             moves.append(Move(c.name, old, new, saturated, high, results))
     return formats, moves
 

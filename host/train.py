@@ -140,13 +140,9 @@ class Trainer:
     def saturation(self) -> dict[str, tuple[int, int]]:
         """Read and clear the saturation counters: ``{tensor: (saturated, top bit used)}`` since the
         last read (or :meth:`load`)."""
-        counted = self.program.counted
-        if not counted:
-            return {}
-        self.driver.run(self.program.count)
-        first = counted[0].region.first
-        last = counted[-1].region
-        return counts(self.program, self.driver.read(last.buf, first, last.first + last.words - first))
+        if self.program.counted:
+            self.driver.run(self.program.count)
+        return counts(self.program, self.driver.read)
 
     def follow(self, steps: int) -> list[Move]:
         """Move the formats as the saturation counts of the last ``steps`` training steps say: the

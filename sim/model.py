@@ -304,16 +304,15 @@ class Device:
         clipped = np.minimum(cols, n - 1)
         y, saturated, high = self._epilogue(np.where(valid, a[rows, clipped], 0),
                                             np.where(valid, b[rows, clipped], 0), epi)
-        counts = self.counters[epi["counter"]]
+        counts = self.counters[epi["counter"]]   # counter 0 is never written: it stays 0
         if epi["read_counter"]:
             for beat, (row, _) in enumerate(order):
-                y[beat] = counts[row] if row < 2 else 0
+                y[beat] = 0
                 if row < 2:
-                    counts[row] = 0
-        else:
+                    y[beat], counts[row] = counts[row], 0
+        elif epi["counter"]:
             counts += [saturated[valid].sum(), high[valid].sum()]
             np.minimum(counts, COUNT_MAX, out=counts)
-        self.counters[0] = 0
         out = np.empty_like(a)
         out[np.broadcast_to(rows, cols.shape)[valid], cols[valid]] = y[valid]
         return out
