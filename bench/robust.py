@@ -15,9 +15,10 @@ initial weights in the same data order, and measures the test accuracy of both e
 Per run: the final gap (float32 − device, in points), the worst gap over the second half of training,
 and *collapse*: the device came within 2 points of float32 at some check and later trailed it by more
 than 5 at two checks in a row. A single check that far behind is a *dip*, listed apart: per-sample
-SGD at a high rate swings by that much in its first epochs, float32 as well. Runs go in parallel over
-the cores. Output: ``bench/robust.json`` (the records),
-``docs/robustness.md`` and ``docs/robust/gaps.png``.
+SGD at a high rate swings by that much in its first epochs, float32 as well. A run where float32
+itself does not train (its best check stays below halfway from chance to 100 %) cannot collapse: it is
+listed apart and left out of the worst gap. Runs go in parallel over the cores. Output:
+``bench/robust.json`` (the records), ``docs/robustness.md`` and ``docs/robust/gaps.png``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class Case:
     seed: int
     binary: bool = False   # sigmoid output: digit >= 5 against the rest
 
+    @property
+    def chance(self) -> float:
+        """The accuracy of guessing: one class in 10, or one in 2 for the binary task."""
+        return 0.5 if self.binary else 0.1
+
 
 @dataclass
 class Run:
@@ -81,6 +87,11 @@ class Run:
 
     def __post_init__(self):
         self.gaps = [100 * (f - d) for d, f in zip(self.device, self.float32, strict=True)]
+
+    @property
+    def float32_trains(self) -> bool:
+        """Float32 gets at least halfway from chance to 100 % at some check."""
+        return max(self.float32) >= (1 + self.case.chance) / 2
 
     @property
     def final_gap(self) -> float:
@@ -102,13 +113,17 @@ class Run:
 
     @property
     def collapsed(self) -> bool:
+        if not self.float32_trains:
+            return False
         behind = self._behind()
         return any(a and b for a, b in zip(behind, behind[1:], strict=False))
 
     @property
     def dips(self) -> list[int]:
         """Epochs of single checks more than 5 points behind, between checks that are not (not a
-        collapse)."""
+        collapse). None where float32 does not train."""
+        if not self.float32_trains:
+            return []
         behind = [False, *self._behind(), False]
         return [e for k, e in enumerate(self.epochs, 1)
                 if behind[k] and not behind[k - 1] and not behind[k + 1]]
@@ -202,14 +217,17 @@ def summary(runs: list[Run]) -> dict:
     """The figures the brief asks for: worst gap, collapses, the default's 3-seed gaps."""
     default = _groups(runs).get("batch 32, lr 0.1", [])
     epochs = runs[0].epochs
+    judged = [r for r in runs if r.float32_trains] or runs
     at20 = 20 if 20 in epochs else epochs[0]
     return {
         "runs": len(runs),
         "collapses": [f"{r.case.label} (seed {r.case.seed})" for r in runs if r.collapsed],
         "dips": [f"{r.case.label} (seed {r.case.seed}) at epoch {', '.join(map(str, r.dips))}"
                  for r in runs if r.dips],
-        "worst_gap": max(r.worst_gap for r in runs),
-        "worst_run": max(runs, key=lambda r: r.worst_gap).case.label,
+        "untrained": [f"{r.case.label} (seed {r.case.seed}, float32 best {100 * max(r.float32):.1f} %)"
+                      for r in runs if not r.float32_trains],
+        "worst_gap": max(r.worst_gap for r in judged),
+        "worst_run": max(judged, key=lambda r: r.worst_gap).case.label,
         "mean_final_gap": _mean(r.final_gap for r in runs),
         "default_seeds": len(default),
         "default_gap_20": _mean(r.gap_at(at20) for r in default) if default else None,
@@ -261,10 +279,13 @@ gateware) and in float32 from the same initial weights in the same data order; t
 {every} epochs. *Gap* is float32 − device in points of test accuracy; *worst* is the largest gap over
 the second half of training; a run *collapses* when it came within {near:g} points of float32 and later
 trailed it by more than {far:g} at two checks in a row; a single check that far behind is a *dip*
-(per-sample SGD at a high rate swings that much in its first epochs, float32 as well).
+(per-sample SGD at a high rate swings that much in its first epochs, float32 as well). A run where
+float32 itself does not train (its best check stays below halfway from chance to 100 %) has nothing to
+collapse from: it is listed apart and left out of the worst gap.
 
 - **Collapses: {collapses}.** Dips: {dips}.
-- Worst gap over the whole grid: **{worst_gap:.2f} points** ({worst_run}); target ≤ 1.5.
+- Float32 does not train: {untrained}.
+- Worst gap over the grid where float32 trains: **{worst_gap:.2f} points** ({worst_run}); target ≤ 1.5.
 - Digits default (64-32-10, ReLU, minibatch 32, lr 0.1), mean of {default_seeds} seeds: gap
   {default_gap_20:.2f} points at epoch 20, {default_gap_final:.2f} at epoch {epochs} (target ≤ 0.5).
 - Mean final gap over every run: {mean_final_gap:.2f} points.
@@ -284,16 +305,24 @@ def render(runs: list[Run], seconds: float, cores: int) -> str:
         rows.append(f"| {label} | {len(group)} | {100 * _mean(r.device[-1] for r in group):.2f} % | "
                     f"{100 * _mean(r.float32[-1] for r in group):.2f} % | "
                     f"{_mean(r.final_gap for r in group):.2f} | {max(r.worst_gap for r in group):.2f} | "
-                    f"{'**yes**' if any(r.collapsed for r in group) else 'no'} |")
+                    f"{_collapse(group)} |")
     nan = float("nan")
     return PAGE.format(**{**s, "collapses": ", ".join(s["collapses"]) or "none",
                           "dips": "; ".join(s["dips"]) or "none",
+                          "untrained": "; ".join(s["untrained"]) or "none",
                           "default_gap_20": s["default_gap_20"] if s["default_gap_20"] is not None else nan,
                           "default_gap_final": s["default_gap_final"] if s["default_gap_final"] is not None
                           else nan},
                        minutes=seconds / 60, cores=cores, every=EVERY, options=_options(runs),
                        core_minutes=sum(r.seconds for r in runs) / 60, near=COLLAPSE_NEAR,
                        far=COLLAPSE_FAR, table="\n".join(rows))
+
+
+def _collapse(group: list[Run]) -> str:
+    if any(r.collapsed for r in group):
+        return "**yes**"
+    untrained = sum(not r.float32_trains for r in group)
+    return f"no; float32 does not train ({untrained} of {len(group)})" if untrained else "no"
 
 
 def _options(runs: list[Run]) -> str:
@@ -304,7 +333,7 @@ def _options(runs: list[Run]) -> str:
 
 def _record(run: Run) -> dict:
     return {**asdict(run), "final_gap": run.final_gap, "worst_gap": run.worst_gap, "collapsed": run.collapsed,
-            "dips": run.dips}
+            "dips": run.dips, "float32_trains": run.float32_trains}
 
 
 def main(argv: list[str] | None = None) -> int:

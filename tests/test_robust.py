@@ -55,6 +55,9 @@ def test_collapse_gap_and_worst_gap():
     assert fell.collapsed and fell.dips == [] and fell.worst_gap == pytest.approx(77.0)
     never_close = _run([0.50, 0.60, 0.70], [0.90, 0.91, 0.92])
     assert not never_close.collapsed                     # a gap that never closed is not a collapse
+    untrained = _run([0.19, 0.10, 0.19, 0.09, 0.19], [0.19, 0.18, 0.20, 0.19, 0.19])
+    assert not untrained.float32_trains and not untrained.collapsed and untrained.dips == []
+    assert fell.float32_trains                           # float32 at 97 %: halfway from 10 % is 55 %
 
 
 def test_grid_covers_the_brief_and_one_run_renders(tmp_path):
