@@ -23,8 +23,8 @@ import numpy as np
 
 from host.compiler import Formats, Network, Output
 from host.data import Holdout, Standardize
+from hw.isa import Rounding
 from hw.numerics import Act
-from hw.vector import Rounding
 
 __all__ = ["Checkpoint", "network_to_dict", "network_from_dict"]
 

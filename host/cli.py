@@ -18,8 +18,8 @@ import numpy as np
 from host.checkpoint import Checkpoint
 from host.compiler import Network, Output
 from hw.config import DeviceConfig
+from hw.isa import Rounding
 from hw.numerics import Act
-from hw.vector import Rounding
 
 __all__ = ["main", "ROUNDING"]
 

@@ -58,10 +58,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, TENSORS, Buf, Opcode, Reg, instruction
+from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, TENSORS, Buf, Opcode, Reg, Rounding, VecOp, instruction
 from hw.layout import Layout
 from hw.numerics import ACT, SLOPE, Act, Fixed, activation_float
-from hw.vector import Rounding, VecOp
 
 __all__ = ["Output", "Network", "Formats", "Region", "Counted", "Write", "Program", "compile_network",
            "initial_parameters", "sgd_multiplier", "ONE_FRAC"]

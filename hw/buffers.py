@@ -1,29 +1,15 @@
 """On-chip buffers: banked memories that read or write a row or a column segment of a matrix per cycle."""
 
 from amaranth import Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
+from .isa import Mode
 from .layout import Layout
 
-__all__ = ["Mode", "ReadRequest", "WriteRequest", "ReadResponse", "Buffer", "times"]
-
-
-class Mode(enum.Enum, shape=1):
-    """How an access walks the stored matrix; lane ``l`` of the access is element ``l`` of the walk.
-
-    - ``ROW``: elements ``(p, q + l)``, a row segment.
-    - ``COLUMN``: elements ``(p + l, q)``, a column segment.
-
-    Host word ``w`` is element ``(0, w)`` of a matrix whose row 0 starts at address 0, so the host's
-    flat words are ``ROW`` accesses with ``row = skew = 0`` and ``q = w`` (a write of one word masks
-    every lane but 0).
-    """
-
-    ROW = 0
-    COLUMN = 1
+__all__ = ["ReadRequest", "WriteRequest", "ReadResponse", "Buffer", "times"]
 
 
 def _address_fields(banks: int, depth: int) -> dict:

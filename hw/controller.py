@@ -17,12 +17,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .array import SystolicArray
-from .buffers import Buffer, Mode, times
+from .buffers import Buffer, times
 from .config import DeviceConfig
 from .counters import SaturationCounters
-from .isa import Buf, Epilogue, Instruction, Opcode, Reg, Status
+from .isa import Buf, Epilogue, Instruction, Mode, Opcode, ReduceOp, Reg, Status
 from .numerics import Act
-from .reduce import Reduce, ReduceOp
+from .reduce import Reduce
 from .softmax import Softmax
 from .vector import VectorUnit
 

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from amaranth.lib import data, enum
 
-from .vector import Rounding, VecOp
-
 __all__ = [
-    "Buf", "Opcode", "Reg", "Command", "Status", "Epilogue", "Instruction", "TENSORS",
+    "Buf", "Opcode", "Reg", "VecOp", "Rounding", "ReduceOp", "Mode", "Command", "Status", "Epilogue",
+    "Instruction", "TENSORS",
     "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
     "encode", "decode", "instruction", "info_payload", "INSTRUCTION_BYTES", "VERSION",
     "SOFTMAX_SHIFT_MAX", "COUNTERS", "COUNT_MAX",
@@ -53,6 +52,46 @@ class Reg(enum.Enum, shape=4):
     SLOPE = 0   # leaky-ReLU slope, raw in numerics.SLOPE
     SCALE = 1   # multiplier of the SGD step (learning rate / minibatch, scaled)
     SEED = 2    # reseeds the stochastic-rounding LFSRs: lane l := lfsr_seed(SEED, l)
+
+
+class VecOp(enum.Enum, shape=2):
+    """How the operands combine: ``a + (b << b_shift)``, ``a - (b << b_shift)``, ``a * b``, or the
+    SGD step ``(b << b_shift) - a * scale`` (``b`` a weight, ``a`` its gradient, ``scale`` the
+    learning rate)."""
+
+    ADD = 0
+    SUB = 1
+    MUL = 2
+    SGD = 3
+
+
+class Rounding(enum.Enum, shape=1):
+    """Rounding of the requantising shift (both saturate)."""
+
+    NEAREST_EVEN = 0
+    STOCHASTIC = 1
+
+
+class ReduceOp(enum.Enum, shape=1):
+    """What a group reduces to: the row of each column's largest ``a``, or the cross-entropy loss."""
+
+    ARGMAX = 0
+    LOSS = 1
+
+
+class Mode(enum.Enum, shape=1):
+    """How a buffer access walks the stored matrix; lane ``l`` of the access is element ``l`` of the walk.
+
+    - ``ROW``: elements ``(p, q + l)``, a row segment.
+    - ``COLUMN``: elements ``(p + l, q)``, a column segment.
+
+    Host word ``w`` is element ``(0, w)`` of a matrix whose row 0 starts at address 0, so the host's
+    flat words are ``ROW`` accesses with ``row = skew = 0`` and ``q = w`` (a write of one word masks
+    every lane but 0).
+    """
+
+    ROW = 0
+    COLUMN = 1
 
 
 COUNTERS = 16

@@ -12,7 +12,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.frame import (
+from .frame import (
     COBS_RUN,
     CRC_BYTES,
     CRC_INIT,

@@ -5,21 +5,15 @@ from __future__ import annotations
 import math
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
+from .isa import ReduceOp
 from .numerics import MANTISSA, Fixed
 from .vector import pwl_memory, requantize_hdl
 
-__all__ = ["ReduceOp", "Reduce"]
-
-
-class ReduceOp(enum.Enum, shape=1):
-    """What a group reduces to: the row of each column's largest ``a``, or the cross-entropy loss."""
-
-    ARGMAX = 0
-    LOSS = 1
+__all__ = ["Reduce"]
 
 
 class Reduce(wiring.Component):

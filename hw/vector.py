@@ -12,32 +12,15 @@ from __future__ import annotations
 import operator
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
-from amaranth.lib import data, enum, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
+from .isa import Rounding, VecOp
 from .numerics import SLOPE, Act, Fixed, PwlTable
 
-__all__ = ["VecOp", "Rounding", "VectorUnit", "requantize_hdl", "pwl_index",
+__all__ = ["VectorUnit", "requantize_hdl", "pwl_index",
            "serial_product", "pwl_memory", "pwl_samples", "TABLE_ACTS"]
-
-
-class VecOp(enum.Enum, shape=2):
-    """How the operands combine: ``a + (b << b_shift)``, ``a - (b << b_shift)``, ``a * b``, or the
-    SGD step ``(b << b_shift) - a * scale`` (``b`` a weight, ``a`` its gradient, ``scale`` the
-    learning rate)."""
-
-    ADD = 0
-    SUB = 1
-    MUL = 2
-    SGD = 3
-
-
-class Rounding(enum.Enum, shape=1):
-    """Rounding of the requantising shift (both saturate)."""
-
-    NEAREST_EVEN = 0
-    STOCHASTIC = 1
 
 
 TABLE_ACTS = (Act.SIGMOID, Act.TANH, Act.SWISH)

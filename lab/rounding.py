@@ -14,7 +14,7 @@ import numpy as np
 
 from host.compiler import Network, compile_network
 from hw.config import DeviceConfig
-from hw.vector import Rounding
+from hw.isa import Rounding
 from lab.plots import figure, save
 from lab.runs import EPOCHS, train_all
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.utils import ceil_log2
 
-from hw.buffers import Mode
+from hw.isa import Mode
 from hw.layout import Layout
 
 __all__ = ["BufferModel"]

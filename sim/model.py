@@ -47,18 +47,19 @@ from hw.isa import (
     Opcode,
     ProgramArgs,
     ReadArgs,
+    ReduceOp,
     Reg,
+    Rounding,
     RunArgs,
     RunReply,
     Status,
+    VecOp,
     WriteArgs,
     decode,
     encode,
     info_payload,
 )
 from hw.layout import Layout
-from hw.reduce import ReduceOp
-from hw.vector import Rounding, VecOp
 from sim.link import ErrorReply, LinkModel
 from sim.reduce import reduce_group
 from sim.vector import VectorModel

@@ -9,9 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, Buf, Opcode, Reg, instruction
+from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, Buf, Opcode, Reg, Rounding, VecOp, instruction
 from hw.numerics import Act
-from hw.vector import Rounding, VecOp
 
 __all__ = ["random_program", "clear_counters"]
 

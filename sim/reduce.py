@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw import numerics
+from hw.isa import ReduceOp
 from hw.numerics import ACT, Fixed
-from hw.reduce import ReduceOp
 
 __all__ = ["reduce_group", "reduce_groups"]
 

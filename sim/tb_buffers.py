@@ -24,7 +24,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 
-from hw.buffers import Mode
+from hw.isa import Mode
 from sim.buffers import BufferModel
 from sim.runner import tb_params
 

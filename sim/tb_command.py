@@ -27,15 +27,16 @@ from hw.isa import (
     Opcode,
     ProgramArgs,
     ReadArgs,
+    Rounding,
     RunArgs,
     RunReply,
+    VecOp,
     WriteArgs,
     decode,
     encode,
     instruction,
 )
 from hw.numerics import Act
-from hw.vector import Rounding, VecOp
 from sim.model import Device
 from sim.programs import clear_counters, random_program
 from sim.runner import tb_params

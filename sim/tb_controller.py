@@ -18,9 +18,8 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from host.compiler import Network, compile_network
 from hw.config import DeviceConfig
-from hw.isa import Buf, Opcode, Status, instruction
+from hw.isa import Buf, Opcode, Rounding, Status, instruction
 from hw.numerics import Act
-from hw.vector import Rounding
 from sim.model import Device
 from sim.programs import clear_counters, random_program
 from sim.runner import tb_params

@@ -13,8 +13,9 @@ import cocotb
 import numpy as np
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hw.isa import ReduceOp
 from hw.numerics import ACT
-from hw.reduce import Reduce, ReduceOp
+from hw.reduce import Reduce
 from sim.reduce import reduce_groups
 from sim.runner import tb_params
 from sim.tb_vector import Scoreboard, Sink, Source, pack, pump, start, unpack

@@ -21,8 +21,9 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
+from hw.isa import Rounding, VecOp
 from hw.numerics import ACT, SLOPE, Act
-from hw.vector import Rounding, VecOp, VectorUnit
+from hw.vector import VectorUnit
 from sim.runner import tb_params
 from sim.vector import VectorModel
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw import numerics
+from hw.isa import Rounding, VecOp
 from hw.numerics import ACT, Act, Fixed
-from hw.vector import Rounding, VecOp
 
 __all__ = ["VectorModel", "softmax_groups"]
 

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from hw.buffers import Buffer, Mode, ReadRequest, ReadResponse, WriteRequest
+from hw.buffers import Buffer, ReadRequest, ReadResponse, WriteRequest
+from hw.isa import Mode
 from hw.layout import Layout
 from sim.buffers import BufferModel
 from sim.runner import run

@@ -8,9 +8,8 @@ import pytest
 from host.compiler import Formats, Network, Output, Program, compile_network, initial_parameters
 from hw.config import DeviceConfig
 from hw.frame import decode_frame
-from hw.isa import Buf, Command, ProgramArgs, RunArgs, RunReply, Status, WriteArgs, decode, encode
+from hw.isa import Buf, Command, ProgramArgs, Rounding, RunArgs, RunReply, Status, WriteArgs, decode, encode
 from hw.numerics import ACT, Act, Fixed, activation_float, softmax_float
-from hw.vector import Rounding
 from sim.link import LinkModel
 from sim.model import Device
 

@@ -24,9 +24,8 @@ from host.driver import (
 )
 from hw.config import DeviceConfig
 from hw.frame import ErrorCode
-from hw.isa import VERSION, Buf, Command, Opcode, Status, instruction
+from hw.isa import VERSION, Buf, Command, Opcode, Rounding, Status, VecOp, instruction
 from hw.numerics import Act, requantize
-from hw.vector import Rounding, VecOp
 from sim.model import Device
 
 CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=32, k_max=64, max_rows=4, max_payload=128,

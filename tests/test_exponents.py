@@ -11,9 +11,8 @@ from host.exponents import SATURATED, follow, rescale
 from host.train import Trainer
 from hw import numerics
 from hw.config import DeviceConfig
-from hw.isa import COUNT_MAX, Buf, Opcode, instruction
+from hw.isa import COUNT_MAX, Buf, Opcode, VecOp, instruction
 from hw.numerics import Act
-from hw.vector import VecOp
 from sim.model import Device
 
 CONFIG = DeviceConfig(rows=2, cols=3, depth=256, imem=64, k_max=64, max_rows=8, max_payload=256)

@@ -21,16 +21,17 @@ from hw.isa import (
     ProgramArgs,
     ReadArgs,
     Reg,
+    Rounding,
     RunArgs,
     RunReply,
     Status,
+    VecOp,
     WriteArgs,
     decode,
     encode,
     instruction,
 )
 from hw.numerics import ACT, Act
-from hw.vector import Rounding, VecOp
 from sim.model import Device
 from sim.vector import VectorModel
 

@@ -14,8 +14,9 @@ from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 from hw import reduce
+from hw.isa import ReduceOp
 from hw.numerics import ACT, Fixed
-from hw.reduce import Reduce, ReduceOp
+from hw.reduce import Reduce
 from sim.reduce import reduce_group, reduce_groups
 from sim.runner import run
 

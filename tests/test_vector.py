@@ -11,8 +11,9 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from hw import vector
+from hw.isa import Rounding
 from hw.numerics import Fixed
-from hw.vector import Rounding, VectorUnit
+from hw.vector import VectorUnit
 from sim.runner import run
 from sim.vector import VectorModel
 

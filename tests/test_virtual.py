@@ -7,9 +7,8 @@ import serial
 
 from hw.config import DeviceConfig
 from hw.frame import decode_frame, encode_frame
-from hw.isa import Buf, Command, Opcode, RunReply, Status, decode, instruction
+from hw.isa import Buf, Command, Opcode, Rounding, RunReply, Status, VecOp, decode, instruction
 from hw.numerics import Act
-from hw.vector import Rounding, VecOp
 from sim.model import Device
 from sim.tb_command import info, program, read, run, write
 from sim.virtual import VirtualBoard
