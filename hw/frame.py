@@ -9,10 +9,9 @@ CRC is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflectio
 
 from __future__ import annotations
 
+import binascii
 import enum
 from dataclasses import dataclass
-
-import numpy as np
 
 __all__ = [
     "HEADER_FIELDS", "HEADER_BYTES", "CRC_BYTES", "CRC_POLY", "CRC_INIT", "MAX_PAYLOAD", "COBS_RUN",
@@ -82,21 +81,10 @@ class Frame:
     payload: bytes
 
 
-_CRC_TABLE = np.zeros(256, dtype=np.uint16)
-for _byte in range(256):
-    _crc = _byte << 8
-    for _ in range(8):
-        _crc = ((_crc << 1) ^ CRC_POLY if _crc & 0x8000 else _crc << 1) & 0xFFFF
-    _CRC_TABLE[_byte] = _crc
-_CRC_LIST = [int(v) for v in _CRC_TABLE]
-
-
 def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (check value 0x29B1 for ``b"123456789"``)."""
-    crc = CRC_INIT
-    for byte in bytes(data):
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_LIST[(crc >> 8) ^ byte]
-    return crc
+    """CRC-16/CCITT-FALSE of ``data`` (check value 0x29B1 for ``b"123456789"``): the standard
+    library's ``crc_hqx`` started at :data:`CRC_INIT`; the gateware's is :func:`hw.link.crc16_step`."""
+    return binascii.crc_hqx(bytes(data), CRC_INIT)
 
 
 def cobs_encode(data: bytes) -> bytes:
