@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from host import plots
 from host.checkpoint import Checkpoint
 from host.compiler import Network, Output
 from hw.config import DeviceConfig
@@ -65,18 +67,15 @@ def _driver(args):
 
 
 def _progress(epoch: int, epochs: int):
-    """A progress bar on a terminal's stderr (nothing when stderr is a file or a pipe)."""
-    if not sys.stderr.isatty():
-        return None
-    started = time.monotonic()
+    """A progress bar of the epoch's steps on stderr (none when stderr is not a terminal)."""
+    bar = tqdm(desc=f"epoch {epoch}/{epochs}", unit="step", disable=None, leave=True)
 
     def show(step: int, steps: int) -> None:
-        bar = "#" * (30 * step // steps)
-        print(f"\repoch {epoch}/{epochs} [{bar:<30}] {step}/{steps} {time.monotonic() - started:5.1f} s",
-              end="", file=sys.stderr, flush=True)
+        bar.total = steps
+        bar.update(step - bar.n)
         if step == steps:
-            print(file=sys.stderr)
-    return show
+            bar.close()
+    return None if bar.disable else show
 
 
 def _datasets(args, seed: int, state: Checkpoint | None) -> tuple:
@@ -176,15 +175,16 @@ def _train(args) -> None:
             for k, s in enumerate(trainer.program.dequantize(trainer.weights())[network.layers:], 1):
                 print(f"learned slopes, layer {k}: mean {s.mean():.3f}, min {s.min():.3f}, max {s.max():.3f}")
         if args.plot and result is not None and result.activations is not None:
-            _plot_stats(Path(args.plot), history["active"], result.activations)
+            _saved(plots.unit_activity(Path(args.plot), history["active"], result.activations))
         if args.plot and profiles:
-            _plot_profile(Path(args.plot), profiles)
+            _saved(plots.profile(Path(args.plot), profiles))
         predictions = trainer.predict(test.x)
         print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
         if not args.no_reference:
             _reference(network, trainer, train, test, seed, args.epochs)
         if args.plot:
-            _plot(Path(args.plot), history, confusion_matrix(test.y, predictions, _classes(network, test)))
+            _saved(plots.training(Path(args.plot), history,
+                                  confusion_matrix(test.y, predictions, _classes(network, test))))
 
 
 def _unit_stats(active: list[np.ndarray]) -> str:
@@ -210,71 +210,8 @@ def _reference(network, trainer, train, test, seed: int, epochs: int) -> None:
     print(f"test accuracy of the float32 reference: {100 * np.mean(ref.predict(test.x) == test.y):.2f} %")
 
 
-def _plot(folder: Path, history: dict, confusion: np.ndarray) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    epochs = range(1, len(history["loss"]) + 1)
-    left.plot(epochs, history["loss"])
-    left.set(xlabel="epoch", ylabel="training loss (device)")
-    right.plot(epochs, [100 * a for a in history["accuracy"]], label="train")
-    if history["test"]:
-        right.plot(epochs, [100 * a for a in history["test"]], label="test")
-    right.set(xlabel="epoch", ylabel="accuracy (%)")
-    right.legend()
-    fig.tight_layout()
-    fig.savefig(folder / "curves.png", dpi=120)
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.imshow(confusion, cmap="Blues")
-    for (i, j), n in np.ndenumerate(confusion):
-        ax.text(j, i, str(n), ha="center", va="center", fontsize=7)
-    ticks = range(len(confusion))
-    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test)", xticks=ticks, yticks=ticks)
-    fig.tight_layout()
-    fig.savefig(folder / "confusion.png", dpi=120)
-    print(f"plots: {folder / 'curves.png'}, {folder / 'confusion.png'}")
-
-
-def _plot_stats(folder: Path, active: list, activations: list[np.ndarray]) -> None:
-    """``units.png``: per hidden layer, each unit's active fraction through training, the dead fraction
-    per epoch, and a histogram of the last minibatch's activations."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from host.plots import activity_map
-    from host.train import dead_fraction
-
-    folder.mkdir(parents=True, exist_ok=True)
-    layers = len(activations)
-    fig, axes = plt.subplots(layers, 3, figsize=(13, 3.2 * layers), squeeze=False)
-    epochs = len(active)
-    for k, (heat, dead, hist) in enumerate(axes, 1):
-        activity_map(fig, heat, [epoch[k - 1] for epoch in active], f"layer {k}: % of samples active")
-        dead.plot(range(1, epochs + 1), [100 * dead_fraction(e[k - 1]) for e in active], "o-")
-        dead.set(xlabel="epoch", ylabel="dead units (%)", title=f"layer {k}: never active in the epoch")
-        hist.hist(activations[k - 1].ravel(), bins=50)
-        hist.set(xlabel="activation", ylabel="count", title=f"layer {k}: last minibatch")
-    fig.tight_layout()
-    fig.savefig(folder / "units.png", dpi=110)
-    print(f"plots: {folder / 'units.png'}")
-
-
-def _plot_profile(folder: Path, profiles: list[dict]) -> None:
-    """``profile.png``: the profiler's measures of every tensor per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from host.plots import profile_figure
-
-    folder.mkdir(parents=True, exist_ok=True)
-    profile_figure(profiles).savefig(folder / "profile.png", dpi=110)
-    print(f"plots: {folder / 'profile.png'}")
+def _saved(paths: list[Path]) -> None:
+    print(f"plots: {', '.join(map(str, paths))}")
 
 
 def _predictions(args) -> tuple:

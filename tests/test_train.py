@@ -257,3 +257,15 @@ def test_test_options_need_data_and_a_class_needs_two_samples(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+def test_plot_writes_every_png(tmp_path, capsys):
+    data, folder = tmp_path / "raw.csv", tmp_path / "plots"
+    _raw_csv(data, 60, seed=1)
+    assert main([*TRAIN, "--epochs", "1", "--no-reference", "--data", str(data), "--stats", "--profile",
+                 "--plot", str(folder)]) == 0
+    names = {"curves.png", "confusion.png", "units.png", "profile.png"}
+    assert {p.name for p in folder.iterdir()} == names
+    out = capsys.readouterr().out
+    assert all(str(folder / name) in out for name in names), out
+    assert all((folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for name in names)
