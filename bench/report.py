@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 
 import jinja2
 
-__all__ = ["percent", "points", "mhz", "mbaud", "series", "para", "bullet", "table", "render",
-           "to_dict", "from_dict", "write_json", "read_json"]
+__all__ = ["percent", "points", "minutes", "ms", "mhz", "mbaud", "series", "para", "bullet", "table",
+           "render", "to_dict", "from_dict", "write_json", "read_json"]
 
 WIDTH = 100
 """Column at which :func:`para` wraps prose."""
@@ -38,6 +38,16 @@ def percent(x: float, digits: int = 1) -> str:
 def points(x: float, digits: int = 2) -> str:
     """A difference of two fractions in signed percentage points: ``points(-0.01) == "-1.00"``."""
     return f"{100 * x:+.{digits}f}"
+
+
+def minutes(seconds: float, digits: int = 1) -> str:
+    """Seconds in minutes: ``minutes(90) == "1.5 min"``."""
+    return f"{seconds / 60:.{digits}f} min"
+
+
+def ms(seconds: float, digits: int = 2) -> str:
+    """Seconds in milliseconds: ``ms(0.0012) == "1.20 ms"``."""
+    return f"{1e3 * seconds:.{digits}f} ms"
 
 
 def mhz(hz: float) -> str:
@@ -79,8 +89,8 @@ def _environment(folder: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                              autoescape=False)
-    env.filters.update(pct=percent, points=points, mhz=mhz, mbaud=mbaud, series=series, para=para,
-                       bullet=bullet, fmt=format)
+    env.filters.update(pct=percent, points=points, minutes=minutes, ms=ms, mhz=mhz, mbaud=mbaud,
+                       series=series, para=para, bullet=bullet, fmt=format)
     return env
 
 

@@ -93,12 +93,12 @@ def measure() -> dict:
     for rows, cols in ARRAYS:
         config = device(rows, cols)
         began = time.monotonic()
-        stats: dict = {}
+        stats: list = []
         with virtual(config, stats) as driver:
             started = time.monotonic() - began
             steps += [_step(driver, m, train) for m in BATCHES]
         arrays.append({"rows": rows, "cols": cols, "depth": config.depth, "start_seconds": started,
-                       "wall_seconds": time.monotonic() - began, "simulator": stats})
+                       "wall_seconds": time.monotonic() - began, "simulator": asdict(stats[0])})
     boards = [{"name": name, "rows": b.config.rows, "cols": b.config.cols, "clk_hz": b.config.clk_hz,
                "baud": b.config.baud} for name, b in BOARDS.items()]
     return {"steps": steps, "arrays": arrays, "boards": boards}
