@@ -15,9 +15,10 @@ import numpy as np
 
 from bench import report
 from bench.measure import GemmRun, LinkBytes, SimStats, StepProfile
+from hw.boards.build import Resource
 
 __all__ = ["BOARD_BATCH", "DeviceStep", "BoardModel", "SeedAccuracy", "Accuracy", "Identity",
-           "EpochTimes", "Results", "Resource", "Clock", "Bitstream", "manifest"]
+           "EpochTimes", "Results", "Clock", "Bitstream", "manifest"]
 
 BOARD_BATCH = 32
 """The minibatch of the board models and the link figures."""
@@ -144,14 +145,6 @@ class Results:
     def kinds(self) -> list[str]:
         """The instruction kinds of the profiled steps, in their first order."""
         return list(dict.fromkeys(k for p in self.steps for k in p.kinds))
-
-
-@dataclass(frozen=True)
-class Resource:
-    name: str
-    cell: str
-    used: int
-    available: int
 
 
 @dataclass(frozen=True)
