@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import jinja2
 
-__all__ = ["percent", "points", "minutes", "ms", "mhz", "mbaud", "series", "para", "bullet", "table",
+__all__ = ["percent", "points", "minutes", "ms", "us", "mhz", "mbaud", "series", "para", "bullet", "table",
            "render", "to_dict", "from_dict", "write_json", "read_json"]
 
 WIDTH = 100
@@ -50,12 +50,17 @@ def ms(seconds: float, digits: int = 2) -> str:
     return f"{1e3 * seconds:.{digits}f} ms"
 
 
+def us(seconds: float, digits: int = 0) -> str:
+    """Seconds in microseconds, with thousands separated: ``us(0.0012) == "1,200 µs"``."""
+    return f"{1e6 * seconds:,.{digits}f} µs"
+
+
 def mhz(hz: float) -> str:
     return f"{hz / 1e6:g} MHz"
 
 
-def mbaud(baud: float) -> str:
-    return f"{baud / 1e6:g} Mbaud"
+def mbaud(baud: float, unit: str = "Mbaud") -> str:
+    return f"{baud / 1e6:g} {unit}"
 
 
 def series(items: list[str]) -> str:
@@ -89,7 +94,7 @@ def _environment(folder: Path) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(folder), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
                              autoescape=False)
-    env.filters.update(pct=percent, points=points, minutes=minutes, ms=ms, mhz=mhz, mbaud=mbaud,
+    env.filters.update(pct=percent, points=points, minutes=minutes, ms=ms, us=us, mhz=mhz, mbaud=mbaud,
                        series=series, para=para, bullet=bullet, fmt=format)
     return env
 
