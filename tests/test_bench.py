@@ -8,7 +8,7 @@ import pytest
 
 from bench import gemms, judge, measure, page, report
 from bench.measure import GemmRun
-from bench.records import Bitstream, Results
+from bench.records import Bitstream, Results, manifest
 from bench.table import Row, markdown, text, verdict
 from hw.boards import BOARDS
 from hw.isa import Opcode, Status
@@ -155,3 +155,9 @@ def test_page_renders_the_figures_of_its_record():
     assert ("| ulx3s-85f | 8×8 | 15 MHz | 3 Mbaud | 28,963 / 83,640 | 81 / 156 | 25.6 MHz | 10 min "
             "| `0123456789` |") in md
     assert "No bitstream is recorded" in page.render(r, rows, {})
+
+
+def test_the_stored_figures_render_the_page_in_docs():
+    r, bitstreams = _results(), manifest(ROOT / "bitstreams" / "manifest.json")
+    md = page.render(r, judge.rows(r, bitstreams), bitstreams)
+    assert md == (ROOT / "docs" / "benchmarks.md").read_text()

@@ -113,3 +113,9 @@ def test_document_has_the_introduction_and_every_measured_section(results, tmp_p
     assert md.startswith("# The lab: how is a neural net parallelised on a chip?")
     assert f"\n\n## {par.TITLE}\n\n" in md
     assert document({}, tmp_path).count("\n## ") == 0
+
+
+def test_the_stored_figures_render_the_page_in_docs(tmp_path):
+    from lab import DOCS
+
+    assert document(read(), tmp_path) == DOCS.read_text()

@@ -107,3 +107,14 @@ def test_page_quotes_the_summary():
     assert "Float32 does not train: x (seed 0, float32 best 20.0 %)." in md
     assert "**77.00 points** (x)" in md and "2 runs" not in md
     assert "| x | 3 | 45.00 % | 71.00 % | 26.00 | 77.00 | **yes** |" in md
+
+
+def test_the_stored_grid_renders_the_page_in_docs():
+    from pathlib import Path
+
+    from bench import report
+    from bench.robust import Grid, page
+
+    root = Path(__file__).resolve().parent.parent
+    grid = report.read_json(root / "bench" / "robust.json", Grid)
+    assert page.render(grid) == (root / "docs" / "robustness.md").read_text()
