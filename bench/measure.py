@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +115,7 @@ class GemmRun:
     @classmethod
     def of(cls, row: dict, level: str) -> GemmRun:
         """A row of a testbench's results file."""
-        return cls(**{f.name: row[f.name] for f in fields(cls) if f.name in row}, level=level)
+        return cls(**row, level=level)
 
     @property
     def size(self) -> tuple[int, int]:
