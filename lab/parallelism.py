@@ -7,9 +7,9 @@ profiled on the virtual board at every minibatch of :data:`BATCHES`: ``RunReply.
 real training steps on digits minibatches (cycle counts do not depend on the data). The driver's
 byte counters give the link traffic of those steps.
 
-This module measures and holds the figures (:class:`Figures`) and the arithmetic on them;
-:mod:`lab.parallelism_findings` draws the figures the prose quotes from them,
-:mod:`lab.parallelism_plots` the plots, and ``templates/parallelism.md.j2`` is the prose.
+This module measures; :mod:`lab.parallelism_records` holds the figures (:class:`Figures`) and the
+arithmetic on them, :mod:`lab.parallelism_findings` the figures the prose quotes,
+:mod:`lab.parallelism_plots` the plots, and ``lab/templates/parallelism.md.j2`` the prose.
 """
 
 from __future__ import annotations
