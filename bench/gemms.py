@@ -18,7 +18,7 @@ from hw.isa import Buf, Instruction, Opcode, decode, instruction
 from sim.model import Tensor
 
 __all__ = ["DIGITS", "BATCH", "TARGET", "Gemm", "gemm_kind", "program_gemms", "digits", "sweep",
-           "standalone", "setup_words", "depth_needed", "applies", "filled", "tiles", "occupancy",
+           "standalone", "setup_words", "depth_needed", "tiles", "occupancy",
            "CONTROLLERS"]
 
 DIGITS = (64, 32, 10)
@@ -138,16 +138,6 @@ def setup_words(program: Program) -> tuple[int, ...]:
     """The ``SET``s of ``program``'s ``setup`` entry (the leaky slope, the LFSR seed)."""
     words = program.words[program.setup:program.words.index(_END, program.setup)]
     return tuple(w for w in words if Opcode(_fields(w).op) == Opcode.SET)
-
-
-def applies(row: dict) -> bool:
-    """The target's shapes: ``K ≥ 4·max(R, C)`` for the fill and drain, ``N ≥ 4·C`` for enough tiles."""
-    return row["k"] >= 4 * max(row["rows"], row["cols"]) and row["n"] >= 4 * row["cols"]
-
-
-def filled(row: dict) -> bool:
-    """``M`` and ``N`` are multiples of ``R`` and ``C``: no output tile is part-empty."""
-    return row["m"] % row["rows"] == 0 and row["n"] % row["cols"] == 0
 
 
 def tiles(m: int, n: int, rows: int, cols: int) -> int:

@@ -20,7 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.gemms import CONTROLLERS, DIGITS, digits, gemm_kind, program_gemms, setup_words, standalone, sweep
+from bench.gemms import (
+    CONTROLLERS,
+    DIGITS,
+    TARGET,
+    digits,
+    gemm_kind,
+    occupancy,
+    program_gemms,
+    setup_words,
+    standalone,
+    sweep,
+    tiles,
+)
 from host.compiler import Network, Program
 from host.data import Dataset, minibatches
 from host.driver import Driver
@@ -29,9 +41,9 @@ from host.train import Trainer
 from hw.config import DeviceConfig
 from hw.isa import Instruction, Opcode, decode, instruction
 
-__all__ = ["DIGITS", "UART_BITS", "StepProfile", "LinkBytes", "TrainRun", "quiet", "virtual",
-           "array_efficiency", "gemm_runs", "profile_step", "train_steps", "link_bytes", "train_run",
-           "reference_accuracy", "gemm_kind"]
+__all__ = ["DIGITS", "UART_BITS", "SimStats", "GemmRun", "GemmProfile", "StepProfile", "LinkBytes",
+           "TrainRun", "quiet", "virtual", "array_efficiency", "gemm_runs", "profile_step", "train_steps",
+           "link_bytes", "train_run", "reference_accuracy", "gemm_kind"]
 
 UART_BITS = 10
 """Bits on the line per byte: 8N1 is a start bit, 8 data bits and a stop bit."""
@@ -57,34 +69,102 @@ def quiet(log: Path) -> Iterator[None]:
                 os.close(copy)
 
 
+@dataclass(frozen=True)
+class SimStats:
+    """How fast a virtual board simulated: cycles in seconds."""
+
+    cycles: int
+    seconds: float
+    cycles_per_second: float
+
+
 @contextlib.contextmanager
-def virtual(config: DeviceConfig, stats: dict) -> Iterator[Driver]:
-    """A driver on a virtual board of ``config``; its statistics land in ``stats`` when it stops."""
+def virtual(config: DeviceConfig, stats: list[SimStats] | None = None) -> Iterator[Driver]:
+    """A driver on a virtual board of ``config``; its statistics are appended to ``stats`` when it stops."""
     from sim.virtual import VirtualBoard
 
     board = VirtualBoard(config)
     with board as url, Driver.open(url, timeout=60.0) as driver:
         yield driver
-    stats.update(board.stats)
+    if stats is not None:
+        stats.append(SimStats(**board.stats))
 
 
 # -- 1. array efficiency -----------------------------------------------------------------------------
 
 
-def array_efficiency(arrays: tuple[tuple[int, int], ...] = tuple(CONTROLLERS)) -> list[dict]:
+@dataclass(frozen=True)
+class GemmRun:
+    """One GEMM of the efficiency testbenches: the array alone (``level="array"``) or a GEMM instruction
+    through the controller (``"instruction"``, of ``family`` ``"sweep"`` or ``"digits"``)."""
+
+    rows: int
+    cols: int
+    m: int
+    k: int
+    n: int
+    cycles: int
+    ideal: float
+    efficiency: float
+    level: str
+    family: str | None = None
+    kind: str | None = None
+    ta: bool | None = None
+    tb: bool | None = None
+
+    @classmethod
+    def of(cls, row: dict, level: str) -> GemmRun:
+        """A row of a testbench's results file."""
+        return cls(**row, level=level)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.rows, self.cols
+
+    @property
+    def applies(self) -> bool:
+        """The target's shapes: ``K ≥ 4·max(R, C)`` for the fill and drain, ``N ≥ 4·C`` for enough tiles."""
+        return self.k >= 4 * max(self.rows, self.cols) and self.n >= 4 * self.cols
+
+    @property
+    def filled(self) -> bool:
+        """``M`` and ``N`` are multiples of ``R`` and ``C``: no output tile is part-empty."""
+        return self.m % self.rows == 0 and self.n % self.cols == 0
+
+    @property
+    def occupancy(self) -> float:
+        """The share of the array's cells the output tiles keep busy."""
+        return occupancy(self.m, self.n, self.rows, self.cols)
+
+    @property
+    def tile_cycles(self) -> float:
+        """Cycles per output tile."""
+        return self.cycles / tiles(self.m, self.n, self.rows, self.cols)
+
+    @property
+    def in_busy_cells(self) -> float:
+        """The efficiency over the cells the output tiles keep busy."""
+        return self.efficiency / self.occupancy
+
+    @property
+    def passes(self) -> bool:
+        """At least :data:`~bench.gemms.TARGET` of ``R·C`` MACs per cycle."""
+        return self.efficiency >= TARGET
+
+
+def array_efficiency(arrays: tuple[tuple[int, int], ...] = tuple(CONTROLLERS)) -> list[GemmRun]:
     """GEMM cycles of each array size: the array alone and GEMM instructions through the controller.
 
     Runs the ``efficiency`` test of ``sim/tb_array.py`` (every shape of its M, K, N sweep streamed with
     no stalls) and the ``gemm_efficiency`` test of ``sim/tb_controller.py`` on the controller of
     :data:`~bench.gemms.CONTROLLERS` for each ``(rows, cols)``, with the GEMMs of :func:`gemm_runs`;
-    both compare every result with the golden model. Rows carry ``level`` = ``"array"`` or
-    ``"instruction"``, and instruction rows ``family`` = ``"sweep"`` or ``"digits"``.
+    both compare every result with the golden model.
     """
     from hw.array import SystolicArray
     from hw.controller import Controller
     from sim.runner import run
 
-    rows: list[dict] = []
+    rows: list[GemmRun] = []
     with tempfile.TemporaryDirectory(prefix="systolic-bench-") as tmp:
         for r, c in arrays:
             k_max = 8 * max(r, c)
@@ -93,13 +173,13 @@ def array_efficiency(arrays: tuple[tuple[int, int], ...] = tuple(CONTROLLERS)) -
             run(dut, f"array_{r}x{c}", "sim.tb_array",
                 {"rows": r, "cols": c, "width": 16, "k_max": k_max, "acc_width": dut.acc_width,
                  "m_tiles": 2, "results": str(out)}, testcase="efficiency")
-            rows += [{**row, "level": "array"} for row in json.loads(out.read_text())]
+            rows += [GemmRun.of(row, "array") for row in json.loads(out.read_text())]
             config = CONTROLLERS[r, c]
             out = Path(tmp) / f"program-{r}x{c}.json"
             run(Controller(config), f"controller_{r}x{c}", "sim.tb_controller",
                 {**asdict(config), "gemms": gemm_runs(config), "results": str(out)},
                 testcase="gemm_efficiency")
-            rows += [{**row, "level": "instruction"} for row in json.loads(out.read_text())]
+            rows += [GemmRun.of(row, "instruction") for row in json.loads(out.read_text())]
     return rows
 
 
@@ -115,7 +195,23 @@ def gemm_runs(config: DeviceConfig) -> list[dict]:
 # -- 2. the training step, instruction by instruction ------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
+class GemmProfile:
+    """A GEMM of a profiled step: its role, shape, cycles and the cycles it needs at ``R·C`` MACs/cycle."""
+
+    kind: str
+    m: int
+    k: int
+    n: int
+    cycles: int
+    ideal: float
+
+    @property
+    def efficiency(self) -> float:
+        return self.ideal / self.cycles
+
+
+@dataclass(frozen=True)
 class StepProfile:
     """Cycles of one training step and where they go.
 
@@ -128,8 +224,8 @@ class StepProfile:
         Cycles the step's GEMMs need at ``R·C`` MACs per cycle.
     kinds : dict[str, int]
         Cycles by instruction kind (:func:`gemm_kind`), ``"RUN + END"`` for the fixed cost.
-    gemms : list[dict]
-        Each GEMM: ``kind``, ``m``, ``k``, ``n``, ``cycles``, ``ideal``.
+    gemms : list[GemmProfile]
+        Each GEMM of the step.
     """
 
     batch: int
@@ -137,13 +233,22 @@ class StepProfile:
     cols: int
     cycles: int
     gemm_ideal: float
-    kinds: dict[str, int] = field(default_factory=dict)
-    gemms: list[dict] = field(default_factory=list)
+    kinds: dict[str, int]
+    gemms: list[GemmProfile]
 
     @property
     def busy(self) -> float:
         """Fraction of the step's cycles the array does useful MACs: GEMM MACs / (R·C) / cycles."""
         return self.gemm_ideal / self.cycles
+
+    @property
+    def per_sample(self) -> float:
+        """Cycles per sample."""
+        return self.cycles / self.batch
+
+    def share(self, *kinds: str) -> float:
+        """Fraction of the step's cycles spent in instructions of ``kinds``."""
+        return sum(self.kinds.get(k, 0) for k in kinds) / self.cycles
 
 
 def _opcode(word: int) -> Opcode:
@@ -177,15 +282,15 @@ def profile_step(driver: Driver, program: Program) -> StepProfile:
         if pc in found:
             g = found[pc]
             kinds[g.kind] += cost
-            gemms.append({"kind": g.kind, "m": g.m, "k": g.k, "n": g.n, "cycles": cost,
-                          "ideal": g.m * g.k * g.n / (config.rows * config.cols)})
+            ideal = g.m * g.k * g.n / (config.rows * config.cols)
+            gemms.append(GemmProfile(g.kind, g.m, g.k, g.n, cost, ideal))
         else:
             kinds[_opcode(program.words[pc]).name] += cost
     return StepProfile(program.network.batch, config.rows, config.cols, prefix[-1],
-                       sum(g["ideal"] for g in gemms), dict(kinds), gemms)
+                       sum(g.ideal for g in gemms), dict(kinds), gemms)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LinkBytes:
     """Wire bytes per sample each way (frames, delimiters and replies included)."""
 

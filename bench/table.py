@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from bench.report import table
 
 __all__ = ["Row", "verdict", "markdown", "text"]
 
@@ -18,9 +20,6 @@ class Row:
     measured: str
     verdict: str
     command: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def verdict(ok: bool | None) -> str:
@@ -40,11 +39,8 @@ def markdown(rows: list[Row]) -> str:
     def esc(cell: str) -> str:
         return cell.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(_HEAD) + " |", "| --- | --- | --- | --- | --- |"]
-    for row in rows:
-        *cells, command = map(esc, _cells(row))
-        lines.append("| " + " | ".join([*cells, f"`{command}`" if command else ""]) + " |")
-    return "\n".join(lines)
+    cells = [[*map(esc, _cells(row)[:-1]), f"`{esc(row.command)}`" if row.command else ""] for row in rows]
+    return table(list(_HEAD), cells, left=len(_HEAD))
 
 
 def text(rows: list[Row]) -> str:

@@ -6,9 +6,10 @@ cycle counts). The lab is a list of sections, one module each, named in :data:`S
 module provides
 
 - ``TITLE: str``, the heading of its section;
-- ``measure() -> dict``: run the experiment and return its figures, JSON-able;
-- ``render(results: dict, plots: pathlib.Path) -> str``: its Markdown section (without the heading)
-  from those figures, drawing its plots into ``plots`` and linking them as ``lab/<file>``.
+- ``Figures``, the dataclass of its figures (with a ``seconds`` field, the wall time of measuring);
+- ``measure() -> Figures``: run the experiment and return its figures;
+- ``render(figures: Figures, plots: pathlib.Path) -> str``: its Markdown section (without the heading)
+  from ``templates/NAME.md.j2``, drawing its plots into ``plots`` and linking them as ``lab/<file>``.
 
 :mod:`lab.__main__` measures the selected sections, keeps every section's figures in
 ``lab/results.json`` (a section not measured in this run keeps its earlier figures), writes
@@ -17,7 +18,7 @@ module provides
 
 from pathlib import Path
 
-__all__ = ["SECTIONS", "ROOT", "DOCS", "PLOTS", "RESULTS", "LOGS"]
+__all__ = ["SECTIONS", "ROOT", "DOCS", "PLOTS", "RESULTS", "LOGS", "TEMPLATES"]
 
 SECTIONS = ("parallelism", "activations", "neurons", "rounding")
 """The section modules of :mod:`lab`, in the order of ``docs/lab.md``."""
@@ -28,3 +29,5 @@ PLOTS = ROOT / "docs" / "lab"
 RESULTS = ROOT / "lab" / "results.json"
 LOGS = ROOT / "build" / "lab"
 """Simulator output of each section, in ``NAME.log``."""
+TEMPLATES = ROOT / "lab" / "templates"
+"""The page's template (``lab.md.j2``) and each section's (``NAME.md.j2``)."""

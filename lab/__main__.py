@@ -3,28 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import sys
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from bench import report
 from bench.measure import quiet
-from lab import DOCS, LOGS, PLOTS, RESULTS, ROOT, SECTIONS
+from lab import DOCS, LOGS, PLOTS, RESULTS, ROOT, SECTIONS, TEMPLATES
 
 CMD = "python -m lab"
-
-INTRO = """# The lab: how is a neural net parallelised on a chip?
-
-Written by `make lab` (`python -m lab`); the raw figures are in `lab/results.json`. Each section
-asks one question about training a network on the device and answers it with figures measured on
-the device itself: cycle counts from the virtual board (the real gateware simulated by Verilator,
-reporting the cycles of every `RUN`) and accuracies from the golden model (`--target model`,
-bit-identical to the gateware). Every table and plot names the command that made it;
-`python -m lab --only SECTION` measures one section again and rewrites this page with the other
-sections' earlier figures.
-"""
 
 
 def sections(names: tuple[str, ...] = SECTIONS) -> dict[str, ModuleType]:
@@ -32,17 +24,22 @@ def sections(names: tuple[str, ...] = SECTIONS) -> dict[str, ModuleType]:
     return {name: importlib.import_module(f"lab.{name}") for name in SECTIONS if name in names}
 
 
-def document(results: dict, plots: Path = PLOTS) -> str:
+def read(path: Path = RESULTS) -> dict[str, Any]:
+    """Each section's figures in ``path`` (a section's ``Figures``), by name."""
+    raw = json.loads(path.read_text()) if path.exists() else {}
+    return {name: report.from_dict(module.Figures, raw[name]) for name, module in sections().items()
+            if name in raw}
+
+
+def document(results: dict[str, Any], plots: Path = PLOTS) -> str:
     """``docs/lab.md`` from every section's figures (sections without figures are left out), drawing
     the plots into ``plots``."""
-    parts = [INTRO]
-    for name, module in sections().items():
-        if name in results:
-            parts.append(f"## {module.TITLE}\n\n{module.render(results[name], plots)}")
-    return "\n".join(parts)
+    return report.render(TEMPLATES, "lab.md.j2", sections=[
+        (module.TITLE, module.render(results[name], plots)) for name, module in sections().items()
+        if name in results])
 
 
-def _measure(name: str, module: ModuleType) -> dict:
+def _measure(name: str, module: ModuleType) -> Any:
     """One section's figures, the simulators' output in ``build/lab/NAME.log``, with its wall time."""
     log = LOGS / f"{name}.log"
     print(f"{name}: measuring (simulator output in {log.relative_to(ROOT)})", flush=True)
@@ -53,8 +50,8 @@ def _measure(name: str, module: ModuleType) -> dict:
     except Exception:
         print(f"{name} failed; the simulators' output is in {log.relative_to(ROOT)}", file=sys.stderr)
         raise
-    figures["seconds"] = time.monotonic() - began
-    print(f"{name}: {figures['seconds'] / 60:.1f} min", flush=True)
+    figures = dataclasses.replace(figures, seconds=time.monotonic() - began)
+    print(f"{name}: {report.minutes(figures.seconds)}", flush=True)
     return figures
 
 
@@ -65,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: rewrite docs/lab.md and its plots from lab/results.json")
     args = parser.parse_args(argv)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = read()
     for name, module in sections(() if args.render else tuple(args.only or SECTIONS)).items():
         results[name] = _measure(name, module)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        report.write_json(RESULTS, results)
     DOCS.write_text(document(results))
     print(f"{DOCS.relative_to(ROOT)} and {PLOTS.relative_to(ROOT)}/ written from {RESULTS.relative_to(ROOT)}")
     return 0

@@ -8,17 +8,20 @@ accumulators keep their formats.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from bench import report
 from host.compiler import Network, compile_network
 from hw.config import DeviceConfig
 from hw.isa import Rounding
+from lab import TEMPLATES
 from lab.plots import figure, save
-from lab.runs import EPOCHS, train_all
+from lab.runs import EPOCHS, Run, train_all
 
-__all__ = ["TITLE", "BITS", "SEEDS", "measure", "render"]
+__all__ = ["TITLE", "BITS", "SEEDS", "Figures", "Width", "measure", "render"]
 
 TITLE = "Rounding: stochastic rounding keeps low-precision training close to float32"
 DIGITS = (64, 32, 10)
@@ -32,66 +35,64 @@ def _network(bits: int, rounding: str) -> Network:
     return Network(DIGITS, weight_bits=bits, rounding=ROUNDINGS[rounding])
 
 
-def measure() -> dict:
+@dataclass(frozen=True)
+class Figures:
+    """The section's figures: the runs of each ``"BITS ROUNDING"`` (one per seed), and the learning rate
+    the device applies to layer 1 at each width."""
+
+    epochs: int
+    runs: dict[str, list[Run]]
+    rate: dict[int, float]
+    seconds: float = 0.0
+
+    def at(self, bits: int, rounding: str) -> list[Run]:
+        return self.runs[f"{bits} {rounding}"]
+
+
+def measure() -> Figures:
     """Every (bits, rounding) at every seed, and the learning rate the device applies at each width."""
     cases = [(bits, rounding) for bits in BITS for rounding in ROUNDINGS]
     runs = iter(train_all([(_network(*case), seed) for case in cases for seed in SEEDS]))
-    out: dict = {"epochs": EPOCHS, "runs": {}, "rate": {}}
-    for bits, rounding in cases:
-        out["runs"][f"{bits} {rounding}"] = [next(runs) for _ in SEEDS]
-    for bits in BITS:
-        net = _network(bits, "stochastic")
-        out["rate"][str(bits)] = compile_network(net, DeviceConfig()).effective_rates()[0]
-    return out
+    return Figures(EPOCHS, {f"{bits} {rounding}": [next(runs) for _ in SEEDS] for bits, rounding in cases},
+                    {bits: compile_network(_network(bits, "stochastic"), DeviceConfig()).effective_rates()[0]
+                     for bits in BITS})
 
 
-def _mean(runs: list[dict], key: str) -> float:
-    return float(np.mean([r[key][-1] for r in runs]))
+def _mean(runs: list[Run], key: str) -> float:
+    return float(np.mean([getattr(r, key)[-1] for r in runs]))
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
+@dataclass(frozen=True)
+class Width:
+    """One weight width over its seeds: mean final test accuracy with each rounding and in float32,
+    the gaps to float32 in points, the largest ``|w|`` reached, and layer 1's starting fraction bits."""
 
+    bits: int
+    rate: float
+    nearest: float
+    stochastic: float
+    float32: float
+    gap_nearest: float
+    gap_stochastic: float
+    largest: float
+    fraction_bits: int
 
-def _table(r: dict) -> str:
-    lines = ["| weight bits | learning rate applied (layer 1) | nearest even | stochastic | float32 "
-             "| largest \\|w\\| reached |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for bits in BITS:
-        near, stoch = r["runs"][f"{bits} nearest"], r["runs"][f"{bits} stochastic"]
-        largest = max(x["max_weight"] for x in near + stoch)
-        lines.append(f"| {bits} | {r['rate'][str(bits)]:.4f} | {_pct(_mean(near, 'test'))} | "
-                     f"**{_pct(_mean(stoch, 'test'))}** | {_pct(_mean(stoch, 'float32'))} | {largest:.2f} |")
-    return "\n".join(lines)
+    @property
+    def lsb(self) -> float:
+        return 2.0 ** -self.fraction_bits
 
+    @property
+    def spread(self) -> float:
+        """How far apart the two roundings' gaps are, in points."""
+        return abs(self.gap_nearest - self.gap_stochastic)
 
-def _plots(r: dict, plots: Path) -> str:
-    fig, (final, curves) = figure(2, width=12, height=4.4)
-    float32 = np.mean([_mean(r["runs"][f"{b} stochastic"], "float32") for b in BITS])
-    for rounding in ROUNDINGS:
-        final.plot(BITS, [100 * _mean(r["runs"][f"{b} {rounding}"], "test") for b in BITS], "o-",
-                   label=f"round {rounding}")
-    final.axhline(100 * float32, color="k", linestyle=":", label="float32")
-    final.set(xlabel="weight bits", ylabel="test accuracy % (mean of seeds)", xticks=BITS)
-    final.legend(fontsize=8)
-    epochs = range(1, r["epochs"] + 1)
-    for bits in BITS:
-        for rounding, style in zip(ROUNDINGS, ("--", "-"), strict=True):
-            runs = r["runs"][f"{bits} {rounding}"]
-            curves.plot(epochs, 100 * np.mean([x["test"] for x in runs], axis=0), style,
-                        label=f"{bits} bits, {rounding}")
-    curves.set(xlabel="epoch", ylabel="test accuracy % (mean of seeds)", ylim=(0, 100))
-    curves.legend(fontsize=7)
-    return save(fig, plots / "rounding.png", CMD)
-
-
-def _range(r: dict) -> str:
-    """Whether any weight reached the edge of its format."""
-    largest = max(x["max_weight"] for runs in r["runs"].values() for x in runs)
-    if not any(x.get("weight_saturated") for runs in r["runs"].values() for x in runs):
-        return (f"No weight ever reached the edge of its format (largest |w| {largest:.2f}): only the "
-                f"fraction bits limit these runs.")
-    return (f"Some weights reached the edge of their format (largest |w| {largest:.2f}) and were "
-            f"clipped there.")
+    @classmethod
+    def of(cls, r: Figures, bits: int) -> Width:
+        near, stoch = r.at(bits, "nearest"), r.at(bits, "stochastic")
+        return cls(bits, r.rate[bits], _mean(near, "test"), _mean(stoch, "test"), _mean(stoch, "float32"),
+                   100 * (_mean(near, "float32") - _mean(near, "test")),
+                   100 * (_mean(stoch, "float32") - _mean(stoch, "test")),
+                   max(x.max_weight for x in near + stoch), _fraction_bits(bits))
 
 
 def _fraction_bits(bits: int) -> int:
@@ -99,31 +100,29 @@ def _fraction_bits(bits: int) -> int:
     return compile_network(_network(bits, "stochastic"), DeviceConfig()).formats.w[0]
 
 
-def render(r: dict, plots: Path) -> str:
-    def gap(bits: int, rounding: str) -> float:
-        runs = r["runs"][f"{bits} {rounding}"]
-        return 100 * (_mean(runs, "float32") - _mean(runs, "test"))
+def _plots(r: Figures, plots: Path) -> str:
+    fig, (final, curves) = figure(2, width=12, height=4.4)
+    float32 = np.mean([_mean(r.at(b, "stochastic"), "float32") for b in BITS])
+    for rounding in ROUNDINGS:
+        final.plot(BITS, [100 * _mean(r.at(b, rounding), "test") for b in BITS], "o-",
+                   label=f"round {rounding}")
+    final.axhline(100 * float32, color="k", linestyle=":", label="float32")
+    final.set(xlabel="weight bits", ylabel="test accuracy % (mean of seeds)", xticks=BITS)
+    final.legend(fontsize=8)
+    epochs = range(1, r.epochs + 1)
+    for bits in BITS:
+        for rounding, style in zip(ROUNDINGS, ("--", "-"), strict=True):
+            curves.plot(epochs, 100 * np.mean([x.test for x in r.at(bits, rounding)], axis=0), style,
+                        label=f"{bits} bits, {rounding}")
+    curves.set(xlabel="epoch", ylabel="test accuracy % (mean of seeds)", ylim=(0, 100))
+    curves.legend(fontsize=7)
+    return save(fig, plots / "rounding.png", CMD)
 
-    low = min(BITS)
-    frac = {bits: _fraction_bits(bits) for bits in (low, 16)}
-    return f"""The digits MLP (64-32-10, ReLU, minibatch 32, learning rate 0.1, {r['epochs']} epochs, seeds
-{', '.join(map(str, SEEDS))}) with its weights, biases and their updates held in `bits` bits (`bits − 3`
-fraction bits at the start, ±4, moved while training if the saturation counters say so), the update
-`W − α/m·dW` rounded to nearest even or stochastically (the
-vector unit's per-lane LFSRs, `hw/numerics.py`). Activations and gradients stay 16-bit. Measured by
-`{CMD}`.
 
-{_table(r)}
-
-- **At {low} bits** the gap to float32 is {gap(low, 'nearest'):.2f} points with round-to-nearest and
-  {gap(low, 'stochastic'):.2f} points with stochastic rounding. An update smaller than half a weight LSB
-  (2^-{frac[low]} = {2.0 ** -frac[low]:g} at {low} bits) is rounded away every time by round-to-nearest, so
-  those weights stop learning; stochastic rounding applies it with a probability proportional to its
-  size, so it is right on average.
-- **At 16 bits** the two roundings differ by {abs(gap(16, 'nearest') - gap(16, 'stochastic')):.2f} points:
-  the LSB (2^-{frac[16]}) is small enough that few updates vanish.
-- {_range(r)} The learning rate applied differs slightly from 0.1 where the SGD multiplier
-  (15 bits, shift ≤ 31) cannot hold it exactly (`Formats.effective_rate`).
-
-![accuracy vs weight bits](lab/{_plots(r, plots)})
-"""
+def render(r: Figures, plots: Path) -> str:
+    """The section's Markdown; its plot goes to ``plots``."""
+    widths = {bits: Width.of(r, bits) for bits in BITS}
+    runs = [x for group in r.runs.values() for x in group]
+    return report.render(TEMPLATES, "rounding.md.j2", r=r, widths=widths.values(), low=widths[min(BITS)],
+                         high=widths[16], seeds=SEEDS, cmd=CMD, largest=max(x.max_weight for x in runs),
+                         saturated=any(x.weight_saturated for x in runs), plot=_plots(r, plots))

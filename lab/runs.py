@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,26 +23,45 @@ from host.reference import Reference
 from host.train import Trainer
 from hw.config import DeviceConfig
 
-__all__ = ["EPOCHS", "train", "train_all"]
+__all__ = ["EPOCHS", "Run", "train", "train_all"]
 
 EPOCHS = 20
 """Epochs of every run (those of ``systolic train``)."""
 
 
+@dataclass(frozen=True)
+class Run:
+    """A training run of :func:`train`: per epoch the device's mean training ``loss``, its ``train`` and
+    ``test`` accuracy, float32's test accuracy (``float32``, empty without the reference) and, with
+    ``Network.stats``, each hidden unit's active fraction (``active[epoch][layer][unit]``); at the end
+    the learned slopes per layer (PReLU), the largest weight magnitude (real units), whether a raw weight
+    reached the edge of its format, and with stats a 40-bin histogram over [-2, 6) of each hidden
+    layer's activations in the last minibatch."""
+
+    network: dict   # host.checkpoint.network_to_dict
+    seed: int
+    loss: list[float]
+    train: list[float]
+    test: list[float]
+    float32: list[float]
+    active: list[list[list[float]]]
+    slopes: list[list[float]]
+    max_weight: float
+    weight_saturated: bool
+    histograms: list[list[int]] | None = None
+    seconds: float = 0.0
+
+
 def train(network: Network, seed: int, epochs: int = EPOCHS, reference: bool = True,
-          target: str = "model") -> dict:
+          target: str = "model") -> Run:
     """Train ``network`` on digits split by ``seed``, from ``seed``'s initial weights and data order.
 
-    Returns per epoch the device's mean training loss, training and test accuracy, the float32
-    reference's test accuracy (``reference``), and with ``network.stats`` each hidden unit's active
-    fraction; at the end the learned slopes (PReLU), the largest weight magnitude, and a histogram of the
-    last minibatch's hidden activations (``stats``). ``target`` is
-    ``"model"`` or a pyserial URL (a virtual board).
+    ``reference`` trains the float32 twin beside it; ``target`` is ``"model"`` or a pyserial URL (a
+    virtual board).
     """
     train_set, test = digits(seed=seed)
     began = time.monotonic()
-    out: dict = {"network": network_to_dict(network), "seed": seed, "loss": [], "train": [], "test": [],
-                 "float32": [], "active": []}
+    out: dict = {"loss": [], "train": [], "test": [], "float32": [], "active": []}
     with Driver.open(target, config=DeviceConfig(), timeout=60.0) as driver:
         trainer = Trainer(driver, network, seed, x=train_set.x)
         initial = trainer.initial_weights()
@@ -60,20 +80,20 @@ def train(network: Network, seed: int, epochs: int = EPOCHS, reference: bool = T
                 out["float32"].append(float(np.mean(ref.predict(test.x) == test.y)))
         params = trainer.weights()
         real = trainer.program.dequantize(params)
-    out["slopes"] = [s[:, 0].tolist() for s in real[network.layers:]]
-    out["max_weight"] = float(max(np.abs(w).max() for w in real[:network.layers]))
-    out["weight_saturated"] = bool(max(np.abs(w).max() for w in params[:network.layers]) >= (1 << 15) - 1)
-    if result.activations is not None:
-        out["histograms"] = [np.histogram(a, bins=40, range=(-2, 6))[0].tolist() for a in result.activations]
-    out["seconds"] = time.monotonic() - began
-    return out
+    histograms = None if result.activations is None else [
+        np.histogram(a, bins=40, range=(-2, 6))[0].tolist() for a in result.activations]
+    slopes = [s[:, 0].tolist() for s in real[network.layers:]]
+    return Run(network_to_dict(network), seed, **out, slopes=slopes,
+               max_weight=float(max(np.abs(w).max() for w in real[:network.layers])),
+               weight_saturated=bool(max(np.abs(w).max() for w in params[:network.layers]) >= (1 << 15) - 1),
+               histograms=histograms, seconds=time.monotonic() - began)
 
 
-def _train(job: tuple[Network, int, int]) -> dict:
+def _train(job: tuple[Network, int, int]) -> Run:
     return train(*job)
 
 
-def train_all(jobs: list[tuple[Network, int]], epochs: int = EPOCHS) -> list[dict]:
+def train_all(jobs: list[tuple[Network, int]], epochs: int = EPOCHS) -> list[Run]:
     """:func:`train` of every ``(network, seed)``, in parallel, in the order given."""
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(_train, [(net, seed, epochs) for net, seed in jobs]))
