@@ -44,7 +44,7 @@ bench: setup
 	$(BIN)/python -m bench
 
 # The robustness grid: minibatch, learning rate, activation and depth, each run on the golden model
-# beside float32 for 100 epochs (about 40 min on 2 cores): docs/robustness.md, bench/robust.json.
+# beside float32 for 100 epochs (about 45 min on 2 cores): docs/robustness.md, bench/robust.json.
 robust: setup
 	$(BIN)/python -m bench.robust
 

@@ -12,7 +12,7 @@ initial weights in the same data order, and measures the test accuracy of both e
 - every hidden activation × 2, 3 and 4 weight layers (minibatch 32, learning rate 0.1);
 - a sigmoid output with binary cross-entropy (digit ≥ 5 against the rest);
 - seeds 0, 1 and 2 for the minibatch and learning-rate grid and the sigmoid output, seeds 0 and 1 for
-  the activations and depths, seed 0 alone at minibatch 1 (the slowest): about 40 minutes on 2 cores.
+  the activations and depths, seed 0 alone at minibatch 1 (the slowest): about 45 minutes on 2 cores.
 
 Per run: the final gap (float32 − device, in points), the worst gap over the second half of training,
 and *collapse*: the device came within 2 points of float32 at some check and later trailed it by more
