@@ -22,9 +22,10 @@ $(VENV)/.installed: pyproject.toml
 train: setup
 	$(BIN)/systolic train --plot build/plots --checkpoint build/digits.npz
 
-# Everything: numerics and model unit tests, then the cocotb suite.
+# Everything: numerics and model unit tests, then the cocotb suite, on every core (JOBS=1: in turn).
+JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS)
 
 # The cocotb suite only (SIM=icarus for the second simulator, WAVES=1 for waveforms),
 # then the efficiency table of the GEMMs it ran.
@@ -32,7 +33,7 @@ sim: setup
 	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
 	  echo "SIM=icarus needs Icarus Verilog (iverilog) on PATH: install it, or use SIM=verilator"; \
 	  exit 1; fi
-	$(BIN)/python -m pytest -q -m sim
+	$(BIN)/python -m pytest -q -n $(JOBS) -m sim
 	$(BIN)/python -m sim.efficiency
 
 unit: setup

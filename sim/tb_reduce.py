@@ -1,8 +1,9 @@
 """cocotb testbench of :class:`hw.reduce.Reduce`, scored against :func:`sim.reduce.reduce_groups`.
 
 Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``physical_lanes`` (of the unit, default
-``lanes``), ``max_rows`` and ``groups`` (per random batch). Stimulus is seeded as in
-``sim/tb_vector.py``; ``SEED=<run seed>`` replays a run (see ``sim/runner.py``).
+``lanes``), ``max_rows``, ``groups`` (per random batch) and ``stride`` (of the LOSS sweep, default 1:
+every value). Stimulus is seeded as in ``sim/tb_vector.py``; ``SEED=<run seed>`` replays a run (see
+``sim/runner.py``).
 """
 
 from __future__ import annotations
@@ -161,9 +162,13 @@ async def test_long_groups(dut):
 
 @cocotb.test()
 async def test_loss_exhaustive(dut):
-    """LOSS of every p in [-2**15, 2**15) as one-beat binary groups, labelled 1 and then 0."""
+    """LOSS of every p in [-2**15, 2**15) as one-beat binary groups, labelled 1 and then 0; with the
+    parameter ``stride`` of every ``stride``-th p and both ends (a unit whose lanes take turns through
+    one physical lane runs the same arithmetic as a full one, swept whole by another run)."""
     bench = ReduceBench(dut, await start(dut))
-    a = np.arange(ACT.min, ACT.max + 1, dtype=np.int64).reshape(-1, bench.lanes)
+    stride = tb_params().get("stride", 1)
+    p = np.unique(np.r_[np.arange(ACT.min, ACT.max + 1, stride), ACT.max - np.arange(bench.lanes)])
+    a = np.resize(p, -(-len(p) // bench.lanes) * bench.lanes).reshape(-1, bench.lanes)
     for label in (ACT.one, 0):
         groups_a = list(a[:, None, :])
         groups_y = [np.full((1, bench.lanes), label)] * len(groups_a)

@@ -276,9 +276,10 @@ class VirtualBoard:
         deadline = time.monotonic() + self.startup
         while not (ready.exists() and ready.read_text().endswith("\n")):
             if self._proc.poll() is not None or time.monotonic() > deadline:
+                code = self._proc.poll()
                 self.stop()
                 tail = self.log.read_text()[-2000:]
-                raise RuntimeError(f"the virtual board did not start (exit code {self._proc.returncode}); "
+                raise RuntimeError(f"the virtual board did not start (exit code {code}); "
                                    f"its log {self.log} ends:\n{tail}")
             time.sleep(0.1)
         self.url = ready.read_text().strip()

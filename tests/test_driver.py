@@ -279,11 +279,11 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("target", ["/dev/ttyDOESNOTEXIST", f"socket://127.0.0.1:{free_port()}"])
+@pytest.mark.parametrize("target", ["/dev/ttyDOESNOTEXIST", "socket://127.0.0.1:{port}"])
 def test_absent_port(target):
     """A missing device or a socket nobody listens on: the message suggests the alternatives."""
     with pytest.raises(LinkError, match=r"could not open .*plugged in.*--target model.*virtual board"):
-        Driver.open(target)
+        Driver.open(target.format(port=free_port()))
 
 
 # -- the virtual board ------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_reduce():
 @pytest.mark.sim
 def test_reduce_on_one_physical_lane():
     run(Reduce(lanes=4, max_rows=10, physical_lanes=1), "reduce_l4p1", "sim.tb_reduce",
-        {"lanes": 4, "max_rows": 10, "physical_lanes": 1})
+        {"lanes": 4, "max_rows": 10, "physical_lanes": 1, "stride": 7})
 
 
 def _wrapping(value, shift, bits):
