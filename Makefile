@@ -25,7 +25,7 @@ train: setup
 # Everything: numerics and model unit tests, then the cocotb suite, on every core (JOBS=1: in turn).
 JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -n $(JOBS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal
 
 # The cocotb suite only (SIM=icarus for the second simulator, WAVES=1 for waveforms),
 # then the efficiency table of the GEMMs it ran.
@@ -33,7 +33,7 @@ sim: setup
 	@if [ "$(SIM)" = icarus ] && ! command -v iverilog >/dev/null; then \
 	  echo "SIM=icarus needs Icarus Verilog (iverilog) on PATH: install it, or use SIM=verilator"; \
 	  exit 1; fi
-	$(BIN)/python -m pytest -q -n $(JOBS) -m sim
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal -m sim
 	$(BIN)/python -m sim.efficiency
 
 unit: setup

@@ -18,8 +18,8 @@ DATA_BYTES = 2 * (measure.DIGITS[0] + measure.DIGITS[-1])
 """Bytes of a sample's inputs and label (16-bit words)."""
 STEP_CMD = f"{CMD} (virtual board, RunReply.cycles)"
 LINK_CMD = f"{CMD} (Driver byte counters)"
-MAKE_TEST = Row("make test from a fresh clone", "≤ 8 min on 2 cores, builds included", "measured by CI", MISSING,
-                "")
+MAKE_TEST = Row("make test from a fresh clone", "≤ 8 min on 2 cores, builds included", "measured by CI",
+                MISSING, "")
 
 
 def rows(r: Results, bitstreams: dict[str, Bitstream]) -> list[Row]:
