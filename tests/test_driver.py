@@ -28,8 +28,8 @@ from hw.isa import VERSION, Buf, Command, Opcode, Rounding, Status, VecOp, instr
 from hw.numerics import Act, requantize
 from sim.model import Device
 
-CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=32, k_max=64, max_rows=4, max_payload=128,
-                      clk_hz=12_000_000, baud=3_000_000)   # as tests/test_virtual.py: one Verilator build
+CONFIG = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, max_payload=256,
+                      clk_hz=12_000_000, baud=3_000_000)   # as tests/test_virtual.py: one build
 WORDS = CONFIG.banks * CONFIG.depth
 
 
@@ -72,7 +72,7 @@ def driver():
 def test_info_config(driver):
     info = driver.info()
     assert info == driver.device
-    assert (info.version, info.rows, info.cols, info.banks, info.max_payload) == (VERSION, 2, 2, 2, 128)
+    assert (info.version, info.rows, info.cols, info.banks, info.max_payload) == (VERSION, 2, 2, 2, 256)
     assert info.config() == CONFIG
 
 
@@ -80,9 +80,10 @@ def test_write_read_across_frames(driver):
     words = np.random.default_rng(1).integers(-(1 << 15), 1 << 15, WORDS)
     driver.reset_stats()
     driver.write(Buf.G, 0, words)
-    assert driver.stats.commands == 3                       # 61 words per WRITE frame of 128 bytes
+    writes = -(-WORDS // ((CONFIG.max_payload - 5) // 2))    # 125 words per WRITE frame of 256 bytes
+    assert driver.stats.commands == writes == 5
     got = driver.read(Buf.G, 0, WORDS)
-    assert driver.stats.commands == 5                       # 64 words per READ reply
+    assert driver.stats.commands == writes + 4              # 128 words per READ reply
     assert got.dtype == np.int64 and np.array_equal(got, words)
     assert np.array_equal(driver.read(Buf.G, 7, 3), words[7:10])
     assert driver.bytes_sent > 2 * WORDS and driver.bytes_received > 2 * WORDS

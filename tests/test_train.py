@@ -15,7 +15,8 @@ from host.train import Trainer
 from hw.config import DeviceConfig
 from hw.numerics import Act
 
-SMALL = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, max_payload=256)
+SMALL = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, max_payload=256,
+                     clk_hz=12_000_000, baud=3_000_000)   # as tests/test_virtual.py: one Verilator build
 NET = Network((8, 6, 3), hidden=Act.TANH, batch=4, learning_rate=0.2)
 PRELU = Network((8, 6, 3), hidden=Act.LEAKY_RELU, learn_slope=True, slope=0.25, stats=True, weight_bits=12,
                 batch=4, learning_rate=0.2)

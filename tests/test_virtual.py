@@ -13,8 +13,8 @@ from sim.model import Device
 from sim.tb_command import info, program, read, run, write
 from sim.virtual import VirtualBoard
 
-CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=32, k_max=64, max_rows=4, max_payload=128,
-                      clk_hz=12_000_000, baud=3_000_000)
+CONFIG = DeviceConfig(rows=2, cols=2, depth=256, imem=96, k_max=64, max_rows=4, max_payload=256,
+                      clk_hz=12_000_000, baud=3_000_000)   # as tests/test_driver.py and test_train.py
 EPILOGUE = {"op": VecOp.ADD, "act": Act.IDENTITY, "deriv": 0, "round": Rounding.NEAREST_EVEN, "shift": 4,
             "b_shift": 0}
 GEMMS = [  # out (G, 8×8) = W (8×16) · A (16×8), many times over: a few thousand cycles per RUN
