@@ -11,7 +11,7 @@ the same for Verilog that does not come from an Amaranth design (a synthesized n
 Testbenches reach a design through its top module's ports only. cocotb's runner makes every signal
 of a Verilator model writable through VPI (``--public-flat-rw``), which makes the model re-evaluate all
 of its logic at every evaluation, 4–5× slower; under Verilator the builds here turn that off and make
-only the top module's signals public.
+only the top module's ports public.
 """
 
 from __future__ import annotations
