@@ -58,14 +58,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, TENSORS, Buf, Opcode, Reg, Rounding, VecOp, instruction
+from hw.isa import (
+    COUNTERS,
+    SOFTMAX_SHIFT_MAX,
+    TENSORS,
+    Buf,
+    Opcode,
+    Reg,
+    Rounding,
+    TensorDescriptor,
+    VecOp,
+    field_max,
+    instruction,
+)
 from hw.layout import Layout
 from hw.numerics import ACT, SLOPE, Act, Fixed, activation_float
 
 __all__ = ["Output", "Network", "Formats", "Region", "Counted", "Write", "Program", "compile_network",
            "initial_parameters", "sgd_multiplier", "ONE_FRAC"]
 
-_FIELD_MAX = {"rows": (1 << 12) - 1, "cols": (1 << 12) - 1, "pitch": (1 << 12) - 1, "base": (1 << 16) - 1}
 _SCALE_MAX = (1 << 15) - 1
 _SHIFT_MAX = 31  # b_shift field
 
@@ -349,11 +360,13 @@ class Region:
         """The matrix from its flat words (as :meth:`pack` lays them out)."""
         return np.asarray(words, dtype=np.int64)[self._where((self.rows, self.cols))]
 
+    def descriptor(self) -> dict:
+        """The region's :class:`hw.isa.TensorDescriptor` fields."""
+        return {name: getattr(self, name) for name in TensorDescriptor().members}
+
     def tensor(self, t: int) -> int:
         """The ``TENSOR`` instruction loading this region into register ``t``."""
-        return instruction(Opcode.TENSOR, tensor={"t": t, "buf": self.buf, "base": self.base,
-                                                  "rows": self.rows, "cols": self.cols,
-                                                  "pitch": self.pitch})
+        return instruction(Opcode.TENSOR, tensor={"t": t, **self.descriptor()})
 
 
 @dataclass(frozen=True)
@@ -627,10 +640,11 @@ class _Allocator:
 
     def __call__(self, name: str, buf: Buf, rows: int, cols: int) -> Region:
         region = Region(buf, self.top[buf], rows, cols, self.layout.pitch(cols), self.config.banks)
-        for what in ("rows", "cols", "pitch", "base"):
-            if getattr(region, what) > _FIELD_MAX[what]:
-                raise ValueError(f"{name} needs {what} {getattr(region, what)}, past the TENSOR field's "
-                                 f"{_FIELD_MAX[what]}: shrink the layer sizes or the minibatch")
+        for what, value in region.descriptor().items():
+            largest = field_max(TensorDescriptor(), what)
+            if what != "buf" and value > largest:
+                raise ValueError(f"{name} needs {what} {value}, past the TENSOR field's {largest}: shrink "
+                                 f"the layer sizes or the minibatch")
         self.top[buf] += rows * region.pitch
         if self.top[buf] > self.config.depth:
             raise ValueError(f"buffer {buf.name} needs more than its {self.config.depth} words per bank "

@@ -49,6 +49,7 @@ from hw.isa import (
     WriteArgs,
     decode,
     encode,
+    nbytes,
 )
 from sim.model import Device
 
@@ -65,10 +66,6 @@ WORD_MIN, WORD_MAX = -(1 << 15), (1 << 15) - 1
 _LINK_DAMAGE = (ErrorCode.BAD_CRC, ErrorCode.TRUNCATED, ErrorCode.LENGTH_MISMATCH)
 _HINTS_LINK = ("check the cable and the port name, that the baud rate matches the board's, and that the "
                "board is programmed with the Systolic bitstream")
-
-
-def _size(layout) -> int:
-    return (layout.size + 7) // 8
 
 
 def _buf(buf: Buf | int) -> int:
@@ -464,7 +461,7 @@ class Driver:
             If the range runs past the buffer (earlier frames are written).
         """
         words = self._words(words)
-        header = _size(WriteArgs())
+        header = nbytes(WriteArgs())
         per_frame = (self._max_payload() - header) // 2
         for start in range(0, len(words), per_frame):
             data = words[start:start + per_frame].astype("<i2").tobytes()
@@ -490,7 +487,7 @@ class Driver:
     def program(self, words, addr: int = 0) -> None:
         """``PROGRAM`` 64-bit instruction ``words`` from instruction address ``addr`` on."""
         words = [int(w) for w in words]
-        per_frame = (self._max_payload() - _size(ProgramArgs())) // INSTRUCTION_BYTES
+        per_frame = (self._max_payload() - nbytes(ProgramArgs())) // INSTRUCTION_BYTES
         for start in range(0, len(words), per_frame):
             data = b"".join(w.to_bytes(INSTRUCTION_BYTES, "little") for w in words[start:start + per_frame])
             self.command(Command.PROGRAM, encode(ProgramArgs(), {"addr": addr + start}) + data)
@@ -506,7 +503,7 @@ class Driver:
             If the program stops with a fault (its result is attached).
         """
         buf, addr, count = output or (0, 0, 0)
-        header = _size(RunReply())
+        header = nbytes(RunReply())
         first = min(count, (self._max_payload() - header) // 2)
         reply = self.command(Command.RUN, encode(RunArgs(), {"entry": entry, "buf": _buf(buf), "addr": addr,
                                                              "count": first}))

@@ -9,7 +9,7 @@ from amaranth.utils import ceil_log2
 from .isa import Mode
 from .layout import Layout
 
-__all__ = ["ReadRequest", "WriteRequest", "ReadResponse", "Buffer", "times"]
+__all__ = ["ReadRequest", "WriteRequest", "ReadResponse", "Buffer", "times", "flat_word"]
 
 
 def _address_fields(banks: int, depth: int) -> dict:
@@ -195,6 +195,11 @@ class Buffer(wiring.Component):
             m.d.comb += address.eq(start + step)
             addresses.append(address)
         return addresses, rotation, back
+
+
+def flat_word(request, addr) -> list:
+    """Make ``request`` the access of the host's flat word ``addr``: ROW, row 0 at address 0, ``q = addr``."""
+    return [request.mode.eq(Mode.ROW), request.row.eq(0), request.skew.eq(0), request.q.eq(addr)]
 
 
 def times(value, factor: int, bits: int):

@@ -7,8 +7,9 @@ unit by instructions that name it: those that saturated and those that use their
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux
-from amaranth.lib import memory, wiring
+from amaranth.hdl import Module, Mux
+from amaranth.lib import data, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .isa import COUNT_MAX, COUNTERS
@@ -56,17 +57,17 @@ class SaturationCounters(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width = COUNT_MAX.bit_length()
-        m.submodules.counts = counts = memory.Memory(shape=2 * width, depth=COUNTERS, init=[])
-        rd, wr = counts.read_port(domain="comb"), counts.write_port()
-        saturated, high = rd.data[:width], rd.data[width:]
+        counts = data.StructLayout({"saturated": width, "high": width})
+        m.submodules.counts = memory = Memory(shape=counts, depth=COUNTERS, init=[])
+        rd, wr = memory.read_port(domain="comb"), memory.write_port()
+        saturated, high = rd.data.saturated, rd.data.high
         first, second = self.row == 0, self.row == 1
         m.d.comb += [
             rd.addr.eq(self.select),
             wr.addr.eq(self.select),
             wr.en.eq(self.valid & (self.select != 0)),
-            wr.data.eq(Mux(self.read,
-                           Cat(Mux(first, 0, saturated), Mux(second, 0, high)),
-                           Cat(_add(saturated, self.saturated), _add(high, self.high)))),
+            wr.data.saturated.eq(Mux(self.read, Mux(first, 0, saturated), _add(saturated, self.saturated))),
+            wr.data.high.eq(Mux(self.read, Mux(second, 0, high), _add(high, self.high))),
             self.value.eq(Mux(first, saturated, Mux(second, high, 0))),
         ]
         return m

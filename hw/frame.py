@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "HEADER_FIELDS", "HEADER_BYTES", "CRC_BYTES", "CRC_POLY", "CRC_INIT", "MAX_PAYLOAD", "COBS_RUN",
-    "ERROR_PAYLOAD_BYTES", "SEQ_KNOWN",
+    "ERROR_FIELDS", "ERROR_PAYLOAD_BYTES", "SEQ_KNOWN",
     "FrameType", "ErrorCode", "FrameError", "Frame",
     "crc16", "cobs_encode", "cobs_decode", "encode_frame", "decode_frame",
     "error_payload", "parse_error_payload", "encode_error",
@@ -31,6 +31,8 @@ MAX_PAYLOAD = 1024
 """Default frame buffer size of the receiver, in payload bytes."""
 COBS_RUN = 254
 """Longest run of non-zero bytes one COBS code byte (0xFF) covers."""
+ERROR_FIELDS = (("code", 8), ("flags", 8), ("seq", 8))
+"""Fields of an ERROR reply's payload, in wire order."""
 ERROR_PAYLOAD_BYTES = 3
 SEQ_KNOWN = 0x01
 """Bit of the error payload's ``flags`` byte: ``seq`` holds the offending frame's sequence number."""

@@ -13,7 +13,7 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "Buf", "Opcode", "Reg", "VecOp", "Rounding", "ReduceOp", "Mode", "Command", "Status", "Epilogue",
-    "Instruction", "TENSORS",
+    "Instruction", "TensorDescriptor", "TENSORS", "field_max", "nbytes",
     "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
     "encode", "decode", "instruction", "info_payload", "INSTRUCTION_BYTES", "VERSION",
     "SOFTMAX_SHIFT_MAX", "COUNTERS", "COUNT_MAX",
@@ -116,6 +116,27 @@ class Epilogue(data.StructLayout):
         })
 
 
+class TensorDescriptor(data.StructLayout):
+    """What a tensor register holds: a ``rows × cols`` matrix at ``base`` of ``buf``, rows ``pitch`` apart.
+
+    ``TENSOR`` carries these fields after the register number; the controller's registers, the golden
+    model's :class:`sim.model.Tensor` and the compiler's regions take them from here.
+    """
+
+    def __init__(self):
+        super().__init__({"buf": Buf, "base": 16, "rows": 12, "cols": 12, "pitch": 12})
+
+
+def field_max(layout: data.StructLayout, name: str) -> int:
+    """The largest value of the unsigned field ``name`` of ``layout``."""
+    return (1 << layout[name].width) - 1
+
+
+def nbytes(layout: data.Layout) -> int:
+    """Bytes of ``layout`` on the wire (its bits rounded up)."""
+    return (layout.size + 7) // 8
+
+
 _T = 4  # bits of a tensor register number
 _GEMM = {"a": _T, "ta": 1, "b": _T, "tb": 1, "c": _T, "use_c": 1, "out": _T}
 _EPI_SHIFT = sum(_GEMM.values()) + Epilogue()["shift"].offset
@@ -133,8 +154,7 @@ class Instruction(data.StructLayout):
         super().__init__({
             "op": Opcode,
             "args": data.UnionLayout({
-                "tensor": data.StructLayout({
-                    "t": _T, "buf": Buf, "base": 16, "rows": 12, "cols": 12, "pitch": 12}),
+                "tensor": data.StructLayout({"t": _T, **TensorDescriptor().members}),
                 "gemm": data.StructLayout({**_GEMM, "epi": Epilogue()}),
                 "vec": data.StructLayout({
                     "a": _T, "b": _T, "use_b": 1, "out": _T, "epi": Epilogue()}),
@@ -226,12 +246,12 @@ def info_payload(config) -> bytes:
 
 def encode(layout: data.Layout, fields: dict) -> bytes:
     """The little-endian bytes of ``fields`` laid out by ``layout``."""
-    return layout.const(fields).as_bits().to_bytes((layout.size + 7) // 8, "little")
+    return layout.const(fields).as_bits().to_bytes(nbytes(layout), "little")
 
 
 def decode(layout: data.Layout, raw: bytes) -> data.Const:
     """A view of the first bytes of ``raw`` through ``layout`` (``view.field`` reads a field)."""
-    size = (layout.size + 7) // 8
+    size = nbytes(layout)
     if len(raw) < size:
         raise ValueError(f"{type(layout).__name__} needs {size} bytes, got {len(raw)}")
     return layout.from_bits(int.from_bytes(raw[:size], "little"))

@@ -19,9 +19,6 @@ from .uart import UARTRx, UARTTx, uart_divisor
 
 __all__ = ["SoC", "UartSoC", "frame_wire_bytes"]
 
-_CONTROL = ("start", "entry", "busy", "status", "pc", "cycles")
-_STREAMS = ("imem_w", "host_wr", "host_rd", "host_rd_data")
-
 
 def frame_wire_bytes(max_payload: int) -> int:
     """Wire bytes of the longest frame: COBS-encoded header, payload and CRC, plus the delimiter."""
@@ -69,11 +66,7 @@ class SoC(wiring.Component):
         wiring.connect(m, link.rx_data, command.rx_data)
         wiring.connect(m, command.tx_hdr, link.tx_hdr)
         wiring.connect(m, command.tx_data, link.tx_data)
-        for name in _STREAMS:
-            wiring.connect(m, getattr(command, name), getattr(controller, name))
-        m.d.comb += [command.busy.eq(controller.busy), command.status.eq(controller.status),
-                     command.pc.eq(controller.pc), command.cycles.eq(controller.cycles),
-                     controller.start.eq(command.start), controller.entry.eq(command.entry)]
+        wiring.connect(m, command.host, controller.host)
         return m
 
 

@@ -165,18 +165,6 @@ class Softmax(wiring.Component):
             """Per-lane registers as a ring of slices: element 0 is the slice in use."""
             return [Signal(data.ArrayLayout(shape, phys), name=f"{name}{k}") for k in range(slices)]
 
-        def turn(regs, head):
-            """Turn ``regs`` by a slice, ``head`` (one value per physical lane) entering at the back."""
-            return [*(regs[k].eq(regs[k + 1]) for k in range(slices - 1)),
-                    *(regs[-1][p].eq(value) for p, value in enumerate(head))]
-
-        def pick(lanes_value, slot, lane):
-            """Lane ``lane`` of slice ``slot`` of a beat-wide value."""
-            if slices == 1:
-                return lanes_value[lane]
-            width = len(lanes_value[lane])
-            return Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(slot, width)
-
         # The stored group: slice k of row r at address ``Cat(k, r)``.
         slot_bits = (slices - 1).bit_length()
         m.submodules.buffer = buf = memory.Memory(shape=data.ArrayLayout(signed(bits), phys),
@@ -198,7 +186,7 @@ class Softmax(wiring.Component):
         slot = Signal(slot_bits)
         transfer = self.i.valid & self.i.ready
         m.d.comb += [wr.addr.eq(Cat(slot, count)),
-                     *(wr.data[p].eq(pick(self.i.payload.x, slot, p)) for p in range(phys))]
+                     *(wr.data[p].eq(_pick(self.i.payload.x, slot, p, phys)) for p in range(phys))]
 
         # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e. With
         # serial multipliers the pipeline steps once per ``cycles`` cycles, the products' time.
@@ -230,31 +218,10 @@ class Softmax(wiring.Component):
                 with m.If(rslot == slices - 1):
                     m.d.sync += [rslot.eq(0), rrow.eq(rrow + 1)]
             with m.If(v1):
-                m.d.sync += turn(maximum, [maximum[0][p] for p in range(phys)])
-        # The lookup of d = (x - max) << shift <= 0 < table.hi: only the table's low end, a whole
-        # segment, clamps. d < lo exactly when x - max < ceil(lo / 2**shift), a bound shared by the
-        # lanes and picked from constants; the lookup then needs only d's low bits, the segment and
-        # the offset in it, as x - max shifted: nothing wider than x - max is built.
-        bounds = [-(-table.lo >> s) for s in range(SOFTMAX_SHIFT_MAX + 1)]
-        bound_shape = signed(bits + 1)  # the shape of x - max; lo fits it
-        bound = Cat(*(Const(b, bound_shape) for b in bounds)).word_select(
-            self.shift, bound_shape.width).as_signed()
-        index_bits = (table.segments - 1).bit_length()
+                m.d.sync += _turn(maximum, [maximum[0][p] for p in range(phys)])
         for p in range(phys):
-            port = rom.read_port()
-            diff = rd.data[p] - maximum[0][p]
-            below = diff < bound
-            d = (diff << self.shift)[:table.seg_shift + index_bits]
-            index = Mux(below, 0, d[table.seg_shift:] - (table.lo >> table.seg_shift))[:index_bits]
-            offset = Mux(below, 0, d[:table.seg_shift])
-            if self.serial_multipliers:
-                e = _serial_pwl(m, rounded, port.data.y0, port.data.slope, frac2[p], phase, cycles)
-            else:
-                e = (((port.data.y0 << table.seg_shift) + port.data.slope * frac2[p])
-                     >> (table.seg_shift + table.guard))
-            m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
-            with m.If(adv):
-                m.d.sync += [frac2[p].eq(offset), e3[p].eq(e)]
+            self._exp(m, rom, rounded, rd.data[p] - maximum[0][p], frac2[p], e3[p], adv,
+                      *((phase, cycles) if self.serial_multipliers else (None, None)))
 
         # The outputs ``e·r``, built outside the FSM: a serial product works on every cycle.
         if self.serial_multipliers:
@@ -276,7 +243,7 @@ class Softmax(wiring.Component):
                 with m.Elif(self.i.valid):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += slot.eq(slot + 1)
-                    m.d.sync += turn(maximum, [Mux((count == 0) | (x > top), x, top)
+                    m.d.sync += _turn(maximum, [Mux((count == 0) | (x > top), x, top)
                                                for x, top in zip(wr.data, maximum[0], strict=True)])
                     with m.If(transfer):
                         m.d.sync += [slot.eq(0), count.eq(count + 1)]
@@ -294,7 +261,7 @@ class Softmax(wiring.Component):
             with m.State("exp"):
                 m.d.comb += reading.eq(1)
                 with m.If(adv & v3):
-                    m.d.sync += turn(total, [total[0][p] + e3[p] for p in range(phys)])
+                    m.d.sync += _turn(total, [total[0][p] + e3[p] for p in range(phys)])
                     with m.If(last3):
                         m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),
                                      step.eq(recip_bits - 1), div_slot.eq(0)]
@@ -306,20 +273,12 @@ class Softmax(wiring.Component):
                 # back in the next. The numerator's bits above the quotient's are ``remainder``'s
                 # start; the total turns into its reciprocal as each slice's last bit is found.
                 m.d.sync += step.eq(step - 1)
-                low = Const(numerator % (1 << recip_bits), recip_bits)
-                width = sum_bits + 2
-                fits = []
-                for p in range(phys):
-                    partial = Cat(low.bit_select(step, 1), remainder[p])
-                    sub = ~remainder[p][-1]
-                    addend = Cat(total[0][p], Const(0, width - len(total[0][p]))) ^ sub.replicate(width)
-                    trial = (Cat(1, partial) + Cat(sub, addend))[1:width + 1]  # sub is the carry in
-                    fits.append(~trial[-1])
-                    m.d.sync += [remainder[p].eq(trial), quotient[p].eq(Cat(fits[p], quotient[p]))]
+                low = Const(numerator % (1 << recip_bits), recip_bits).bit_select(step, 1)
+                fits = [_divide_step(m, low, remainder[p], quotient[p], total[0][p]) for p in range(phys)]
                 with m.If(step == 0):
                     m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),
                                  step.eq(recip_bits - 1), div_slot.eq(div_slot + 1)]
-                    m.d.sync += turn(total, [Cat(fits[p], quotient[p]) for p in range(phys)])
+                    m.d.sync += _turn(total, [Cat(fits[p], quotient[p]) for p in range(phys)])
                     with m.If(div_slot == slices - 1):
                         m.d.sync += [rslot.eq(0), rrow.eq(0)]
                         m.next = "output"
@@ -333,10 +292,66 @@ class Softmax(wiring.Component):
                     m.d.sync += [self.o.valid.eq(v3 & end3),
                                  self.o.payload.last.eq(last3)]
                     with m.If(v3):
-                        m.d.sync += turn(total, [total[0][p] for p in range(phys)])
+                        m.d.sync += _turn(total, [total[0][p] for p in range(phys)])
                         m.d.sync += [*(out[k].eq(out[k + 1]) for k in range(slices - 1)),
                                      *(out[-1][p * bits:(p + 1) * bits].eq(y) for p, y in enumerate(outputs))]
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
                     m.d.sync += count.eq(0)
                     m.next = "load"
         return m
+
+    def _exp(self, m, rom, rounded, diff, frac2, e3, adv, phase, cycles):
+        """One lane's lookup of ``e = exp(x − max)`` (``diff`` is ``x − max``), into ``e3``.
+
+        The lookup of d = (x - max) << shift <= 0 < table.hi: only the table's low end, a whole
+        segment, clamps. d < lo exactly when x - max < ceil(lo / 2**shift), a bound shared by the
+        lanes and picked from constants; the lookup then needs only d's low bits, the segment and
+        the offset in it, as x - max shifted: nothing wider than x - max is built.
+        """
+        table = self.table
+        bounds = [-(-table.lo >> s) for s in range(SOFTMAX_SHIFT_MAX + 1)]
+        bound_shape = signed(self.fmt.bits + 1)  # the shape of x - max; lo fits it
+        bound = Cat(*(Const(b, bound_shape) for b in bounds)).word_select(
+            self.shift, bound_shape.width).as_signed()
+        index_bits = (table.segments - 1).bit_length()
+        port = rom.read_port()
+        below = diff < bound
+        d = (diff << self.shift)[:table.seg_shift + index_bits]
+        index = Mux(below, 0, d[table.seg_shift:] - (table.lo >> table.seg_shift))[:index_bits]
+        offset = Mux(below, 0, d[:table.seg_shift])
+        if self.serial_multipliers:
+            e = _serial_pwl(m, rounded, port.data.y0, port.data.slope, frac2, phase, cycles)
+        else:
+            e = (((port.data.y0 << table.seg_shift) + port.data.slope * frac2)
+                 >> (table.seg_shift + table.guard))
+        m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
+        with m.If(adv):
+            m.d.sync += [frac2.eq(offset), e3.eq(e)]
+
+
+def _turn(regs, head):
+    """Turn the ring ``regs`` by a slice, ``head`` (one value per physical lane) entering at the back."""
+    return [*(regs[k].eq(regs[k + 1]) for k in range(len(regs) - 1)),
+            *(regs[-1][p].eq(value) for p, value in enumerate(head))]
+
+
+def _pick(lanes_value, slot, lane, phys: int):
+    """Lane ``lane`` of slice ``slot`` of a beat-wide value of ``phys`` lanes per slice."""
+    slices = len(lanes_value) // phys
+    if slices == 1:
+        return lanes_value[lane]
+    width = len(lanes_value[lane])
+    return Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(slot, width)
+
+
+def _divide_step(m, low, remainder, quotient, total):
+    """One step of the non-restoring division: the next numerator bit ``low`` in; the quotient bit
+    found (``fits``) is returned and shifted into ``quotient``."""
+    width = len(remainder) + 1
+    partial = Cat(low, remainder)
+    sub = ~remainder[-1]
+    addend = Cat(total, Const(0, width - len(total))) ^ sub.replicate(width)
+    trial = (Cat(1, partial) + Cat(sub, addend))[1:width + 1]  # sub is the carry in
+    fits = ~trial[-1]
+    m.d.sync += [remainder.eq(trial), quotient.eq(Cat(fits, quotient))]
+    return fits

@@ -301,14 +301,7 @@ class VectorUnit(wiring.Component):
         table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
         is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
 
-        # The width of t, and of t plus the bias of a stochastic rounding (below 2**32).
-        a_range = (-(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1)
-        shifted_range = (fmt.min << 31, fmt.max << 31)
-        products = [p * q for p in a_range for q in (fmt.min, fmt.max, -(1 << 15), (1 << 15) - 1)]
-        t_range = [*(p + q for p in a_range for q in shifted_range),
-                   *(p - q for p in a_range for q in shifted_range),
-                   *products, *(q - p for q in shifted_range for p in products)]
-        t_width = _signed_width([*t_range, max(t_range) + (1 << 32) - 1])
+        t_width = self._t_width()
 
         # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
         # Stage 6 rounds an interpolation and a leaky product by the same ``point`` bits: a table's
@@ -366,30 +359,7 @@ class VectorUnit(wiring.Component):
                 Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(
                     slot[0], len(lanes_value[lane])).as_signed()
 
-        # LFSRs, one per lane of the beat. Those of a physical lane form a ring that turns as a slice
-        # leaves stage 3, so its head is the state of the lanes of the slice in stage 3. A seed load
-        # turns every ring once, over ``slices`` cycles (the pipeline holding), shifting in the seeds
-        # of its lanes in order: each the previous one plus ``phys`` times the seed step.
-        rows = numerics.lfsr_matrix()
-        states = [Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}") for lane in range(lanes)]
-        rand = states[:phys]
-        seed_step = Value.cast(self.seed_load) | (seeding != 0)
-        with m.If(self.seed_load):
-            m.d.sync += seeding.eq(slices - 1)
-        with m.Elif(seeding != 0):
-            m.d.sync += seeding.eq(seeding - 1)
-        for lane in range(phys):
-            ring = states[lane::phys]
-            advanced = Signal(32, name=f"lfsr{lane}_next")
-            m.d.comb += [advanced[i].eq((ring[0] & rows[i]).xor()) for i in range(32)]
-            chain = Signal(32, name=f"lfsr{lane}_seed")  # the raw seed of the next lane of the ring
-            seeded = Mux(self.seed_load, (self.seed + lane * 0x9E3779B9)[:32], chain)
-            with m.If(seed_step):
-                m.d.sync += chain.eq((seeded + phys * 0x9E3779B9)[:32])
-            with m.If(seed_step | (adv & valid[1])):
-                m.d.sync += [*(ring[k].eq(ring[k + 1]) for k in range(len(ring) - 1)),
-                             ring[-1].eq(Mux(seed_step, Mux(seeded == 0, 1, seeded),
-                                             Mux(stochastic, advanced, ring[0])))]
+        rand = self._lfsrs(m, seeding, adv & valid[1], stochastic)
 
         # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
         serial = self.serial_multipliers
@@ -412,16 +382,8 @@ class VectorUnit(wiring.Component):
                 self.o.payload.last.eq(last[4]),
             ]
         ones = thermometer(m, self.shift, 32)  # the bits of rand a stochastic rounding adds
-        multiply = (self.op == VecOp.MUL) | (self.op == VecOp.SGD)
-        negate = (self.op == VecOp.SUB) | (self.op == VecOp.SGD)
         for lane in range(phys):
-            # Stage 2: combine the operands, t = left + right or left - right with one adder.
-            a, b = a1[lane], b1[lane]
-            shifted = b << self.b_shift
-            product = mul(a, Mux(self.op == VecOp.SGD, self.scale, b))
-            left = Mux(self.op == VecOp.SGD, shifted, Mux(self.op == VecOp.MUL, 0, a))
-            right = Mux(multiply, product, shifted)
-            t = left + Mux(negate, ~right, right) + negate
+            t = self._combine(a1[lane], b1[lane], mul)   # stage 2
             # Stage 3: add the stochastic bias, shift (keeping the first bit shifted out), decide
             # the rounding. Stage 4: round and saturate.
             bias = Mux(stochastic, rand[lane] & ones, 0)
@@ -435,26 +397,14 @@ class VectorUnit(wiring.Component):
             index, frac = pwl_index(table, x4[lane])
             port = rom.read_port()
             if serial:
-                # The segment's sample (read as the pipeline steps, kept in phase 0), then the next
-                # one; their difference is the rise, ready from phase 1, before the product needs it.
-                address = (table_id << (self.segments.bit_length() - 1)) + table_id + index
-                here, sample = Signal.like(port.addr), Signal(signed(len(port.data)))
-                with m.If(adv):
-                    m.d.sync += here.eq(address)
-                with m.If(phase == 0):
-                    m.d.sync += sample.eq(Mux(is_table, port.data, leaky_base))
-                m.d.comb += [port.en.eq(adv | (phase == 0)), port.addr.eq(Mux(phase == 0, here + 1, address))]
-                rise = port.data - sample
+                sample, rise = self._serial_read(m, port, table_id, index, adv, phase == 0,
+                                                 Mux(is_table, port.data, leaky_base))
             else:
                 m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, table_id))]
                 sample = Mux(is_table, port.data.y0 + half, leaky_base)
                 rise = port.data.slope
             xv = x4[lane]
-            positive = Mux(xv > 0, one, 0)
-            simple = Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(xv >= 0, xv, 0)),
-                         Mux(self.act == Act.LEAKY_RELU,
-                             Mux(self.deriv, Mux(xv > 0, one, slope_deriv), xv),
-                             Mux(self.deriv, one, xv)))
+            simple = self._simple(xv, one, slope_deriv)
             leaky = (self.act == Act.LEAKY_RELU) & ~self.deriv & (xv < 0)  # scaled in stage 6
             # Stage 6: a table's interpolation or a leaky slope's product (one multiplier and one
             # rounding adder serve both), choose, saturate; into the slice's lanes of the output beat.
@@ -486,3 +436,76 @@ class VectorUnit(wiring.Component):
                                  self.o.payload.saturated[k * phys + lane].eq(sat5[lane]),
                                  self.o.payload.high[k * phys + lane].eq(high5[lane])]
         return m
+
+    def _combine(self, a, b, mul):
+        """Stage 2: combine the operands, ``t = left + right`` or ``left - right`` with one adder."""
+        multiply = (self.op == VecOp.MUL) | (self.op == VecOp.SGD)
+        negate = (self.op == VecOp.SUB) | (self.op == VecOp.SGD)
+        shifted = b << self.b_shift
+        product = mul(a, Mux(self.op == VecOp.SGD, self.scale, b))
+        left = Mux(self.op == VecOp.SGD, shifted, Mux(self.op == VecOp.MUL, 0, a))
+        right = Mux(multiply, product, shifted)
+        return left + Mux(negate, ~right, right) + negate
+
+    def _t_width(self) -> int:
+        """The width of t, and of t plus the bias of a stochastic rounding (below 2**32)."""
+        fmt = self.fmt
+        a_range = (-(1 << (self.acc_width - 1)), (1 << (self.acc_width - 1)) - 1)
+        shifted_range = (fmt.min << 31, fmt.max << 31)
+        products = [p * q for p in a_range for q in (fmt.min, fmt.max, -(1 << 15), (1 << 15) - 1)]
+        t_range = [*(p + q for p in a_range for q in shifted_range),
+                   *(p - q for p in a_range for q in shifted_range),
+                   *products, *(q - p for q in shifted_range for p in products)]
+        return _signed_width([*t_range, max(t_range) + (1 << 32) - 1])
+
+    def _lfsrs(self, m, seeding, turn, stochastic) -> list:
+        """The LFSRs, one per lane of the beat; the states of the slice in stage 3, one per physical lane.
+
+        Those of a physical lane form a ring that turns as a slice leaves stage 3 (``turn``), so its
+        head is the state of the lanes of the slice in stage 3. A seed load turns every ring once, over
+        ``slices`` cycles (``seeding`` counts them; the pipeline holds), shifting in the seeds of its
+        lanes in order: each the previous one plus ``phys`` times the seed step.
+        """
+        phys, slices = self.physical_lanes, self.lanes // self.physical_lanes
+        rows = numerics.lfsr_matrix()
+        states = [Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}")
+                  for lane in range(self.lanes)]
+        seed_step = Value.cast(self.seed_load) | (seeding != 0)
+        with m.If(self.seed_load):
+            m.d.sync += seeding.eq(slices - 1)
+        with m.Elif(seeding != 0):
+            m.d.sync += seeding.eq(seeding - 1)
+        for lane in range(phys):
+            ring = states[lane::phys]
+            advanced = Signal(32, name=f"lfsr{lane}_next")
+            m.d.comb += [advanced[i].eq((ring[0] & rows[i]).xor()) for i in range(32)]
+            chain = Signal(32, name=f"lfsr{lane}_seed")  # the raw seed of the next lane of the ring
+            seeded = Mux(self.seed_load, (self.seed + lane * 0x9E3779B9)[:32], chain)
+            with m.If(seed_step):
+                m.d.sync += chain.eq((seeded + phys * 0x9E3779B9)[:32])
+            with m.If(seed_step | turn):
+                m.d.sync += [*(ring[k].eq(ring[k + 1]) for k in range(len(ring) - 1)),
+                             ring[-1].eq(Mux(seed_step, Mux(seeded == 0, 1, seeded),
+                                             Mux(stochastic, advanced, ring[0])))]
+        return states[:phys]
+
+    def _serial_read(self, m, port, table_id, index, adv, first, base):
+        """The segment's sample (read as the pipeline steps, kept in the first phase, or ``base`` for
+        no table), then the next one; their difference is the rise, ready from phase 1, before the
+        product needs it. Returns the sample and the rise."""
+        address = (table_id << (self.segments.bit_length() - 1)) + table_id + index
+        here, sample = Signal.like(port.addr), Signal(signed(len(port.data)))
+        with m.If(adv):
+            m.d.sync += here.eq(address)
+        with m.If(first):
+            m.d.sync += sample.eq(base)
+        m.d.comb += [port.en.eq(adv | first), port.addr.eq(Mux(first, here + 1, address))]
+        return sample, port.data - sample
+
+    def _simple(self, x, one, slope_deriv):
+        """The functions that need no table, or their derivatives, of ``x``."""
+        positive = Mux(x > 0, one, 0)
+        return Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(x >= 0, x, 0)),
+                   Mux(self.act == Act.LEAKY_RELU,
+                       Mux(self.deriv, Mux(x > 0, one, slope_deriv), x),
+                       Mux(self.deriv, one, x)))

@@ -32,7 +32,7 @@ __all__ = ["MUTANT", "Netlist", "synthesize", "run"]
 MUTANT = "mutant"
 """The netlist input that turns the mutation on."""
 
-_MUTATED = "t:SB_MAC16 c:array.* %i"  # yosys selection: the DSPs of the systolic array
+_MUTATED = "t:SB_MAC16 c:datapath.array.* %i"  # yosys selection: the DSPs of the systolic array
 
 _SCRIPT = f"""\
 read_rtlil design.il

@@ -58,6 +58,7 @@ from hw.isa import (
     decode,
     encode,
     info_payload,
+    nbytes,
 )
 from hw.layout import Layout
 from sim.link import ErrorReply, LinkModel
@@ -71,7 +72,7 @@ WORD_BITS = 16
 
 @dataclass(frozen=True)
 class Tensor:
-    """What a tensor register holds: a ``rows × cols`` matrix at ``base`` of ``buf``, rows ``pitch`` apart."""
+    """What a tensor register holds: the fields of :class:`hw.isa.TensorDescriptor`."""
 
     buf: Buf
     base: int
@@ -274,10 +275,10 @@ class Device:
         if not ok:
             raise _Fault(Status.BAD_SHAPE)
 
-    def _tensor(self, t: int, buf: int, base: int, rows: int, cols: int, pitch: int) -> None:
-        if buf not in Buf._value2member_map_:
+    def _tensor(self, t: int, **descriptor: int) -> None:
+        if descriptor["buf"] not in Buf._value2member_map_:
             raise _Fault(Status.BAD_TENSOR)
-        tensor = Tensor(Buf(buf), base, rows, cols, pitch)
+        tensor = Tensor(**{**descriptor, "buf": Buf(descriptor["buf"])})
         if self._check(tensor) is not None:
             raise _Fault(Status.BAD_TENSOR)
         self.tensors[t] = tensor
@@ -436,7 +437,7 @@ class Device:
 
     @staticmethod
     def _args(layout: data.Layout, payload: bytes, exact: bool = True) -> tuple[data.Const, bytes]:
-        size = (layout.size + 7) // 8
+        size = nbytes(layout)
         if len(payload) < size or (exact and len(payload) != size):
             raise _BadArgument
         return decode(layout, payload), payload[size:]
@@ -469,7 +470,7 @@ class Device:
 
     def _run(self, payload: bytes) -> bytes:
         args, _ = self._args(RunArgs(), payload)
-        header_bytes = (RunReply().size + 7) // 8
+        header_bytes = nbytes(RunReply())
         buf = self._buffer_range(args.buf, args.addr, args.count, header_bytes + 2 * args.count)
         if args.entry >= self.config.imem:
             raise _BadArgument

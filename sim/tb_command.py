@@ -35,6 +35,7 @@ from hw.isa import (
     decode,
     encode,
     instruction,
+    nbytes,
 )
 from hw.numerics import Act
 from sim.model import Device
@@ -44,7 +45,7 @@ from sim.streams import run_stream
 
 CONFIG = DeviceConfig(**tb_params().get("config", {}))
 WORDS = CONFIG.banks * CONFIG.depth
-RUN_HEADER = (RunReply().size + 7) // 8
+RUN_HEADER = nbytes(RunReply())
 CLOCK_NS = 10
 
 

@@ -31,7 +31,8 @@ WORDS = CONFIG.banks * CONFIG.depth
 
 async def start(dut) -> None:
     Clock(dut.clk, 10, unit="ns").start()
-    for port in ("start", "imem_w__valid", "host_wr__valid", "host_rd__valid", "host_rd_data__ready"):
+    for port in ("host__start", "host__imem__valid", "host__write__valid", "host__read__valid",
+                 "host__read_data__ready"):
         getattr(dut, port).value = 0
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)
@@ -40,47 +41,47 @@ async def start(dut) -> None:
 
 
 async def program(dut, words: list[int]) -> None:
-    dut.imem_w__valid.value = 1
+    dut.host__imem__valid.value = 1
     for addr, word in enumerate(words):
-        dut.imem_w__payload.value = addr | word << 16
+        dut.host__imem__payload.value = addr | word << 16
         await RisingEdge(dut.clk)
-    dut.imem_w__valid.value = 0
+    dut.host__imem__valid.value = 0
 
 
 async def write_words(dut, buf: int, words: np.ndarray, base: int = 0) -> None:
-    dut.host_wr__valid.value = 1
+    dut.host__write__valid.value = 1
     for addr, word in enumerate(np.asarray(words).tolist(), start=base):
-        dut.host_wr__payload.value = buf | addr << 2 | (word & 0xFFFF) << 34
+        dut.host__write__payload.value = buf | addr << 2 | (word & 0xFFFF) << 34
         await RisingEdge(dut.clk)
-    dut.host_wr__valid.value = 0
+    dut.host__write__valid.value = 0
 
 
 async def read_words(dut, buf: int, count: int) -> np.ndarray:
     """Flat words ``0 … count−1`` of ``buf`` through the host read port."""
     out, sent = [], 0
-    dut.host_rd_data__ready.value = 1
+    dut.host__read_data__ready.value = 1
     while len(out) < count:
-        dut.host_rd__valid.value = int(sent < count)
-        dut.host_rd__payload.value = buf | sent << 2
+        dut.host__read__valid.value = int(sent < count)
+        dut.host__read__payload.value = buf | sent << 2
         await ReadOnly()
-        took = sent < count and dut.host_rd__ready.value
-        if dut.host_rd_data__valid.value:
-            out.append(dut.host_rd_data__payload.value.to_signed())
+        took = sent < count and dut.host__read__ready.value
+        if dut.host__read_data__valid.value:
+            out.append(dut.host__read_data__payload.value.to_signed())
         await RisingEdge(dut.clk)
         sent += int(bool(took))
-    dut.host_rd__valid.value = 0
-    dut.host_rd_data__ready.value = 0
+    dut.host__read__valid.value = 0
+    dut.host__read_data__ready.value = 0
     return np.array(out, dtype=np.int64)
 
 
 async def run(dut, entry: int = 0) -> tuple[int, int, int]:
-    dut.entry.value = entry
-    dut.start.value = 1
+    dut.host__entry.value = entry
+    dut.host__start.value = 1
     await RisingEdge(dut.clk)
-    dut.start.value = 0
-    await FallingEdge(dut.busy)
+    dut.host__start.value = 0
+    await FallingEdge(dut.host__busy)
     await RisingEdge(dut.clk)
-    return int(dut.status.value), int(dut.pc.value), int(dut.cycles.value)
+    return int(dut.host__status.value), int(dut.host__pc.value), int(dut.host__cycles.value)
 
 
 async def fresh_model(dut, rng: np.random.Generator) -> Device:

@@ -10,7 +10,7 @@ import pytest
 
 from hw.command import CommandHandler, info_reply
 from hw.config import DeviceConfig
-from hw.isa import InfoReply, decode
+from hw.isa import InfoReply, decode, nbytes
 from hw.soc import SoC
 from sim.runner import run
 
@@ -19,7 +19,7 @@ CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=64, k_max=64, max_rows=4, m
 
 
 def test_info_reply():
-    reply = decode(InfoReply(), info_reply(CONFIG).to_bytes((InfoReply().size + 7) // 8, "little"))
+    reply = decode(InfoReply(), info_reply(CONFIG).to_bytes(nbytes(InfoReply()), "little"))
     assert (reply.rows, reply.cols, reply.banks, reply.depth, reply.imem) == (2, 2, 2, 64, 64)
     assert (reply.max_payload, reply.clk_hz, reply.baud) == (128, 12_000_000, 3_000_000)
 

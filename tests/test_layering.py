@@ -84,3 +84,18 @@ def test_golden_model_imports_no_gateware():
             assert not imported.startswith("hw") or imported in HOST_HW, f"{name} imports {imported}"
             todo.append(imported)
     assert {"sim.model", "sim.vector", "sim.reduce"} <= seen
+
+
+def test_the_tensor_descriptor_is_defined_once():
+    """The golden model's registers, the compiler's regions and TENSOR take their fields from
+    ``hw.isa.TensorDescriptor``."""
+    import dataclasses
+
+    from host.compiler import Region
+    from hw.isa import Buf, Instruction, TensorDescriptor
+    from sim.model import Tensor
+
+    fields = list(TensorDescriptor().members)
+    assert [field.name for field in dataclasses.fields(Tensor)] == fields
+    assert list(Region(Buf.W, 0, 2, 3, 1, 4).descriptor()) == fields
+    assert list(Instruction()["args"].shape["tensor"].shape.members) == ["t", *fields]
