@@ -88,10 +88,10 @@ def test_area_lists_the_blocks_of_a_device():
     from hw.boards.area import Block, _table, blocks
 
     config = DeviceConfig(rows=2, cols=2, depth=16, imem=8, k_max=8, clk_hz=12_000_000)
-    found = blocks(UartSoC(config), depth=3)
+    found = blocks(UartSoC(config), depth=4)
     paths = [b.path for b in found]
-    assert paths[0] == () and ("soc", "controller", "vector") in paths
-    assert all(len(p) <= 3 for p in paths) and ("soc", "controller", "imem") not in paths
+    assert paths[0] == () and ("soc", "controller", "datapath", "vector") in paths
+    assert all(len(p) <= 4 for p in paths) and ("soc", "controller", "sequencer", "memory") not in paths
     assert Block(("soc", "link"), "Link").module == "top.soc.link"
     rows = [(Block((), "Top"), {"ICESTORM_LC": 10}), (Block(("a",), "A"), {"ICESTORM_LC": 4})]
     table = _table(BOARDS["icebreaker"], rows)

@@ -78,7 +78,7 @@ def _pack(family: str, netlist: Path) -> dict[str, int]:
     return {cell: int(n) for cell, n in _USED.findall(log)}
 
 
-def measure(target: Board, depth: int = 3) -> list[tuple[Block, dict[str, int]]]:
+def measure(target: Board, depth: int = 4) -> list[tuple[Block, dict[str, int]]]:
     """Each block of ``target``'s device and the cells it takes, by column name.
 
     Raises
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m hw.boards.area", description=__doc__.split("\n")[0])
     parser.add_argument("board", choices=list(BOARDS), metavar="BOARD", help=", ".join(BOARDS))
-    parser.add_argument("--depth", type=int, default=3, help="levels of components to list (default 3)")
+    parser.add_argument("--depth", type=int, default=4, help="levels of components to list (default 4)")
     args = parser.parse_args(argv)
     target = board(args.board)
     try:
