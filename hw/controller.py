@@ -63,7 +63,6 @@ class Controller(wiring.Component):
 
     def __init__(self, config: DeviceConfig):
         self.config = config
-        self.words = config.banks * config.depth
         super().__init__()
 
     def elaborate(self, platform):

@@ -161,10 +161,6 @@ class Softmax(wiring.Component):
         recip_bits = (numerator // e_max).bit_length()  # every lane's sum includes its max's e_max
         out_shift = EXP.frac + SOFTMAX_RECIP_BITS - self.fmt.frac
 
-        def ring(shape, name):
-            """Per-lane registers as a ring of slices: element 0 is the slice in use."""
-            return [Signal(data.ArrayLayout(shape, phys), name=f"{name}{k}") for k in range(slices)]
-
         # The stored group: slice k of row r at address ``Cat(k, r)``.
         slot_bits = (slices - 1).bit_length()
         m.submodules.buffer = buf = memory.Memory(shape=data.ArrayLayout(signed(bits), phys),
@@ -174,8 +170,8 @@ class Softmax(wiring.Component):
         rd, wr = buf.read_port(), buf.write_port()
 
         count = Signal(range(self.max_rows + 1))  # rows stored (load), rows of the group (later)
-        maximum = ring(signed(bits), "maximum")
-        total = ring(max(sum_bits, recip_bits), "total")  # the sum of e, then its reciprocal
+        maximum = _ring(signed(bits), "maximum", phys, slices)
+        total = _ring(max(sum_bits, recip_bits), "total", phys, slices)  # the sum of e, then its reciprocal
         out = [Cat(*(self.o.payload.y[k * phys + p] for p in range(phys))) for k in range(slices)]
         remainder = Signal(data.ArrayLayout(signed(sum_bits + 1), phys))
         quotient = Signal(data.ArrayLayout(recip_bits - 1, phys))  # the bits found before the last
@@ -233,25 +229,7 @@ class Softmax(wiring.Component):
         m.d.sync += self.overflow.eq(0)
         with m.FSM():
             with m.State("load"):
-                full = count == self.max_rows
-                m.d.comb += self.i.ready.eq(full | (slot == slices - 1))
-                with m.If(self.i.valid & full):
-                    with m.If(self.i.payload.last):
-                        m.d.sync += [self.overflow.eq(1), count.eq(0)]
-                    with m.Else():
-                        m.next = "drain"
-                with m.Elif(self.i.valid):
-                    m.d.comb += wr.en.eq(1)
-                    m.d.sync += slot.eq(slot + 1)
-                    m.d.sync += _turn(maximum, [Mux((count == 0) | (x > top), x, top)
-                                               for x, top in zip(wr.data, maximum[0], strict=True)])
-                    with m.If(transfer):
-                        m.d.sync += [slot.eq(0), count.eq(count + 1)]
-                        with m.If(self.i.payload.last):
-                            m.d.sync += [rslot.eq(0), rrow.eq(0)]
-                            m.d.sync += [t.eq(0) for t in total]
-                            m.next = "exp"
-
+                self._load(m, count, slot, wr, maximum, [rslot.eq(0), rrow.eq(0), *(t.eq(0) for t in total)])
             with m.State("drain"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(transfer & self.i.payload.last):
@@ -300,6 +278,28 @@ class Softmax(wiring.Component):
                     m.next = "load"
         return m
 
+    def _load(self, m, count, slot, wr, maximum, restart):
+        """State ``load``: each slice of a beat into the buffer, each lane's maximum kept; after the
+        group's last beat ``restart`` (the reads and sums from the start), then ``exp``. A group past
+        ``max_rows`` rows is drained and flagged."""
+        full = count == self.max_rows
+        m.d.comb += self.i.ready.eq(full | (slot == self.lanes // self.physical_lanes - 1))
+        with m.If(self.i.valid & full):
+            with m.If(self.i.payload.last):
+                m.d.sync += [self.overflow.eq(1), count.eq(0)]
+            with m.Else():
+                m.next = "drain"
+        with m.Elif(self.i.valid):
+            m.d.comb += wr.en.eq(1)
+            m.d.sync += slot.eq(slot + 1)
+            m.d.sync += _turn(maximum, [Mux((count == 0) | (x > top), x, top)
+                                       for x, top in zip(wr.data, maximum[0], strict=True)])
+            with m.If(self.i.valid & self.i.ready):
+                m.d.sync += [slot.eq(0), count.eq(count + 1)]
+                with m.If(self.i.payload.last):
+                    m.d.sync += restart
+                    m.next = "exp"
+
     def _exp(self, m, rom, rounded, diff, frac2, e3, adv, phase, cycles):
         """One lane's lookup of ``e = exp(x − max)`` (``diff`` is ``x − max``), into ``e3``.
 
@@ -327,6 +327,11 @@ class Softmax(wiring.Component):
         m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
         with m.If(adv):
             m.d.sync += [frac2.eq(offset), e3.eq(e)]
+
+
+def _ring(shape, name: str, phys: int, slices: int) -> list:
+    """Per-lane registers as a ring of slices: element 0 is the slice in use."""
+    return [Signal(data.ArrayLayout(shape, phys), name=f"{name}{k}") for k in range(slices)]
 
 
 def _turn(regs, head):

@@ -295,8 +295,7 @@ class VectorUnit(wiring.Component):
         lanes, phys, fmt, bits = self.lanes, self.physical_lanes, self.fmt, self.fmt.bits
         slices = lanes // phys
         table = self.tables[0]
-        lo, hi = fmt.min, fmt.max
-        one = min(fmt.one, hi)
+        one = min(fmt.one, fmt.max)
         stochastic = self.round == Rounding.STOCHASTIC
         table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
         is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
@@ -384,15 +383,9 @@ class VectorUnit(wiring.Component):
         ones = thermometer(m, self.shift, 32)  # the bits of rand a stochastic rounding adds
         for lane in range(phys):
             t = self._combine(a1[lane], b1[lane], mul)   # stage 2
-            # Stage 3: add the stochastic bias, shift (keeping the first bit shifted out), decide
-            # the rounding. Stage 4: round and saturate.
-            bias = Mux(stochastic, rand[lane] & ones, 0)
-            biased = (t2[lane] + bias)[:t_width]
-            u, sticky, fits = shift_right(m, Cat(Const(0, 1), biased), self.shift, bits + 1)
-            up = ~stochastic & round_nearest_even(u[0], sticky, u[1])
-            q = q3[lane]
-            x = Mux(fits3[lane], Mux(q == hi, q, q + up3[lane]), Mux(sign3[lane], lo, hi))
-            saturated = ~fits3[lane] | ((q == hi) & up3[lane])
+            # Stages 3 and 4: requantize t (the shift and its rounding), then round and saturate.
+            biased, u, up, fits = self._requantize(m, t2[lane], rand[lane] & ones, stochastic, t_width)
+            x, saturated = self._saturate(q3[lane], up3[lane], fits3[lane], sign3[lane])
             # Stage 5: table read, and the functions that need no table.
             index, frac = pwl_index(table, x4[lane])
             port = rom.read_port()
@@ -416,26 +409,31 @@ class VectorUnit(wiring.Component):
             rounded = (base + slope_product + (fill & slope_product[point])) >> point
             y = Mux(is_table | leaky5[lane], _saturate(rounded, bits), simple5[lane])
             with m.If(adv):
-                m.d.sync += [
-                    t2[lane].eq(t),
-                    q3[lane].eq(u[1:]),
-                    up3[lane].eq(up),
-                    fits3[lane].eq(fits),
-                    sign3[lane].eq(biased[-1]),
-                    x4[lane].eq(x),
-                    sat4[lane].eq(saturated),
-                    sat5[lane].eq(sat4[lane]),
-                    high5[lane].eq(x4[lane][-1] ^ x4[lane][-2]),
-                    frac5[lane].eq(frac),
-                    simple5[lane].eq(simple),
-                    leaky5[lane].eq(leaky),
-                ]
+                m.d.sync += [t2[lane].eq(t), q3[lane].eq(u[1:]), up3[lane].eq(up), fits3[lane].eq(fits),
+                             sign3[lane].eq(biased[-1]), x4[lane].eq(x), sat4[lane].eq(saturated),
+                             sat5[lane].eq(sat4[lane]), high5[lane].eq(x4[lane][-1] ^ x4[lane][-2]),
+                             frac5[lane].eq(frac), simple5[lane].eq(simple), leaky5[lane].eq(leaky)]
             for k in range(slices):
                 with m.If(adv & (slot[5] == k)):
                     m.d.sync += [self.o.payload.y[k * phys + lane].eq(y),
                                  self.o.payload.saturated[k * phys + lane].eq(sat5[lane]),
                                  self.o.payload.high[k * phys + lane].eq(high5[lane])]
         return m
+
+    def _requantize(self, m, t, bits, stochastic, t_width):
+        """Stage 3: add the stochastic bias (``bits`` of rand), shift keeping the first bit shifted
+        out, and decide the rounding. Returns the biased t, the shifted value, the rounding and
+        whether the result fits."""
+        biased = (t + Mux(stochastic, bits, 0))[:t_width]
+        u, sticky, fits = shift_right(m, Cat(Const(0, 1), biased), self.shift, self.fmt.bits + 1)
+        up = ~stochastic & round_nearest_even(u[0], sticky, u[1])
+        return biased, u, up, fits
+
+    def _saturate(self, q, up, fits, sign):
+        """Stage 4: round ``q`` up if ``up``, and saturate; returns the result and whether it saturated."""
+        hi = self.fmt.max
+        x = Mux(fits, Mux(q == hi, q, q + up), Mux(sign, self.fmt.min, hi))
+        return x, ~fits | ((q == hi) & up)
 
     def _combine(self, a, b, mul):
         """Stage 2: combine the operands, ``t = left + right`` or ``left - right`` with one adder."""
