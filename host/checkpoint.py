@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,36 @@ def _names(net: Network) -> list[str]:
     """The arrays of a checkpoint, in the order of ``Program.parameters``."""
     hidden = range(1, net.layers) if net.learn_slope else ()
     return [f"W{k}" for k in range(1, net.layers + 1)] + [f"S{k}" for k in hidden]
+
+
+def _weights(net: Network, arrays: dict) -> list[np.ndarray]:
+    """The parameters of ``net`` from a checkpoint's arrays, checked: names, shapes, integer words."""
+    names = _names(net)
+    if sorted(arrays) != sorted(names):
+        raise ValueError(f"arrays {sorted(arrays)} where the network has {names}")
+    out = []
+    for name in names:
+        k = int(name[1:])
+        shape = (net.sizes[k], net.sizes[k - 1] + 1) if name[0] == "W" else (net.sizes[k], 1)
+        w = arrays[name]
+        if w.shape != shape or w.dtype.kind not in "iu":
+            raise ValueError(f"{name} is {w.dtype} of shape {w.shape}, not 16-bit words of shape {shape}")
+        if w.size and (w.min() < -(1 << 15) or w.max() >= 1 << 15):
+            raise ValueError(f"{name} holds values outside 16-bit words")
+        out.append(w.astype(np.int64))
+    return out
+
+
+def _count(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} {value!r} is not a count")
+    return value
+
+
+def _history(history) -> dict:
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ValueError("the history is not lists of figures per epoch")
+    return {"loss": [], "accuracy": [], "test": [], **history}
 
 
 @dataclass
@@ -89,19 +120,37 @@ class Checkpoint:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Checkpoint:
+        """The checkpoint at ``path``.
+
+        Raises
+        ------
+        ValueError
+            If there is none, or the file is not a whole, consistent Systolic checkpoint (truncated,
+            not an archive, arrays missing, extra, of the wrong shape or type, metadata damaged).
+        """
         path = Path(path)
         if not path.exists():
             raise ValueError(f"no checkpoint at {path}: train without --resume first")
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a Systolic checkpoint (not an .npz archive, or truncated): "
+                             f"give the file `systolic train --checkpoint` wrote")
         try:
-            with np.load(path) as npz:
-                meta = json.loads(str(npz["meta"]))
-                network = network_from_dict(meta["network"])
-                weights = [npz[name].astype(np.int64) for name in _names(network)]
-                formats = Formats(**meta["formats"])
-                transform, holdout = meta.get("transform"), meta.get("holdout")
-                transform = None if transform is None else Standardize.from_dict(transform)
-                holdout = None if holdout is None else Holdout.from_dict(holdout)
-        except (OSError, KeyError, ValueError, TypeError) as error:
-            raise ValueError(f"{path} is not a Systolic checkpoint ({error})") from None
-        return cls(network, weights, meta["epoch"], meta["seed"], meta["rng_state"], formats,
-                   meta.get("history", {}), transform, holdout)
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            meta = json.loads(str(arrays.pop("meta")[()]))
+            network = network_from_dict(meta["network"])
+            weights = _weights(network, arrays)
+            formats = Formats(**meta["formats"])
+            if len(formats.w) != network.layers:
+                raise ValueError(f"formats of {len(formats.w)} layers for a network of {network.layers}")
+            transform, holdout = meta.get("transform"), meta.get("holdout")
+            transform = None if transform is None else Standardize.from_dict(transform)
+            holdout = None if holdout is None else Holdout.from_dict(holdout)
+            state = cls(network, weights, _count(meta["epoch"], "epoch"), _count(meta["seed"], "seed"),
+                        meta["rng_state"], formats, _history(meta.get("history", {})), transform, holdout)
+            np.random.PCG64().state = state.rng_state      # refuses a damaged generator state
+        except (OSError, EOFError, zipfile.BadZipFile, KeyError, IndexError, ValueError, TypeError,
+                AttributeError) as error:
+            raise ValueError(f"{path} is not a Systolic checkpoint ({type(error).__name__}: {error}): give "
+                             f"the file `systolic train --checkpoint` wrote") from None
+        return state

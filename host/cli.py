@@ -28,12 +28,57 @@ __all__ = ["main", "ROUNDING"]
 ROUNDING = {"stochastic": Rounding.STOCHASTIC, "nearest": Rounding.NEAREST_EVEN}
 """``--rounding`` of the weight update."""
 
+_NETWORK = {"layers": "64,32,10", "activation": "relu", "slope": None, "weight_bits": 16,
+            "rounding": "stochastic", "stats": False, "output": "softmax", "batch": 32, "lr": 0.1,
+            "seed": 0}
+"""``train``'s options that a checkpoint fixes, and their defaults for a new run."""
+
+
+def _options_of(state: Checkpoint) -> dict:
+    """The values of the :data:`_NETWORK` options that trained ``state``."""
+    net = state.network
+    activation = "prelu" if net.learn_slope else Act(net.hidden).name.lower()
+    rounding = next(name for name, value in ROUNDING.items() if value == net.rounding)
+    return {"layers": ",".join(map(str, net.sizes)), "activation": activation, "slope": net.slope,
+            "weight_bits": net.weight_bits, "rounding": rounding, "stats": net.stats,
+            "output": net.output.name.lower(), "batch": net.batch, "lr": net.learning_rate,
+            "seed": state.seed}
+
+
+def _resolve(args, state: Checkpoint | None) -> None:
+    """Fill the :data:`_NETWORK` options not given: from the checkpoint when resuming (refusing the
+    given ones that contradict it, naming both values), else from the defaults."""
+    if state is None:
+        for name, default in _NETWORK.items():
+            if getattr(args, name) is None:
+                setattr(args, name, default)
+        return
+    trained = _options_of(state)
+    given = {name: getattr(args, name) for name in _NETWORK if getattr(args, name) is not None}
+    if "layers" in given:
+        given["layers"] = ",".join(str(n) for n in _sizes(given["layers"]))
+    if "activation" in given:
+        given["activation"] = given["activation"].lower().replace("-", "_")
+    clashes = [f"--{name.replace('_', '-')} {value} (it was trained with {trained[name]})"
+               for name, value in given.items() if value != trained[name]]
+    if clashes:
+        raise ValueError(f"--resume continues {args.checkpoint} as it was trained, but {'; '.join(clashes)}: "
+                         f"drop these options to resume, or train a new network without --resume")
+    vars(args).update(trained)
+    if args.epochs <= state.epoch:
+        raise ValueError(f"{args.checkpoint} has finished epoch {state.epoch}: give --epochs above "
+                         f"{state.epoch} to train on")
+
+
+def _sizes(layers: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in layers.split(","))
+    except ValueError:
+        raise ValueError(f"--layers must be sizes like 64,32,10, not {layers!r}") from None
+
 
 def _network(args) -> Network:
-    try:
-        sizes = tuple(int(v) for v in args.layers.split(","))
-    except ValueError:
-        raise ValueError(f"--layers must be sizes like 64,32,10, not {args.layers!r}") from None
+    sizes = _sizes(args.layers)
     name = args.activation.lower().replace("-", "_")
     prelu = name == "prelu"
     try:
@@ -109,9 +154,20 @@ def _datasets(args, seed: int, state: Checkpoint | None) -> tuple:
     return train, test, transform, holdout
 
 
+def _check_replaceable(path: str | None) -> None:
+    """A new run may write its checkpoint over an old checkpoint, never over another file."""
+    if path is None or not Path(path).exists():
+        return
+    try:
+        Checkpoint.load(path)
+    except ValueError:
+        raise ValueError(f"--checkpoint {path} exists and is not a Systolic checkpoint, so training would "
+                         f"replace it: choose another path") from None
+
+
 def _classes(network: Network, dataset) -> int:
     """The rows of a confusion matrix: every class the network predicts and the data holds."""
-    return max(dataset.classes, network.sizes[-1] if network.output is Output.SOFTMAX else 2)
+    return max(dataset.classes, _outputs(network))
 
 
 def _train(args) -> None:
@@ -119,14 +175,25 @@ def _train(args) -> None:
     from host.profile import table
     from host.train import Trainer, confusion_matrix
 
+    if args.epochs < 1:
+        raise ValueError(f"--epochs must be 1 or more, not {args.epochs}")
     if args.resume:
         state = Checkpoint.load(args.checkpoint)
+        _resolve(args, state)
         network, seed, formats = state.network, state.seed, state.formats
     else:
+        _resolve(args, None)
+        _check_replaceable(args.checkpoint)
         state, network, seed, formats = None, _network(args), args.seed, None
     train, test, transform, holdout = _datasets(args, seed, state)
-    data.check_features(train, network.sizes[0])
-    data.check_features(test, network.sizes[0])
+    for dataset in (train, test):
+        data.check_features(dataset, network.sizes[0])
+        if dataset.classes > _outputs(network):
+            raise data.DataError(f"{dataset.name}: labels of {dataset.classes} classes, the network tells "
+                                 f"{_outputs(network)} apart: make the last layer size {dataset.classes}"
+                                 if network.output is Output.SOFTMAX else
+                                 f"{dataset.name}: labels of {dataset.classes} classes, a sigmoid output "
+                                 f"tells 2 apart: use --output softmax")
     with _driver(args) as driver:
         trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
         if args.resume:
@@ -214,31 +281,44 @@ def _saved(paths: list[Path]) -> None:
     print(f"plots: {', '.join(map(str, paths))}")
 
 
-def _predictions(args) -> tuple:
-    """The network of ``--checkpoint``, the dataset of ``--data`` (default: the checkpoint's test rows,
-    the digits test split for a run on the digits) with the checkpoint's input transform applied, and
-    the predictions."""
+def _predictions(args, labelled: bool) -> tuple:
+    """The network of ``--checkpoint``; the samples of ``--data`` (default: the checkpoint's test
+    rows, the digits test split for a run on the digits): a :class:`host.data.Dataset` if
+    ``labelled``, else the inputs, from a file with or without labels; and the predictions, with
+    the checkpoint's input transform applied."""
     from host import data
     from host.train import Trainer
 
     state = Checkpoint.load(args.checkpoint)
-    if args.data is not None:
-        dataset = data.load(args.data)
-    elif state.holdout is not None:
-        dataset = state.holdout.load()
+    network = state.network
+    if args.data is None:
+        samples = state.holdout.load() if state.holdout is not None else data.digits(seed=state.seed)[1]
+        data.check_features(samples, network.sizes[0], trained=True)
+        x = samples.x
     else:
-        dataset = data.digits(seed=state.seed)[1]
+        x, y = data.load_samples(args.data, network.sizes[0], labels=labelled)
+        samples = x
+        if labelled:
+            if y is None:
+                raise data.DataError(f"{args.data}: no labels, {network.sizes[0]} features per sample only: "
+                                     f"eval compares the predictions with a label after the features (infer "
+                                     f"predicts without them)")
+            samples = data.Dataset(x, y, _outputs(network), str(args.data))
     if state.transform is not None:
-        dataset = state.transform(dataset)
-    data.check_features(dataset, state.network.sizes[0])
+        x = state.transform.inputs(x)
     with _driver(args) as driver:
-        trainer = Trainer(driver, state.network, state.seed, state.formats)
+        trainer = Trainer(driver, network, state.seed, state.formats)
         trainer.load(state.weights)
-        return state.network, dataset, trainer.predict(dataset.x)
+        return network, samples, trainer.predict(x)
+
+
+def _outputs(network: Network) -> int:
+    """The classes ``network`` tells apart."""
+    return network.sizes[-1] if network.output is Output.SOFTMAX else 2
 
 
 def _infer(args) -> None:
-    _, _, predictions = _predictions(args)
+    _, _, predictions = _predictions(args, labelled=False)
     csv = "sample,prediction\n" + "".join(f"{i},{p}\n" for i, p in enumerate(predictions))
     if args.out:
         Path(args.out).write_text(csv)
@@ -250,7 +330,7 @@ def _infer(args) -> None:
 def _eval(args) -> None:
     from host.train import confusion_matrix
 
-    network, dataset, predictions = _predictions(args)
+    network, dataset, predictions = _predictions(args, labelled=True)
     print(f"accuracy: {100 * np.mean(predictions == dataset.y):.2f} % of {len(dataset.y)} samples")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(confusion_matrix(dataset.y, predictions, _classes(network, dataset)))
@@ -286,27 +366,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", dest="serve_port", type=int, default=0, help="TCP port (default: any free one)")
     p = sub.add_parser("train", help="train a network on the device")
     device(p)
-    p.add_argument("--layers", default="64,32,10", help="layer sizes, input first (default 64,32,10)")
-    p.add_argument("--activation", default="relu", help="hidden activation: relu, leaky_relu, prelu (slopes "
-                                                       "learned per unit), sigmoid, tanh, swish, identity")
+    p.add_argument("--layers", help="layer sizes, input first (default 64,32,10)")
+    p.add_argument("--activation", help="hidden activation: relu (default), leaky_relu, prelu (slopes "
+                                        "learned per unit), sigmoid, tanh, swish, identity")
     p.add_argument("--slope", type=float, help="leaky ReLU slope, or PReLU's initial slope "
                                                "(default 0.01, PReLU 0.25)")
-    p.add_argument("--weight-bits", type=int, default=16,
+    p.add_argument("--weight-bits", type=int,
                    help="precision of weights: WEIGHT_BITS − 4 fraction bits (default 16)")
-    p.add_argument("--rounding", choices=list(ROUNDING), default="stochastic",
+    p.add_argument("--rounding", choices=list(ROUNDING),
                    help="rounding of the weight update (default stochastic)")
-    p.add_argument("--stats", action="store_true",
+    p.add_argument("--stats", action="store_true", default=None,
                    help="count, per hidden unit, the samples it is active for; print dead units per epoch "
                         "(plots with --plot)")
     p.add_argument("--profile", action="store_true",
                    help="compare every step with a float64 shadow and print, per tensor and epoch, the "
                         "format, the share saturated, the share flushed to zero and the relative error "
                         "(plot with --plot)")
-    p.add_argument("--output", choices=["softmax", "sigmoid"], default="softmax")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.1, help="learning rate")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", choices=["softmax", "sigmoid"], help="output layer (default softmax)")
+    p.add_argument("--epochs", type=int, default=20, help="train up to this epoch (default 20)")
+    p.add_argument("--batch", type=int, help="minibatch (default 32)")
+    p.add_argument("--lr", type=float, help="learning rate (default 0.1)")
+    p.add_argument("--seed", type=int, help="seed of the initial weights and the data order (default 0)")
     p.add_argument("--data", help="CSV or NPZ training data, features in any range: standardised by the "
                                   "training rows' mean and deviation (default: scikit-learn's digits)")
     p.add_argument("--test-fraction", type=float,
@@ -314,7 +394,9 @@ def _parser() -> argparse.ArgumentParser:
                         "(default 0.25)")
     p.add_argument("--test", help="CSV or NPZ test data for --data, instead of holding out a share of it")
     p.add_argument("--checkpoint", help="write a checkpoint here after every epoch")
-    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from --checkpoint, with the network, minibatch, rate and seed it was "
+                        "trained with (options that contradict them are refused)")
     p.add_argument("--plot", help="folder for PNG plots of the curves and the confusion matrix")
     p.add_argument("--no-reference", action="store_true", help="skip the float32 reference run")
     for name, help_ in (("infer", "predictions for a file of inputs, as CSV"),
@@ -332,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if getattr(args, "resume", False) and not args.checkpoint:
         print("systolic: error: --resume needs --checkpoint", file=sys.stderr)
+        return 2
+    if getattr(args, "target", None) == "model" and args.port:
+        print("systolic: error: --target model runs the golden model in this process: give --port or "
+              "--target model, not both", file=sys.stderr)
         return 2
     from host.driver import DriverError
 

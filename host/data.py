@@ -48,8 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataError", "Dataset", "digits", "load", "split", "check_features", "Standardize", "Holdout",
-           "minibatches", "pad", "inference_batches"]
+__all__ = ["DataError", "Dataset", "digits", "load", "load_samples", "split", "check_features", "Standardize",
+           "Holdout", "minibatches", "pad", "inference_batches"]
 
 
 class DataError(ValueError):
@@ -96,7 +96,7 @@ def _check(x, y, classes: int | None, name: str,
     elif top >= classes:
         i = int(y.argmax())
         raise DataError(f"{name}: {where(i)} has label {top}, out of range for {classes} classes "
-                        f"(0..{classes - 1}): fix the label or raise the class count")
+                        f"(0..{classes - 1}): fix the label")
     if classes < 2:
         raise DataError(f"{name}: {classes} class: a classifier needs labels of at least 2 classes")
     return x.astype(np.float32), y.astype(np.int64), int(classes)
@@ -206,7 +206,9 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def _load_csv(path: Path, classes: int | None) -> Dataset:
+def _csv_values(path: Path) -> tuple[np.ndarray, list[int]]:
+    """The numeric fields of a CSV file, a row per sample (header, blank and comment lines skipped),
+    and the line number of each row."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
@@ -222,9 +224,6 @@ def _load_csv(path: Path, classes: int | None) -> Dataset:
     if not rows:
         raise DataError(f"{path}: empty file: write a sample per line, features then the label")
     width, first = len(rows[0]), lines[0]
-    if width < 2:
-        raise DataError(f"{path}: line {first} has {width} column: each line needs at least one feature "
-                        f"and the label last, separated by commas")
     for fields, line in zip(rows, lines, strict=True):
         if len(fields) != width:
             raise DataError(f"{path}: line {line} has {len(fields)} columns, line {first} has {width}: "
@@ -240,25 +239,52 @@ def _load_csv(path: Path, classes: int | None) -> Dataset:
                                 for col, f in enumerate(fields, 1) if not _is_number(f))
         raise DataError(f"{path}: line {line}, column {col} is {field!r}, not a number: "
                         f"every field after the header must be numeric") from None
+    return values, lines
+
+
+def _load_csv(path: Path, classes: int | None) -> Dataset:
+    values, lines = _csv_values(path)
+    if values.shape[1] < 2:
+        raise DataError(f"{path}: line {lines[0]} has 1 column: each line needs at least one feature "
+                        f"and the label last, separated by commas")
     x, y, classes = _check(values[:, :-1], values[:, -1], classes, str(path), lambda i: f"line {lines[i]}")
     return Dataset(x, y, classes, str(path))
 
 
-def _load_npz(path: Path, classes: int | None) -> Dataset:
+def _npz_arrays(path: Path, names: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The arrays ``names`` of an ``.npz`` file, and those of ``optional`` it has."""
     how = "save with numpy.savez(path, x=features, y=labels)"
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a valid .npz archive: {how}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             files = archive.files
-            arrays = {k: archive[k] for k in ("x", "y") if k in files}
+            arrays = {k: archive[k] for k in (*names, *optional) if k in files}
     except ValueError:  # object arrays need pickle
-        raise DataError(f"{path}: x and y must be numeric arrays, not objects: {how}") from None
-    missing = [k for k in ("x", "y") if k not in arrays]
+        raise DataError(f"{path}: {' and '.join(names)} must be numeric arrays, not objects: {how}") from None
+    except (OSError, EOFError, zipfile.BadZipFile):
+        raise DataError(f"{path}: a damaged .npz archive: {how}") from None
+    missing = [k for k in names if k not in arrays]
     if missing:
         raise DataError(f"{path}: no array {missing[0]!r} (it has {sorted(files)}): {how}")
+    return arrays
+
+
+def _load_npz(path: Path, classes: int | None) -> Dataset:
+    arrays = _npz_arrays(path, ("x", "y"))
     x, y, classes = _check(arrays["x"], arrays["y"], classes, str(path))
     return Dataset(x, y, classes, str(path))
+
+
+def _suffix(path: Path) -> str:
+    """The format of the data file ``path``: ``.csv`` or ``.npz``."""
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "no such file"
+        raise DataError(f"{path}: {what}: give the path of a .csv or .npz file")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".npz"):
+        raise DataError(f"{path}: unknown format {suffix or '(no suffix)'!r}: use a .csv or .npz file")
+    return suffix
 
 
 def load(path: str | Path, classes: int | None = None) -> Dataset:
@@ -278,22 +304,46 @@ def load(path: str | Path, classes: int | None = None) -> Dataset:
         labels are not class numbers (at least 2 classes, below ``classes``).
     """
     path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "no such file"
-        raise DataError(f"{path}: {what}: give the path of a .csv or .npz file")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _load_csv(path, classes)
-    if suffix == ".npz":
-        return _load_npz(path, classes)
-    raise DataError(f"{path}: unknown format {suffix or '(no suffix)'!r}: use a .csv or .npz file")
+    return (_load_csv if _suffix(path) == ".csv" else _load_npz)(path, classes)
 
 
-def check_features(dataset: Dataset, n: int) -> None:
-    """Raise :class:`DataError` unless ``dataset`` has ``n`` features (the network's inputs)."""
+def check_features(dataset: Dataset, n: int, trained: bool = False) -> None:
+    """Raise :class:`DataError` unless ``dataset`` has ``n`` features (the network's inputs); the
+    advice is for a network to train, or (``trained``) for one already trained."""
     if dataset.features != n:
-        raise DataError(f"{dataset.name}: {dataset.features} features per sample, the network takes {n}: "
-                        f"make the first layer size {dataset.features} or fix the data")
+        fix = (f"give data of {n} features" if trained
+               else f"make the first layer size {dataset.features} or fix the data")
+        raise DataError(f"{dataset.name}: {dataset.features} features per sample, the "
+                        f"{'trained ' if trained else ''}network takes {n}: {fix}")
+
+
+def load_samples(path: str | Path, features: int,
+                 labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """The samples in a ``.csv`` or ``.npz`` file for a network of ``features`` inputs, labels or not.
+
+    A CSV line holds the features, optionally followed by a label; an NPZ holds ``x``, optionally
+    ``y``. Returns the inputs, ``n × features`` float32 (checked finite), and the labels as they are
+    in the file (``None`` if there are none; :class:`Dataset` checks them).
+
+    Raises
+    ------
+    DataError
+        As :func:`load` does, and if a sample has neither ``features`` nor ``features + 1`` columns
+        (the advice says a label must follow if ``labels``, else that it may).
+    """
+    path = Path(path)
+    if _suffix(path) == ".npz":
+        arrays = _npz_arrays(path, ("x",), optional=("y",))
+        x, y = arrays["x"], arrays.get("y")
+    else:
+        x, _ = _csv_values(path)
+        x, y = (x[:, :features], x[:, features]) if x.shape[1] == features + 1 else (x, None)
+    if x.ndim != 2 or x.shape[1] != features:
+        found = f"{x.shape[1]} values" if x.ndim == 2 else f"shape {x.shape[1:]}"
+        label = "then its label" if labels else "a label after them is allowed"
+        raise DataError(f"{path}: {found} per sample, the trained network takes {features} inputs: give "
+                        f"{features} features per sample ({label})")
+    return _check(x, np.zeros(len(x)), 2, str(path))[0], y
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,7 +405,11 @@ class Standardize:
         if dataset.features != self.features:
             raise DataError(f"{dataset.name}: {dataset.features} features per sample, the training data "
                             f"has {self.features}: give the same features in the same order")
-        return Dataset((dataset.x - self.mean) / self.scale, dataset.y, dataset.classes, dataset.name)
+        return Dataset(self.inputs(dataset.x), dataset.y, dataset.classes, dataset.name)
+
+    def inputs(self, x: np.ndarray) -> np.ndarray:
+        """The inputs ``x`` (a sample per row, :attr:`features` of them) transformed, as float32."""
+        return ((x - self.mean) / self.scale).astype(np.float32)
 
     def to_dict(self) -> dict:
         """The transform as JSON-ready lists (floats round-trip exactly through JSON)."""

@@ -63,12 +63,21 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path, net):
         assert not np.array_equal(before, after), "training changed nothing"
 
 
+def _weights(net: Network) -> list[np.ndarray]:
+    """Raw parameters of the shapes of ``net``'s weights."""
+    pairs = zip(net.sizes[:-1], net.sizes[1:], strict=True)
+    return [np.arange(n * (m + 1)).reshape(n, m + 1) for m, n in pairs]
+
+
+RNG = np.random.default_rng(0).bit_generator.state
+
+
 def test_checkpoint_is_replaced_atomically(tmp_path):
     path = tmp_path / "run.npz"
-    w = [np.arange(6).reshape(2, 3), np.arange(4).reshape(2, 2)]
+    w = _weights(NET)
     formats = Formats.choose(NET)
-    Checkpoint(NET, w, 1, 0, {"a": 1}, formats).save(path)
-    Checkpoint(NET, [w[0] + 1, w[1]], 2, 0, {"a": 2}, formats).save(path)
+    Checkpoint(NET, w, 1, 0, RNG, formats).save(path)
+    Checkpoint(NET, [w[0] + 1, w[1]], 2, 0, RNG, formats).save(path)
     state = Checkpoint.load(path)
     assert state.epoch == 2 and np.array_equal(state.weights[0], w[0] + 1)
     assert [p.name for p in tmp_path.iterdir()] == ["run.npz"], "a temporary file was left behind"
@@ -76,15 +85,15 @@ def test_checkpoint_is_replaced_atomically(tmp_path):
 
 def test_checkpoint_keeps_the_input_transform_and_the_holdout(tmp_path):
     path = tmp_path / "run.npz"
-    w = [np.arange(6).reshape(2, 3), np.arange(4).reshape(2, 2)]
+    w = _weights(NET)
     transform = Standardize(np.linspace(-3e4, 5e3, 8), np.linspace(0.1, 7e3, 8) / 3)
     holdout = Holdout(str(tmp_path / "d.csv"), "0" * 64, 0.3, 7)
-    Checkpoint(NET, w, 1, 0, {}, Formats.choose(NET), {}, transform, holdout).save(path)
+    Checkpoint(NET, w, 1, 0, RNG, Formats.choose(NET), {}, transform, holdout).save(path)
     state = Checkpoint.load(path)
     assert np.array_equal(state.transform.mean, transform.mean)
     assert np.array_equal(state.transform.scale, transform.scale)
     assert state.holdout == holdout
-    Checkpoint(NET, w, 1, 0, {}, Formats.choose(NET)).save(path)     # the digits: neither
+    Checkpoint(NET, w, 1, 0, RNG, Formats.choose(NET)).save(path)    # the digits: neither
     state = Checkpoint.load(path)
     assert state.transform is None and state.holdout is None
 
