@@ -77,15 +77,19 @@ def _sizes(layers: str) -> tuple[int, ...]:
         raise ValueError(f"--layers must be sizes like 64,32,10, not {layers!r}") from None
 
 
-def _network(args) -> Network:
-    sizes = _sizes(args.layers)
-    name = args.activation.lower().replace("-", "_")
-    prelu = name == "prelu"
+def _activation(name: str) -> tuple[Act, bool]:
+    """The hidden activation ``--activation`` names, and whether it is PReLU."""
+    key = name.lower().replace("-", "_")
     try:
-        hidden = Act.LEAKY_RELU if prelu else Act[name.upper()]
+        return (Act.LEAKY_RELU, True) if key == "prelu" else (Act[key.upper()], False)
     except KeyError:
         names = ", ".join([a.name.lower() for a in Act] + ["prelu"])
-        raise ValueError(f"--activation must be one of {names}, not {args.activation!r}") from None
+        raise ValueError(f"--activation must be one of {names}, not {name!r}") from None
+
+
+def _network(args) -> Network:
+    sizes = _sizes(args.layers)
+    hidden, prelu = _activation(args.activation)
     slope = args.slope if args.slope is not None else 0.25 if prelu else 0.01
     return Network(sizes, hidden=hidden, output=Output[args.output.upper()], batch=args.batch,
                    learning_rate=args.lr, slope=slope, learn_slope=prelu, weight_bits=args.weight_bits,
@@ -281,35 +285,44 @@ def _saved(paths: list[Path]) -> None:
     print(f"plots: {', '.join(map(str, paths))}")
 
 
-def _predictions(args, labelled: bool) -> tuple:
-    """The network of ``--checkpoint``; the samples of ``--data`` (default: the checkpoint's test
-    rows, the digits test split for a run on the digits): a :class:`host.data.Dataset` if
-    ``labelled``, else the inputs, from a file with or without labels; and the predictions, with
-    the checkpoint's input transform applied."""
+def _samples(args, state: Checkpoint, labelled: bool) -> tuple:
+    """The samples of ``--data`` for ``state``'s network (default: the checkpoint's test rows, the
+    digits test split for a run on the digits): a :class:`host.data.Dataset` if ``labelled``, else
+    the inputs, from a file with or without labels; and the inputs, before the input transform."""
     from host import data
-    from host.train import Trainer
 
-    state = Checkpoint.load(args.checkpoint)
     network = state.network
     if args.data is None:
         samples = state.holdout.load() if state.holdout is not None else data.digits(seed=state.seed)[1]
         data.check_features(samples, network.sizes[0], trained=True)
-        x = samples.x
-    else:
-        x, y = data.load_samples(args.data, network.sizes[0], labels=labelled)
-        samples = x
-        if labelled:
-            if y is None:
-                raise data.DataError(f"{args.data}: no labels, {network.sizes[0]} features per sample only: "
-                                     f"eval compares the predictions with a label after the features (infer "
-                                     f"predicts without them)")
-            samples = data.Dataset(x, y, _outputs(network), str(args.data))
+        return samples, samples.x
+    x, y = data.load_samples(args.data, network.sizes[0], labels=labelled)
+    if not labelled:
+        return x, x
+    if y is None:
+        raise data.DataError(f"{args.data}: no labels, {network.sizes[0]} features per sample only: eval "
+                             f"compares the predictions with a label after the features (infer predicts "
+                             f"without them)")
+    return data.Dataset(x, y, _outputs(network), str(args.data)), x
+
+
+def _on_device(args, state: Checkpoint, x, outputs: bool = False) -> np.ndarray:
+    """The device's predictions (or, with ``outputs``, its output layer) for raw inputs ``x``."""
+    from host.train import Trainer
+
     if state.transform is not None:
         x = state.transform.inputs(x)
     with _driver(args) as driver:
-        trainer = Trainer(driver, network, state.seed, state.formats)
+        trainer = Trainer(driver, state.network, state.seed, state.formats)
         trainer.load(state.weights)
-        return network, samples, trainer.predict(x)
+        return trainer.outputs(x) if outputs else trainer.predict(x)
+
+
+def _predictions(args, labelled: bool) -> tuple:
+    """The network of ``--checkpoint``, its samples (:func:`_samples`) and the device's predictions."""
+    state = Checkpoint.load(args.checkpoint)
+    samples, x = _samples(args, state, labelled)
+    return state.network, samples, _on_device(args, state, x)
 
 
 def _outputs(network: Network) -> int:
@@ -334,6 +347,66 @@ def _eval(args) -> None:
     print(f"accuracy: {100 * np.mean(predictions == dataset.y):.2f} % of {len(dataset.y)} samples")
     print("confusion matrix (rows: true class, columns: predicted):")
     print(confusion_matrix(dataset.y, predictions, _classes(network, dataset)))
+
+
+def _export(args) -> None:
+    from host import models
+
+    state = Checkpoint.load(args.checkpoint)
+    model = models.export(state, args.out, args.format)
+    print(f"{args.format} model written to {args.out}")
+    if args.format == "safetensors":
+        print(models.pytorch_code(model, args.out), end="")
+    _, x = _samples(args, state, labelled=False)
+    device = _on_device(args, state, x, outputs=True)
+    if args.format == "onnx":
+        (ort,) = models.requires("onnxruntime")
+        session = ort.InferenceSession(args.out, providers=["CPUExecutionProvider"])
+        exported = session.run(None, {"x": np.asarray(x, dtype=np.float32)})[0]
+    else:
+        exported = model.outputs(x)
+    agree = np.mean(_classes_of(exported) == _classes_of(device))
+    print(f"exported model against the device on {len(x)} samples: largest output difference "
+          f"{np.abs(exported - device).max():.4f}, predictions agree on {100 * agree:.2f} %")
+
+
+def _classes_of(outputs: np.ndarray) -> np.ndarray:
+    return (outputs[:, 0] >= 0.5).astype(np.int64) if outputs.shape[1] == 1 else outputs.argmax(axis=1)
+
+
+def _import(args) -> None:
+    from host import data, models
+    from host.compiler import compile_network
+
+    _check_replaceable(args.out)
+    path = Path(args.model)
+    if path.suffix.lower() == ".safetensors":
+        if args.layers is None:
+            raise ValueError("a safetensors state_dict does not say the network: give --layers (and "
+                             "--activation, --output if not relu and softmax)")
+        hidden, output = _activation(args.activation or "relu")[0], Output[(args.output or "softmax").upper()]
+        model = models.import_safetensors(path, _sizes(args.layers), hidden, output,
+                                          args.slope if args.slope is not None else 0.01)
+    else:
+        model = models.import_onnx(path)
+    samples = None if args.data is None else data.load(args.data)
+    if samples is not None:
+        data.check_features(samples, model.sizes[0], trained=True)
+    state, errors = models.checkpoint_of(model, None if samples is None else samples.x, args.batch)
+    compile_network(state.network, DeviceConfig(), formats=state.formats)   # fits the device, or says why
+    names = [f"W{k}" for k in range(1, len(model.layers) + 1)] + [f"S{k}" for k in range(1, len(errors) -
+                                                                                       len(model.layers) + 1)]
+    for name, (error, largest) in zip(names, errors, strict=True):
+        print(f"{name}: largest quantisation error {error:.2e} ({100 * error / max(largest, 1e-30):.3f} % "
+              f"of its largest value {largest:.3g})")
+    if samples is not None:
+        before = np.mean(_classes_of(model.outputs(samples.x)) == samples.y)
+        after = np.mean(_on_device(args, state, samples.x) == samples.y)
+        print(f"accuracy on {len(samples.y)} samples of {args.data}: {100 * before:.2f} % in float, "
+              f"{100 * after:.2f} % on the device")
+    state.save(args.out)
+    layers = ",".join(map(str, model.sizes))
+    print(f"checkpoint of a {layers} network written to {args.out}: eval, infer and train --resume take it")
 
 
 def _info(args) -> None:
@@ -407,6 +480,26 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--data", help="CSV or NPZ (default: the test rows of the checkpoint's training run)")
         if name == "infer":
             p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p = sub.add_parser("export", help="the trained network as a float model, ONNX or a safetensors "
+                                      "state_dict, compared with the device")
+    device(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--format", choices=["onnx", "safetensors"], required=True)
+    p.add_argument("--out", required=True, help="the file to write")
+    p.add_argument("--data", help="samples to compare the exported model and the device on (default: the "
+                                  "checkpoint's test rows)")
+    p = sub.add_parser("import", help="an ONNX model, or a safetensors state_dict of Linear layers, as a "
+                                      "device checkpoint")
+    device(p)
+    p.add_argument("model", help=".onnx file, or .safetensors with --layers")
+    p.add_argument("--out", required=True, help="the checkpoint to write")
+    p.add_argument("--data", help="labelled samples: the formats fit them, and the accuracy is measured in "
+                                  "float and on the device")
+    p.add_argument("--batch", type=int, default=32, help="minibatch of the checkpoint (default 32)")
+    p.add_argument("--layers", help="a safetensors model's layer sizes, input first")
+    p.add_argument("--activation", help="a safetensors model's hidden activation (default relu)")
+    p.add_argument("--output", choices=["softmax", "sigmoid"], help="a safetensors model's output")
+    p.add_argument("--slope", type=float, help="a safetensors model's leaky ReLU slope")
     return parser
 
 
@@ -422,7 +515,8 @@ def main(argv: list[str] | None = None) -> int:
     from host.driver import DriverError
 
     try:
-        {"train": _train, "infer": _infer, "eval": _eval, "info": _info, "serve": _serve}[args.command](args)
+        {"train": _train, "infer": _infer, "eval": _eval, "info": _info, "serve": _serve, "export": _export,
+         "import": _import}[args.command](args)
     except (ValueError, DriverError, OSError) as error:
         print(f"systolic: error: {error}", file=sys.stderr)
         return 2

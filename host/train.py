@@ -26,6 +26,7 @@ from host.data import Dataset, inference_batches, minibatches
 from host.exponents import Move, counts, follow, rescale
 from host.profile import TensorStats, mean_stats, step_stats
 from hw.isa import Opcode, Reg, instruction
+from hw.numerics import ACT
 
 __all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "dead_fraction", "COUNTER_MAX"]
 
@@ -190,6 +191,17 @@ class Trainer:
                                   for k, r in enumerate(self.program.inputs[1:], 1)]
         result.moves = self.follow(steps)
         return result
+
+    def outputs(self, x) -> np.ndarray:
+        """The output layer's values for every sample of ``x`` (softmax probabilities, or the sigmoid),
+        ``samples × outputs``, read from the device after each minibatch."""
+        region = self.program.regions[f"A{self.network.layers}"]
+        out = []
+        for batch, real in inference_batches(np.asarray(x), self.network.batch):
+            self.write(self.program.batch_writes(batch))
+            self.driver.run(self.program.infer, self.program.output)
+            out.append(ACT.dequantize(self._read(region))[:, :real].T)
+        return np.concatenate(out)
 
     def predict(self, x) -> np.ndarray:
         """Class numbers for every sample of ``x`` (the last minibatch padded, its padding dropped)."""

@@ -3,9 +3,9 @@
 The suite feeds 60 distinct bad inputs, in four families (hypothesis draws new truncations and
 random bytes on every run):
 
-- damaged checkpoints (23) to ``eval``, ``infer`` and ``train --resume``: truncated at 5 places and
-  anywhere, random bytes, a directory, a text file, and archives without ``meta``, with ``meta``
-  not JSON, with a network that cannot be, with weights missing, with an extra array, with float
+- damaged checkpoints (23) to ``eval``, ``infer``, ``export`` and ``train --resume``: truncated at 5
+  places and anywhere, random bytes, a directory, a text file, and archives without ``meta``, with
+  ``meta`` not JSON, with a network that cannot be, with weights missing, with an extra array, with float
   weights holding NaN, with weights of the wrong shape, with words past 16 bits, with formats of
   another depth, with a damaged generator state, with a negative epoch, with a history that is not
   lists, with object arrays; and a network too big for the device;
@@ -79,9 +79,11 @@ def _refused(capsys, argv: list[str], *files: Path, says: str = "") -> str:
 
 
 def _on_checkpoint(capsys, checkpoint: Path, data: Path, says: str = "") -> None:
-    """``eval``, ``infer`` and ``train --resume`` of ``checkpoint`` are all refused in one line."""
+    """``eval``, ``infer``, ``export`` and ``train --resume`` of ``checkpoint``: each refused in one line."""
     for argv in (["eval", "--target", "model", "--checkpoint", str(checkpoint)],
                  ["infer", "--target", "model", "--checkpoint", str(checkpoint), "--data", str(data)],
+                 ["export", "--target", "model", "--checkpoint", str(checkpoint), "--format", "onnx", "--out",
+                  str(checkpoint.with_suffix(".onnx"))],
                  ["train", "--target", "model", "--resume", "--checkpoint", str(checkpoint), "--epochs", "3",
                   "--data", str(data), "--no-reference"]):
         _refused(capsys, argv, checkpoint, data, says=says)
