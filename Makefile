@@ -25,7 +25,7 @@ train: setup
 # Everything: numerics and model unit tests, then the cocotb suite, on every core (JOBS=1: in turn).
 JOBS ?= auto
 test: setup
-	$(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist worksteal --durations=15
 
 # The cocotb suite only (SIM=icarus for the second simulator, WAVES=1 for waveforms),
 # then the efficiency table of the GEMMs it ran.
