@@ -198,6 +198,9 @@ def _train(args) -> None:
                                  if network.output is Output.SOFTMAX else
                                  f"{dataset.name}: labels of {dataset.classes} classes, a sigmoid output "
                                  f"tells 2 apart: use --output softmax")
+    if args.devices:
+        _train_parallel(args, state, network, seed, formats, (train, test, transform, holdout))
+        return
     with _driver(args) as driver:
         trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
         if args.resume:
@@ -256,6 +259,89 @@ def _train(args) -> None:
         if args.plot:
             _saved(plots.training(Path(args.plot), history,
                                   confusion_matrix(test.y, predictions, _classes(network, test))))
+
+
+def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int, formats, sets) -> None:
+    """``train --devices``: a replica on every device, weights averaged every ``--sync-every`` steps
+    (:mod:`host.cluster`); epochs, checkpoints, plots and the float32 reference as on one device."""
+    from host.cluster import Cluster, devices
+    from host.compiler import Formats, initial_parameters
+    from host.train import confusion_matrix
+
+    train, test, transform, holdout = sets
+    if args.stats or args.profile or args.port or args.target == "model":
+        raise ValueError("--devices names every device: drop --port and --target; --stats and --profile "
+                         "count on one device, so train without --devices for them")
+    if args.sync_every < 1:
+        raise ValueError(f"--sync-every must be 1 or more steps, not {args.sync_every}")
+    targets = devices(args.devices)
+    initial = initial_parameters(network, np.random.default_rng(seed))
+    if formats is None:
+        formats = Formats.choose(network, train.x, initial)
+    start = [f.quantize(p) for f, p in zip(formats.parameters(network), initial, strict=True)]
+    cluster = Cluster(targets, network, formats, seed)
+    try:
+        if state is not None:
+            cluster.load(state.weights)
+            rng = np.random.default_rng()
+            rng.bit_generator.state = state.rng_state
+            first, history = state.epoch + 1, state.history
+            print(f"resuming after epoch {state.epoch} from {args.checkpoint}", file=sys.stderr)
+        else:
+            cluster.load(start)
+            rng, first, history = np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
+        print(f"{len(targets)} devices ({args.devices}), weights averaged every {args.sync_every} "
+              f"step{'s' if args.sync_every > 1 else ''}", file=sys.stderr)
+        for epoch in range(first, args.epochs + 1):
+            began = time.monotonic()
+            result = cluster.train_epoch(train, rng, epoch, args.sync_every)
+            accuracy = float(np.mean(cluster.predict(test.x) == test.y))
+            for name, value in (("loss", result.loss), ("accuracy", result.accuracy), ("test", accuracy)):
+                history[name].append(value)
+            print(f"epoch {epoch}: loss {result.loss:.4f}, train accuracy {100 * result.accuracy:.2f} %, "
+                  f"test accuracy {100 * accuracy:.2f} % ({time.monotonic() - began:.1f} s, "
+                  f"{result.syncs} averages)")
+            for move in result.moves:
+                print(f"  format {move}")
+            if args.checkpoint:
+                Checkpoint(network, cluster.weights(), epoch, seed, rng.bit_generator.state,
+                           cluster.formats(), history, transform, holdout).save(args.checkpoint)
+        for rank, (sent, received) in enumerate(result.link if args.epochs >= first else []):
+            print(f"device {rank} ({targets[rank]}): {sent} bytes sent, {received} received in the last "
+                  f"epoch")
+        predictions = cluster.predict(test.x)
+    finally:
+        cluster.close()
+    print(f"test accuracy on the devices: {100 * np.mean(predictions == test.y):.2f} %")
+    if not args.no_reference:
+        _reference_parallel(network, formats, start, (train, test), seed, args.epochs, len(targets),
+                            args.sync_every)
+    if args.plot:
+        _saved(plots.training(Path(args.plot), history,
+                              confusion_matrix(test.y, predictions, _classes(network, test))))
+
+
+def _reference_parallel(network, formats, start, sets, seed: int, epochs: int, n: int, k: int) -> None:
+    """The same local-SGD schedule in float32: ``n`` replicas from the same start, averaged every
+    ``k`` steps."""
+    from host.data import minibatches
+    from host.reference import Reference
+
+    train, test = sets
+    weights = [f.dequantize(w) for f, w in zip(formats.parameters(network), start, strict=True)]
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        batches = list(minibatches(train, network.batch, rng))
+        for first in range(0, len(batches) // n * n, n * k):
+            chunk, replicas = batches[first:first + n * k], []
+            for r in range(n):
+                replica = Reference(network, weights)
+                for x, y in chunk[r::n]:
+                    replica.train_step(x, y)
+                replicas.append(replica.weights())
+            weights = [np.mean(ws, axis=0) for ws in zip(*replicas, strict=True)]
+    accuracy = np.mean(Reference(network, weights).predict(test.x) == test.y)
+    print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
 
 
 def _unit_stats(active: list[np.ndarray]) -> str:
@@ -472,6 +558,11 @@ def _parser() -> argparse.ArgumentParser:
                         "trained with (options that contradict them are refused)")
     p.add_argument("--plot", help="folder for PNG plots of the curves and the confusion matrix")
     p.add_argument("--no-reference", action="store_true", help="skip the float32 reference run")
+    p.add_argument("--devices", help="train data-parallel through Ray on model:N, virtual:N or a comma-"
+                                     "separated list of ports, a replica of the weights on each (needs the "
+                                     "cluster extra)")
+    p.add_argument("--sync-every", type=int, default=1,
+                   help="with --devices: average the replicas' weights every K steps (default 1: every step)")
     for name, help_ in (("infer", "predictions for a file of inputs, as CSV"),
                         ("eval", "accuracy and confusion matrix of a checkpoint")):
         p = sub.add_parser(name, help=help_)

@@ -150,32 +150,46 @@ class Trainer:
         weights are rescaled on the device and the program recompiled. Returns the moves."""
         formats, moves = follow(self.program, self.saturation(), steps)
         if moves:
-            raw, old = self.weights(), self.program.parameter_formats
-            self._compile(formats)
-            new = self.program.parameter_formats
-            self.write(self.program.load_writes([rescale(r, a.frac, b.frac)
-                                                 for r, a, b in zip(raw, old, new, strict=True)]))
+            self.move(formats)
         return moves
+
+    def move(self, formats: Formats) -> None:
+        """Change to ``formats``: the parameters rescaled on the device, the program recompiled."""
+        raw, old = self.weights(), self.program.parameter_formats
+        self._compile(formats)
+        new = self.program.parameter_formats
+        self.write(self.program.load_writes([rescale(r, a.frac, b.frac)
+                                             for r, a, b in zip(raw, old, new, strict=True)]))
+
+    def set_parameters(self, raw: list[np.ndarray]) -> None:
+        """Overwrite the parameters on the device (the rest of its state, counters included, stays)."""
+        self.write([(r.buf, r.first, r.pack(w)) for r, w in zip(self.program.parameters, raw, strict=True)])
+
+    def reseed(self, seed: int) -> None:
+        """Reseed the device's stochastic-rounding LFSRs."""
+        self.driver.program([instruction(Opcode.SET, set={"reg": Reg.SEED, "value": seed}),
+                             instruction(Opcode.END)], self.reseed_at)
+        self.driver.run(self.reseed_at)
+
+    def train_step(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """One SGD step on the minibatch ``x``, ``y``: the losses and the predictions made before it."""
+        self.write(self.program.batch_writes(x, y))
+        return self.program.decode_output(self.driver.run(self.program.train, self.program.output).words)
 
     def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
         """One pass over ``data`` in shuffled full minibatches (:func:`host.data.minibatches`)."""
-        self.driver.program([instruction(Opcode.SET, set={"reg": Reg.SEED,
-                                                          "value": epoch_seed(self.seed, epoch)}),
-                             instruction(Opcode.END)], self.reseed_at)
-        self.driver.run(self.reseed_at)
+        self.reseed(epoch_seed(self.seed, epoch))
         m, steps = self.network.batch, len(data) // self.network.batch
         counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
         drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
         losses, right, profiles = [], 0, []
         before = self.weights() if self.profile else None
         for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
-            self.write(self.program.batch_writes(x, y))
-            result = self.driver.run(self.program.train, self.program.output)
+            loss, predictions = self.train_step(x, y)
             if self.profile:
                 stats, before = step_stats(self.program, self._read, before, x, y)
                 profiles.append(stats)
-            loss, predictions = self.program.decode_output(result.words)
             losses.append(loss.mean())
             right += int((predictions == y).sum())
             if counts and (step % drain == 0 or step == steps):

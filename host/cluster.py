@@ -1,0 +1,225 @@
+"""Data-parallel training across devices, with Ray: a replica of the weights on every device.
+
+Each device holds the whole network and trains, with its own on-chip SGD, on its own minibatches:
+the epoch's shuffled minibatches (:func:`host.data.minibatches`, the same order as on one device)
+are dealt round-robin, minibatch ``j`` to device ``j mod N``. Every ``sync_every`` = K local steps
+the replicas are reconciled by averaging their weights (local SGD; K = 1 averages after every step,
+which is the gradient average of one minibatch N times as large, each device's update rounded on
+its own). The average of the raw 16-bit words is summed exactly and divided by N, rounded to the
+nearest word, ties to even (:func:`average`), so a run is reproducible bit for bit from its seed,
+and a resume from a checkpoint (taken after the epoch's last average) is exact. Device ``r`` seeds
+its stochastic rounding from ``(seed, epoch, r)``. After each epoch the devices' saturation counts
+are added up and the formats move on every device together (:mod:`host.exponents`).
+
+One Ray actor drives each device (:class:`Replica`): ``model:N`` (golden models), ``virtual:N``
+(virtual boards the actors start) or pyserial URLs, each board an actor holding one unit of the
+custom resource ``fpga``, told its port by rank. ``ray.init()`` starts Ray on this machine; with
+``RAY_ADDRESS`` set it joins that cluster. Ray is the optional extra ``cluster``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from host.compiler import Formats, Network
+from host.data import Dataset, minibatches
+from host.exponents import follow
+from host.train import epoch_seed
+
+__all__ = ["devices", "average", "Replica", "Cluster", "EpochSummary"]
+
+
+def devices(spec: str) -> list[str]:
+    """The targets of ``--devices``: ``model:N``, ``virtual:N`` or comma-separated pyserial URLs."""
+    kind, _, count = spec.partition(":")
+    if kind in ("model", "virtual") and count:
+        if not count.isdigit() or int(count) < 1:
+            raise ValueError(f"--devices {spec}: the count after {kind}: must be a positive number")
+        return [kind] * int(count)
+    urls = [u.strip() for u in spec.split(",") if u.strip()]
+    if not urls:
+        raise ValueError("--devices takes model:N, virtual:N or a comma-separated list of ports")
+    return urls
+
+
+def average(replicas: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """The element-wise mean of the replicas' raw parameters, to the nearest word, ties to even."""
+    n = len(replicas)
+    return [np.rint(np.sum(ws, axis=0) / n).astype(np.int64) for ws in zip(*replicas, strict=True)]
+
+
+class Replica:
+    """One device and the network on it (a Ray actor in :class:`Cluster`)."""
+
+    def __init__(self, target: str, network: Network, formats: Formats, seed: int, rank: int):
+        from host.driver import Driver
+        from host.train import Trainer
+        from hw.config import DeviceConfig
+
+        self.rank, self.seed = rank, seed
+        self._stack = contextlib.ExitStack()
+        if target == "model":
+            driver = self._stack.enter_context(Driver.open("model", config=DeviceConfig()))
+        elif target == "virtual":
+            from sim.virtual import VirtualBoard
+
+            url = self._stack.enter_context(VirtualBoard(DeviceConfig()))
+            driver = self._stack.enter_context(Driver.open(url, timeout=30.0))
+        else:
+            driver = self._stack.enter_context(Driver.open(target))
+        self.driver = driver
+        self.trainer = Trainer(driver, network, seed, formats)
+
+    def load(self, raw: list[np.ndarray]) -> None:
+        self.trainer.load(raw)
+
+    def set_parameters(self, raw: list[np.ndarray]) -> None:
+        self.trainer.set_parameters(raw)
+
+    def weights(self) -> list[np.ndarray]:
+        return self.trainer.weights()
+
+    def begin_epoch(self, epoch: int) -> None:
+        self.driver.reset_stats()
+        self.trainer.reseed(epoch_seed(self.seed, epoch) ^ self.rank)
+
+    def steps(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[float], int]:
+        """Train on ``batches``: each step's mean loss, and the right predictions made before them."""
+        losses, right = [], 0
+        for x, y in batches:
+            loss, predictions = self.trainer.train_step(x, y)
+            losses.append(float(loss.mean()))
+            right += int((predictions == y).sum())
+        return losses, right
+
+    def saturation(self) -> dict[str, tuple[int, int]]:
+        return self.trainer.saturation()
+
+    def program(self):
+        return self.trainer.program
+
+    def move(self, formats: Formats) -> None:
+        self.trainer.move(formats)
+
+    def predict(self, x) -> np.ndarray:
+        return self.trainer.predict(x)
+
+    def link_bytes(self) -> tuple[int, int]:
+        return self.driver.bytes_sent, self.driver.bytes_received
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+@dataclass
+class EpochSummary:
+    """An epoch of data-parallel training: mean loss, training accuracy, format moves, link bytes per
+    device ``(sent, received)`` and the number of averages."""
+
+    loss: float
+    accuracy: float
+    moves: list
+    link: list[tuple[int, int]]
+    syncs: int
+
+
+class Cluster:
+    """A replica of ``network`` on each of ``targets`` (:func:`devices`), driven through Ray.
+
+    Raises
+    ------
+    ValueError
+        If Ray is not installed, or a device cannot be opened (the message names it).
+    """
+
+    def __init__(self, targets: list[str], network: Network, formats: Formats, seed: int):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--devices trains through Ray, which is not installed: pip install -e "
+                             "'.[cluster]'") from None
+        self.ray, self.targets, self.network, self.seed = ray, targets, network, seed
+        boards = sum(t not in ("model", "virtual") for t in targets)
+        if not ray.is_initialized():
+            # Ray warns on stderr that it enabled its token authentication: that is its default.
+            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            local = boards and "RAY_ADDRESS" not in os.environ     # a cluster's nodes declare their own
+            ray.init(resources={"fpga": boards} if local else None, include_dashboard=False,
+                     logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        have = ray.cluster_resources().get("fpga", 0)
+        if boards > have:
+            raise ValueError(f"--devices names {boards} boards, the Ray cluster offers {have:g} of the "
+                             f"resource fpga: start each node with its boards, "
+                             f"ray start --resources='{{\"fpga\": N}}'")
+        actor = ray.remote(Replica)
+        self.replicas = [actor.options(num_cpus=0, resources={} if t in ("model", "virtual") else {"fpga": 1})
+                         .remote(t, network, formats, seed, rank) for rank, t in enumerate(targets)]
+        self._all("weights")          # the actors are up, or the error names the device
+
+    def _all(self, method: str, *args, each=None) -> list:
+        """Call ``method`` on every replica (``each[r]`` as the arguments of replica ``r``), in parallel."""
+        calls = [getattr(r, method).remote(*(each[k] if each is not None else args))
+                 for k, r in enumerate(self.replicas)]
+        results = []
+        for rank, call in enumerate(calls):
+            try:
+                results.append(self.ray.get(call))
+            except self.ray.exceptions.RayError as error:
+                cause = error.cause if isinstance(error, self.ray.exceptions.RayTaskError) else error
+                raise ValueError(f"device {rank} ({self.targets[rank]}) failed: {type(cause).__name__}: "
+                                 f"{str(cause).splitlines()[0] if str(cause) else ''} (resume from the last "
+                                 f"checkpoint with the devices left)") from None
+        return results
+
+    def load(self, raw: list[np.ndarray]) -> None:
+        self._all("load", raw)
+
+    def weights(self) -> list[np.ndarray]:
+        """The parameters, equal on every device after an epoch (its last step is followed by an
+        average)."""
+        return self._all("weights")[0]
+
+    def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
+                    sync_every: int) -> EpochSummary:
+        n = len(self.replicas)
+        batches = list(minibatches(data, self.network.batch, rng))
+        usable = len(batches) // n * n
+        if usable == 0:
+            raise ValueError(f"{len(batches)} minibatches of {self.network.batch} do not give each of the "
+                             f"{n} devices one: lower the minibatch or use fewer devices")
+        self._all("begin_epoch", epoch)
+        losses, right, syncs = [], 0, 0
+        for start in range(0, usable, n * sync_every):
+            chunk = batches[start:start + n * sync_every]
+            for step_losses, step_right in self._all("steps", each=[(chunk[r::n],) for r in range(n)]):
+                losses += step_losses
+                right += step_right
+            self._all("set_parameters", average(self._all("weights")))
+            syncs += 1
+        tally: dict[str, list[int]] = {}
+        for counts in self._all("saturation"):
+            for name, (saturated, high) in counts.items():
+                total = tally.setdefault(name, [0, 0])
+                total[0] += saturated
+                total[1] += high
+        program = self.ray.get(self.replicas[0].program.remote())
+        formats, moves = follow(program, {k: tuple(v) for k, v in tally.items()}, usable)
+        if moves:
+            self._all("move", formats)
+        return EpochSummary(float(np.mean(losses)), right / (usable * self.network.batch), moves,
+                            self._all("link_bytes"), syncs)
+
+    def formats(self) -> Formats:
+        return self.ray.get(self.replicas[0].program.remote()).formats
+
+    def predict(self, x) -> np.ndarray:
+        return self.ray.get(self.replicas[0].predict.remote(x))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._all("close")
