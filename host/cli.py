@@ -203,15 +203,7 @@ def _train(args) -> None:
         return
     with _driver(args) as driver:
         trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
-        if args.resume:
-            trainer.load(state.weights)
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state.rng_state
-            first, history = state.epoch + 1, state.history
-            print(f"resuming after epoch {state.epoch} from {args.checkpoint}", file=sys.stderr)
-        else:
-            trainer.load(trainer.initial_weights())
-            rng, first, history = np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
+        rng, first, history = _begin(args, state, seed, trainer.load, trainer.initial_weights)
         if network.stats:
             history.setdefault("active", [])
         profiles = []
@@ -261,6 +253,19 @@ def _train(args) -> None:
                                   confusion_matrix(test.y, predictions, _classes(network, test))))
 
 
+def _begin(args, state: Checkpoint | None, seed: int, load, initial) -> tuple:
+    """Load the checkpoint's weights when resuming, else ``initial()``; the data-order generator, the
+    first epoch and the history to go on from."""
+    if state is None:
+        load(initial())
+        return np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
+    load(state.weights)
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state.rng_state
+    print(f"resuming after epoch {state.epoch} from {args.checkpoint}", file=sys.stderr)
+    return rng, state.epoch + 1, state.history
+
+
 def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int, formats, sets) -> None:
     """``train --devices``: a replica on every device, weights averaged every ``--sync-every`` steps
     (:mod:`host.cluster`); epochs, checkpoints, plots and the float32 reference as on one device."""
@@ -281,15 +286,7 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     start = [f.quantize(p) for f, p in zip(formats.parameters(network), initial, strict=True)]
     cluster = Cluster(targets, network, formats, seed)
     try:
-        if state is not None:
-            cluster.load(state.weights)
-            rng = np.random.default_rng()
-            rng.bit_generator.state = state.rng_state
-            first, history = state.epoch + 1, state.history
-            print(f"resuming after epoch {state.epoch} from {args.checkpoint}", file=sys.stderr)
-        else:
-            cluster.load(start)
-            rng, first, history = np.random.default_rng(seed), 1, {"loss": [], "accuracy": [], "test": []}
+        rng, first, history = _begin(args, state, seed, cluster.load, lambda: start)
         print(f"{len(targets)} devices ({args.devices}), weights averaged every {args.sync_every} "
               f"step{'s' if args.sync_every > 1 else ''}", file=sys.stderr)
         for epoch in range(first, args.epochs + 1):
