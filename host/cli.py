@@ -269,7 +269,7 @@ def _begin(args, state: Checkpoint | None, seed: int, load, initial) -> tuple:
 def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int, formats, sets) -> None:
     """``train --devices``: a replica on every device, weights averaged every ``--sync-every`` steps
     (:mod:`host.cluster`); epochs, checkpoints, plots and the float32 reference as on one device."""
-    from host.cluster import Cluster, devices
+    from host.cluster import Cluster, devices, reference
     from host.compiler import Formats, initial_parameters
     from host.train import confusion_matrix
 
@@ -311,34 +311,12 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
         cluster.close()
     print(f"test accuracy on the devices: {100 * np.mean(predictions == test.y):.2f} %")
     if not args.no_reference:
-        _reference_parallel(network, formats, start, (train, test), seed, args.epochs, len(targets),
-                            args.sync_every)
+        accuracy = reference(network, formats.parameters(network), start, (train, test), seed, args.epochs,
+                             len(targets), args.sync_every)
+        print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
     if args.plot:
         _saved(plots.training(Path(args.plot), history,
                               confusion_matrix(test.y, predictions, _classes(network, test))))
-
-
-def _reference_parallel(network, formats, start, sets, seed: int, epochs: int, n: int, k: int) -> None:
-    """The same local-SGD schedule in float32: ``n`` replicas from the same start, averaged every
-    ``k`` steps."""
-    from host.data import minibatches
-    from host.reference import Reference
-
-    train, test = sets
-    weights = [f.dequantize(w) for f, w in zip(formats.parameters(network), start, strict=True)]
-    rng = np.random.default_rng(seed)
-    for _ in range(epochs):
-        batches = list(minibatches(train, network.batch, rng))
-        for first in range(0, len(batches) // n * n, n * k):
-            chunk, replicas = batches[first:first + n * k], []
-            for r in range(n):
-                replica = Reference(network, weights)
-                for x, y in chunk[r::n]:
-                    replica.train_step(x, y)
-                replicas.append(replica.weights())
-            weights = [np.mean(ws, axis=0) for ws in zip(*replicas, strict=True)]
-    accuracy = np.mean(Reference(network, weights).predict(test.x) == test.y)
-    print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
 
 
 def _unit_stats(active: list[np.ndarray]) -> str:

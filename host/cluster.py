@@ -31,7 +31,7 @@ from host.data import Dataset, minibatches
 from host.exponents import follow
 from host.train import epoch_seed
 
-__all__ = ["devices", "average", "Replica", "Cluster", "EpochSummary"]
+__all__ = ["devices", "average", "Replica", "Cluster", "EpochSummary", "reference"]
 
 
 def devices(spec: str) -> list[str]:
@@ -199,8 +199,9 @@ class Cluster:
             for step_losses, step_right in self._all("steps", each=[(chunk[r::n],) for r in range(n)]):
                 losses += step_losses
                 right += step_right
-            self._all("set_parameters", average(self._all("weights")))
-            syncs += 1
+            if n > 1:
+                self._all("set_parameters", average(self._all("weights")))
+                syncs += 1
         tally: dict[str, list[int]] = {}
         for counts in self._all("saturation"):
             for name, (saturated, high) in counts.items():
@@ -223,3 +224,25 @@ class Cluster:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._all("close")
+
+
+def reference(network: Network, fixed: list, start: list[np.ndarray], sets: tuple[Dataset, Dataset],
+              seed: int, epochs: int, n: int, k: int) -> float:
+    """The test accuracy of the same schedule in float32: ``n`` replicas from the raw ``start`` (in the
+    formats ``fixed``), each on its round-robin minibatches, their weights averaged every ``k`` steps."""
+    from host.reference import Reference
+
+    train, test = sets
+    weights = [f.dequantize(w) for f, w in zip(fixed, start, strict=True)]
+    rng = np.random.default_rng(seed)
+    for _ in range(epochs):
+        batches = list(minibatches(train, network.batch, rng))
+        for first in range(0, len(batches) // n * n, n * k):
+            chunk, replicas = batches[first:first + n * k], []
+            for r in range(n):
+                replica = Reference(network, weights)
+                for x, y in chunk[r::n]:
+                    replica.train_step(x, y)
+                replicas.append(replica.weights())
+            weights = [np.mean(ws, axis=0) for ws in zip(*replicas, strict=True)]
+    return float(np.mean(Reference(network, weights).predict(test.x) == test.y))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 __all__ = ["SECTIONS", "ROOT", "DOCS", "PLOTS", "RESULTS", "LOGS", "TEMPLATES"]
 
-SECTIONS = ("parallelism", "activations", "neurons", "rounding")
+SECTIONS = ("parallelism", "activations", "neurons", "rounding", "cluster")
 """The section modules of :mod:`lab`, in the order of ``docs/lab.md``."""
 
 ROOT = Path(__file__).resolve().parent.parent
