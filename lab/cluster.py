@@ -156,6 +156,6 @@ def _plot(r: Figures, plots: Path) -> str:
     accuracy.plot(ks, [100 * r.float32[k] for k in ks], marker="x", linestyle="--",
                   label="float32, same schedule")
     accuracy.set(xlabel="K (steps between averages)", ylabel=f"test accuracy after {EPOCHS} epochs (%)",
-                 xscale="log", xticks=ks, xticklabels=[str(k) for k in ks])
+                 xticks=ks)
     accuracy.legend(fontsize=7)
     return save(fig, plots / "cluster.png", CMD)
