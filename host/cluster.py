@@ -31,7 +31,23 @@ from host.data import Dataset, minibatches
 from host.exponents import follow
 from host.train import epoch_seed
 
-__all__ = ["devices", "average", "Replica", "Cluster", "EpochSummary", "reference"]
+__all__ = ["ray_session", "devices", "average", "Replica", "Cluster", "EpochSummary", "reference"]
+
+
+def ray_session(boards: int = 0):
+    """The ``ray`` module, started on this machine (offering ``boards`` units of the resource ``fpga``)
+    or joined to the cluster at ``RAY_ADDRESS`` if it is not running yet; ``None`` without Ray."""
+    try:
+        import ray
+    except ImportError:
+        return None
+    if not ray.is_initialized():
+        # Ray warns on stderr that it enabled its token authentication: that is its default.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+        local = boards and "RAY_ADDRESS" not in os.environ     # a cluster's nodes declare their own
+        ray.init(resources={"fpga": boards} if local else None, include_dashboard=False,
+                 logging_level="ERROR", log_to_driver=False, configure_logging=False)
+    return ray
 
 
 def devices(spec: str) -> list[str]:
@@ -138,19 +154,12 @@ class Cluster:
     """
 
     def __init__(self, targets: list[str], network: Network, formats: Formats, seed: int):
-        try:
-            import ray
-        except ImportError:
-            raise ValueError("--devices trains through Ray, which is not installed: pip install -e "
-                             "'.[cluster]'") from None
-        self.ray, self.targets, self.network, self.seed = ray, targets, network, seed
         boards = sum(t not in ("model", "virtual") for t in targets)
-        if not ray.is_initialized():
-            # Ray warns on stderr that it enabled its token authentication: that is its default.
-            logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            local = boards and "RAY_ADDRESS" not in os.environ     # a cluster's nodes declare their own
-            ray.init(resources={"fpga": boards} if local else None, include_dashboard=False,
-                     logging_level="ERROR", log_to_driver=False, configure_logging=False)
+        ray = ray_session(boards)
+        if ray is None:
+            raise ValueError("--devices trains through Ray, which is not installed: pip install -e "
+                             "'.[cluster]'")
+        self.ray, self.targets, self.network, self.seed = ray, targets, network, seed
         have = ray.cluster_resources().get("fpga", 0)
         if boards > have:
             raise ValueError(f"--devices names {boards} boards, the Ray cluster offers {have:g} of the "

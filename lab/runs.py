@@ -3,18 +3,17 @@
 The golden model (``Driver.open("model")``) is the device bit for bit (the cocotb suite and
 :func:`lab.neurons.measure` check it against the gateware), and it trains digits in about a second
 per epoch, so the activation, rounding and neuron sections train on it. Runs are independent and
-spread over the machine's cores.
+spread over the machine's cores, or a Ray cluster (:mod:`bench.parallel`).
 """
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from bench.parallel import parallel_map
 from host.checkpoint import network_to_dict
 from host.compiler import Network
 from host.data import digits
@@ -94,6 +93,6 @@ def _train(job: tuple[Network, int, int]) -> Run:
 
 
 def train_all(jobs: list[tuple[Network, int]], epochs: int = EPOCHS) -> list[Run]:
-    """:func:`train` of every ``(network, seed)``, in parallel, in the order given."""
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(_train, [(net, seed, epochs) for net, seed in jobs]))
+    """:func:`train` of every ``(network, seed)``, in parallel (:func:`bench.parallel.parallel_map`),
+    in the order given."""
+    return list(parallel_map(_train, [(net, seed, epochs) for net, seed in jobs]))

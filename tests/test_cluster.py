@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench import parallel
 from host.checkpoint import Checkpoint
 from host.cli import main
 from host.cluster import average, devices
@@ -17,6 +18,13 @@ def test_average_rounds_to_the_nearest_word_ties_to_even():
     mean = average([a, b])
     assert [m.tolist() for m in mean] == [[[2, 2, -4, 8]], [[2, 2, -4, 8]]]      # 1.5 → 2, 2.5 → 2, -3.5 → -4
     assert average([a])[0].tolist() == a[0].tolist()
+
+
+def test_parallel_map_keeps_the_order_over_local_processes(monkeypatch):
+    monkeypatch.setattr(parallel, "ray_session", lambda: None)
+    jobs = [[[np.array([k])], [np.array([k + 2])]] for k in range(5)]
+    means = parallel.parallel_map(average, jobs, workers=2)
+    assert [m[0].tolist() for m in means] == [[k + 1] for k in range(5)]
 
 
 def test_the_devices_option():
@@ -63,3 +71,5 @@ def test_training_through_ray_is_reproducible_and_resumes_exactly(tmp_path, caps
     out = capsys.readouterr().out                # 72 training samples: 9 minibatches, 8 dealt to 2 devices
     assert " s, 2 averages)" in out and "device 1 (model):" in out, out
     assert "float32 reference (the same schedule)" in out
+    jobs = [[[np.array([k])], [np.array([k + 2])]] for k in range(5)]          # the lab's sweeps, on Ray
+    assert [m[0].tolist() for m in parallel.parallel_map(average, jobs)] == [[k + 1] for k in range(5)]

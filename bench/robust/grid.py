@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from bench.parallel import parallel_map
 from bench.robust.records import Case, Run
 from host.checkpoint import network_from_dict, network_to_dict
 from host.compiler import Network, Output
@@ -90,11 +89,11 @@ def _train(job: tuple[Case, int, int]) -> Run:
 
 def run_all(cases: list[Case], epochs: int = EPOCHS, every: int = EVERY, workers: int | None = None,
             progress=None) -> list[Run]:
-    """:func:`train` of every case in parallel over ``workers`` processes (default: every core)."""
+    """:func:`train` of every case in parallel (:func:`bench.parallel.parallel_map`: ``workers``
+    processes, default every core, or a Ray cluster)."""
     runs = []
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        for run in pool.map(_train, [(case, epochs, every) for case in cases]):
-            runs.append(run)
-            if progress:
-                progress(run)
+    for run in parallel_map(_train, [(case, epochs, every) for case in cases], workers):
+        runs.append(run)
+        if progress:
+            progress(run)
     return runs
