@@ -274,9 +274,9 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     from host.train import confusion_matrix
 
     train, test, transform, holdout = sets
-    if args.stats or args.profile or args.port or args.target == "model":
-        raise ValueError("--devices names every device: drop --port and --target; --stats and --profile "
-                         "count on one device, so train without --devices for them")
+    if args.profile or args.port or args.target == "model":
+        raise ValueError("--devices names every device: drop --port and --target; --profile compares one "
+                         "device with its float64 shadow, so train without --devices for it")
     if args.sync_every < 1:
         raise ValueError(f"--sync-every must be 1 or more steps, not {args.sync_every}")
     targets = devices(args.devices)
@@ -287,6 +287,9 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     cluster = Cluster(targets, network, formats, seed)
     try:
         rng, first, history = _begin(args, state, seed, cluster.load, lambda: start)
+        if network.stats:
+            history.setdefault("active", [])
+        result = None
         print(f"{len(targets)} devices ({args.devices}), weights averaged every {args.sync_every} "
               f"step{'s' if args.sync_every > 1 else ''}", file=sys.stderr)
         for epoch in range(first, args.epochs + 1):
@@ -300,10 +303,13 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
                   f"{result.syncs} averages)")
             for move in result.moves:
                 print(f"  format {move}")
+            if result.active is not None:
+                history["active"].append([a.tolist() for a in result.active])
+                print(_unit_stats(result.active))
             if args.checkpoint:
                 Checkpoint(network, cluster.weights(), epoch, seed, rng.bit_generator.state,
                            cluster.formats(), history, transform, holdout).save(args.checkpoint)
-        for rank, (sent, received) in enumerate(result.link if args.epochs >= first else []):
+        for rank, (sent, received) in enumerate(result.link if result is not None else []):
             print(f"device {rank} ({targets[rank]}): {sent} bytes sent, {received} received in the last "
                   f"epoch")
         predictions = cluster.predict(test.x)
@@ -314,6 +320,8 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
         accuracy = reference(network, formats.parameters(network), start, (train, test), seed, args.epochs,
                              len(targets), args.sync_every)
         print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
+    if args.plot and result is not None and result.activations is not None:
+        _saved(plots.unit_activity(Path(args.plot), history["active"], result.activations))
     if args.plot:
         _saved(plots.training(Path(args.plot), history,
                               confusion_matrix(test.y, predictions, _classes(network, test))))

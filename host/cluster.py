@@ -29,7 +29,7 @@ import numpy as np
 from host.compiler import Formats, Network
 from host.data import Dataset, minibatches
 from host.exponents import follow
-from host.train import epoch_seed
+from host.train import COUNTER_MAX, epoch_seed
 
 __all__ = ["ray_session", "devices", "average", "Replica", "Cluster", "EpochSummary", "reference"]
 
@@ -103,15 +103,27 @@ class Replica:
     def begin_epoch(self, epoch: int) -> None:
         self.driver.reset_stats()
         self.trainer.reseed(epoch_seed(self.seed, epoch) ^ self.rank)
+        self.counts = [np.zeros(r.rows, dtype=np.int64) for r in self.trainer.program.counters]
+        self.steps_done = 0
 
     def steps(self, batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[list[float], int]:
         """Train on ``batches``: each step's mean loss, and the right predictions made before them."""
         losses, right = [], 0
+        drain = COUNTER_MAX // self.trainer.network.batch    # steps before a counter could saturate
         for x, y in batches:
             loss, predictions = self.trainer.train_step(x, y)
             losses.append(float(loss.mean()))
             right += int((predictions == y).sum())
+            self.steps_done += 1
+            if self.counts and self.steps_done % drain == 0:
+                self.trainer.drain_counters(self.counts)
         return losses, right
+
+    def active(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """With ``Network.stats``: the epoch's count of samples each hidden unit was active for, and the
+        activations of the last minibatch."""
+        self.trainer.drain_counters(self.counts)
+        return self.counts, self.trainer.activations()
 
     def saturation(self) -> dict[str, tuple[int, int]]:
         return self.trainer.saturation()
@@ -135,13 +147,16 @@ class Replica:
 @dataclass
 class EpochSummary:
     """An epoch of data-parallel training: mean loss, training accuracy, format moves, link bytes per
-    device ``(sent, received)`` and the number of averages."""
+    device ``(sent, received)`` and the number of averages; with ``Network.stats`` each hidden unit's
+    active fraction over every device's samples, and the last minibatch's activations on device 0."""
 
     loss: float
     accuracy: float
     moves: list
     link: list[tuple[int, int]]
     syncs: int
+    active: list[np.ndarray] | None = None
+    activations: list[np.ndarray] | None = None
 
 
 class Cluster:
@@ -217,12 +232,18 @@ class Cluster:
                 total = tally.setdefault(name, [0, 0])
                 total[0] += saturated
                 total[1] += high
+        active = activations = None
+        if self.network.stats:
+            counted = self._all("active")
+            active = [sum(layers) / (usable * self.network.batch)
+                      for layers in zip(*(c for c, _ in counted), strict=True)]
+            activations = counted[0][1]
         program = self.ray.get(self.replicas[0].program.remote())
         formats, moves = follow(program, {k: tuple(v) for k, v in tally.items()}, usable)
         if moves:
             self._all("move", formats)
         return EpochSummary(float(np.mean(losses)), right / (usable * self.network.batch), moves,
-                            self._all("link_bytes"), syncs)
+                            self._all("link_bytes"), syncs, active, activations)
 
     def formats(self) -> Formats:
         return self.ray.get(self.replicas[0].program.remote()).formats

@@ -131,12 +131,17 @@ class Trainer:
     def _read(self, region) -> np.ndarray:
         return region.unpack(self.driver.read(region.buf, region.first, region.words))
 
-    def _drain_counters(self, totals: list[np.ndarray]) -> None:
+    def drain_counters(self, totals: list[np.ndarray]) -> None:
         """Add the device's active-unit counters to ``totals`` and clear them (they are zero after
         :meth:`load`, and every epoch ends with a drain, so each epoch starts from zero)."""
         for total, region in zip(totals, self.program.counters, strict=True):
             total += self._read(region)[:, 0]
         self.write(self.program.clear_counters())
+
+    def activations(self) -> list[np.ndarray]:
+        """Each hidden layer's activations ``A[l]`` of the last minibatch, in real units."""
+        fmt = self.program.formats
+        return [self._read(r)[:-1] / 2.0 ** fmt.act(k) for k, r in enumerate(self.program.inputs[1:], 1)]
 
     def saturation(self) -> dict[str, tuple[int, int]]:
         """Read and clear the saturation counters: ``{tensor: (saturated, top bit used)}`` since the
@@ -193,16 +198,14 @@ class Trainer:
             losses.append(loss.mean())
             right += int((predictions == y).sum())
             if counts and (step % drain == 0 or step == steps):
-                self._drain_counters(counts)
+                self.drain_counters(counts)
             if progress:
                 progress(step, steps)
         result = EpochResult(float(np.mean(losses)), right / (steps * m),
                              profile=mean_stats(profiles) if profiles else None)
         if counts:
             result.active = [c / (steps * m) for c in counts]
-            fmt = self.program.formats
-            result.activations = [self._read(r)[:-1] / 2.0 ** fmt.act(k)
-                                  for k, r in enumerate(self.program.inputs[1:], 1)]
+            result.activations = self.activations()
         result.moves = self.follow(steps)
         return result
 

@@ -71,5 +71,9 @@ def test_training_through_ray_is_reproducible_and_resumes_exactly(tmp_path, caps
     out = capsys.readouterr().out                # 72 training samples: 9 minibatches, 8 dealt to 2 devices
     assert " s, 2 averages)" in out and "device 1 (model):" in out, out
     assert "float32 reference (the same schedule)" in out
+    assert main([*run, "--epochs", "1", "--stats", "--no-reference"]) == 0     # counted over both devices
+    out = capsys.readouterr().out
+    active = float(out.split("units active for ")[1].split(" %")[0])
+    assert "layer 1: units active for" in out and 0 < active <= 100, out
     jobs = [[[np.array([k])], [np.array([k + 2])]] for k in range(5)]          # the lab's sweeps, on Ray
     assert [m[0].tolist() for m in parallel.parallel_map(average, jobs)] == [[k + 1] for k in range(5)]
