@@ -269,8 +269,7 @@ def _begin(args, state: Checkpoint | None, seed: int, load, initial) -> tuple:
 def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int, formats, sets) -> None:
     """``train --devices``: a replica on every device, weights averaged every ``--sync-every`` steps
     (:mod:`host.cluster`); epochs, checkpoints, plots and the float32 reference as on one device."""
-    from host.cluster import Cluster, devices, reference
-    from host.compiler import Formats, initial_parameters
+    from host.cluster import Cluster, devices, reference, starting_point
     from host.train import confusion_matrix
 
     train, test, transform, holdout = sets
@@ -280,10 +279,8 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     if args.sync_every < 1:
         raise ValueError(f"--sync-every must be 1 or more steps, not {args.sync_every}")
     targets = devices(args.devices)
-    initial = initial_parameters(network, np.random.default_rng(seed))
-    if formats is None:
-        formats = Formats.choose(network, train.x, initial)
-    start = [f.quantize(p) for f, p in zip(formats.parameters(network), initial, strict=True)]
+    chosen, start = starting_point(network, train.x, seed)
+    formats = formats or chosen
     cluster = Cluster(targets, network, formats, seed)
     try:
         rng, first, history = _begin(args, state, seed, cluster.load, lambda: start)
@@ -317,8 +314,8 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
         cluster.close()
     print(f"test accuracy on the devices: {100 * np.mean(predictions == test.y):.2f} %")
     if not args.no_reference:
-        accuracy = reference(network, formats.parameters(network), start, (train, test), seed, args.epochs,
-                             len(targets), args.sync_every)
+        accuracy = reference(network, formats, start, (train, test), seed, args.epochs, len(targets),
+                             args.sync_every)
         print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
     if args.plot and result is not None and result.activations is not None:
         _saved(plots.unit_activity(Path(args.plot), history["active"], result.activations))

@@ -26,12 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from host.compiler import Formats, Network
+from host.compiler import Formats, Network, initial_parameters
 from host.data import Dataset, minibatches
 from host.exponents import follow
 from host.train import COUNTER_MAX, epoch_seed
 
-__all__ = ["ray_session", "devices", "average", "Replica", "Cluster", "EpochSummary", "reference"]
+__all__ = ["ray_session", "devices", "average", "starting_point", "Replica", "Cluster", "EpochSummary",
+           "reference"]
 
 
 def ray_session(boards: int = 0):
@@ -61,6 +62,14 @@ def devices(spec: str) -> list[str]:
     if not urls:
         raise ValueError("--devices takes model:N, virtual:N or a comma-separated list of ports")
     return urls
+
+
+def starting_point(network: Network, x, seed: int) -> tuple[Formats, list[np.ndarray]]:
+    """The formats and raw initial weights of a run of ``seed`` on inputs ``x``, as
+    :class:`host.train.Trainer` chooses them on one device."""
+    initial = initial_parameters(network, np.random.default_rng(seed))
+    formats = Formats.choose(network, x, initial)
+    return formats, formats.quantize(network, initial)
 
 
 def average(replicas: list[list[np.ndarray]]) -> list[np.ndarray]:
@@ -256,14 +265,14 @@ class Cluster:
             self._all("close")
 
 
-def reference(network: Network, fixed: list, start: list[np.ndarray], sets: tuple[Dataset, Dataset],
+def reference(network: Network, formats: Formats, start: list[np.ndarray], sets: tuple[Dataset, Dataset],
               seed: int, epochs: int, n: int, k: int) -> float:
-    """The test accuracy of the same schedule in float32: ``n`` replicas from the raw ``start`` (in the
-    formats ``fixed``), each on its round-robin minibatches, their weights averaged every ``k`` steps."""
+    """The test accuracy of the same schedule in float32: ``n`` replicas from the raw ``start`` (in
+    ``formats``), each on its round-robin minibatches, their weights averaged every ``k`` steps."""
     from host.reference import Reference
 
     train, test = sets
-    weights = [f.dequantize(w) for f, w in zip(fixed, start, strict=True)]
+    weights = formats.dequantize(network, start)
     rng = np.random.default_rng(seed)
     for _ in range(epochs):
         batches = list(minibatches(train, network.batch, rng))

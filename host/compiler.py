@@ -288,6 +288,14 @@ class Formats:
         slopes = net.layers - 1 if net.learn_slope else 0
         return [Fixed(_WORD, f) for f in self.w] + [Fixed(_WORD, self.slope)] * slopes
 
+    def quantize(self, net: Network, parameters: list[np.ndarray]) -> list[np.ndarray]:
+        """Raw device parameters of ``net`` from real ones (weights, then slopes), rounded and saturated."""
+        return [f.quantize(p) for f, p in zip(self.parameters(net), parameters, strict=True)]
+
+    def dequantize(self, net: Network, raw: list[np.ndarray]) -> list[np.ndarray]:
+        """Real parameters of ``net`` from raw device ones."""
+        return [f.dequantize(r) for f, r in zip(self.parameters(net), raw, strict=True)]
+
 
 def _hidden_gradients(net: Network, params: list[np.ndarray], x) -> list[float]:
     """The largest ``|dZ[k]|`` of each hidden layer in float64 backward passes of ``x`` with every
@@ -468,11 +476,11 @@ class Program:
 
     def quantize(self, parameters: list[np.ndarray]) -> list[np.ndarray]:
         """Raw device parameters from real ones (:attr:`parameters` order), rounded and saturated."""
-        return [f.quantize(p) for f, p in zip(self.parameter_formats, parameters, strict=True)]
+        return self.formats.quantize(self.network, parameters)
 
     def dequantize(self, raw: list[np.ndarray]) -> list[np.ndarray]:
         """Real parameters from raw device ones."""
-        return [f.dequantize(r) for f, r in zip(self.parameter_formats, raw, strict=True)]
+        return self.formats.dequantize(self.network, raw)
 
     def effective_rates(self) -> list[float]:
         """The learning rate each weight layer's update applies: ``α`` after rounding the SGD

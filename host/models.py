@@ -84,32 +84,20 @@ class FloatModel:
         return weights + [s.reshape(-1, 1) for s in self.slopes or []]
 
     def outputs(self, x) -> np.ndarray:
-        """The float outputs (probabilities, or the sigmoid) of raw inputs ``x``, a sample per row."""
-        a = np.asarray(x, dtype=np.float64)
+        """The float outputs (probabilities, or the sigmoid) of raw inputs ``x``, a sample per row:
+        :func:`host.reference.forward` in float64, after the input transform."""
+        from host.reference import forward
+
+        x = np.asarray(x, dtype=np.float64)
         if self.transform is not None:
-            a = (a - self.transform.mean) / self.transform.scale
-        for k, d in enumerate(self.layers):
-            a = a @ d.weight.T + d.bias
-            if k < len(self.layers) - 1:
-                a = _activation(self, k, a)
-        if self.output is Output.SIGMOID:
-            return 1 / (1 + np.exp(-a))
-        e = np.exp(a - a.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-
-def _activation(model: FloatModel, k: int, z: np.ndarray) -> np.ndarray:
-    if model.slopes is not None:
-        return np.where(z > 0, z, model.slopes[k].ravel() * z)
-    return {Act.RELU: lambda: np.maximum(z, 0), Act.LEAKY_RELU: lambda: np.where(z > 0, z, model.slope * z),
-            Act.SIGMOID: lambda: 1 / (1 + np.exp(-z)), Act.TANH: lambda: np.tanh(z),
-            Act.SWISH: lambda: z / (1 + np.exp(-z)), Act.IDENTITY: lambda: z}[model.hidden]()
+            x = self.transform.inputs(x)
+        return forward(self.network(), self.parameters(), x)[2].T
 
 
 def float_model(state: Checkpoint) -> FloatModel:
     """The checkpoint's network with its parameters dequantised from the formats it was trained in."""
     net = state.network
-    params = [f.dequantize(w) for f, w in zip(state.formats.parameters(net), state.weights, strict=True)]
+    params = state.formats.dequantize(net, state.weights)
     layers = [Dense(w[:, :-1], w[:, -1]) for w in params[:net.layers]]
     slopes = [s.ravel() for s in params[net.layers:]] if net.learn_slope else None
     hidden = Act(net.hidden)
@@ -335,10 +323,9 @@ def checkpoint_of(model: FloatModel, x=None, batch: int = 32) -> tuple[Checkpoin
     x = None if x is None else (x if model.transform is None else model.transform.inputs(x))
     params = model.parameters()
     formats = Formats.choose(net, x, params)
-    fixed = formats.parameters(net)
-    raw = [f.quantize(p) for f, p in zip(fixed, params, strict=True)]
-    errors = [(float(np.abs(f.dequantize(r) - p).max()), float(np.abs(p).max()))
-              for f, r, p in zip(fixed, raw, params, strict=True)]
+    raw = formats.quantize(net, params)
+    errors = [(float(np.abs(q - p).max()), float(np.abs(p).max()))
+              for q, p in zip(formats.dequantize(net, raw), params, strict=True)]
     state = Checkpoint(net, raw, 0, 0, np.random.default_rng(0).bit_generator.state, formats,
                        {}, model.transform)
     return state, errors

@@ -19,8 +19,8 @@ import numpy as np
 
 from bench import report
 from bench.measure import DIGITS, UART_BITS
-from host.cluster import Cluster, reference
-from host.compiler import Formats, Network, initial_parameters
+from host.cluster import Cluster, reference, starting_point
+from host.compiler import Network
 from host.data import digits
 from host.driver import Driver
 from host.train import Trainer
@@ -95,14 +95,13 @@ def _sync_bytes(network: Network) -> int:
         return driver.bytes_sent + driver.bytes_received
 
 
-def _train(targets: list[str], network: Network, k: int, epochs: int) -> tuple[float, list[float]]:
-    """Test accuracy after ``epochs`` on ``targets`` averaging every ``k`` steps, and each epoch's seconds."""
-    train, test = digits(seed=0)
-    initial = initial_parameters(network, np.random.default_rng(0))
-    formats = Formats.choose(network, train.x, initial)
+def _train(start: tuple, targets: list[str], k: int, epochs: int) -> tuple[float, list[float]]:
+    """Test accuracy after ``epochs`` on ``targets`` averaging every ``k`` steps from ``start``
+    (network, formats, raw weights, training and test set), and each epoch's seconds."""
+    network, formats, raw, train, test = start
     cluster = Cluster(targets, network, formats, 0)
     try:
-        cluster.load([f.quantize(p) for f, p in zip(formats.parameters(network), initial, strict=True)])
+        cluster.load(raw)
         rng, seconds = np.random.default_rng(0), []
         for epoch in range(1, epochs + 1):
             began = time.monotonic()
@@ -116,13 +115,11 @@ def _train(targets: list[str], network: Network, k: int, epochs: int) -> tuple[f
 def measure() -> Figures:
     network = Network(DIGITS, batch=BATCH)
     train, test = digits(seed=0)
-    initial = initial_parameters(network, np.random.default_rng(0))
-    formats = Formats.choose(network, train.x, initial)
-    start = [f.quantize(p) for f, p in zip(formats.parameters(network), initial, strict=True)]
-    accuracy = {k: _train(["model"] * REPLICAS, network, k, EPOCHS)[0] for k in SYNC_EVERY}
-    fixed = formats.parameters(network)
-    float32 = {k: reference(network, fixed, start, (train, test), 0, EPOCHS, REPLICAS, k) for k in SYNC_EVERY}
-    wall = {n: _train(["virtual"] * n, network, 1, WALL_EPOCHS)[1][-1] for n in (1, 2)}
+    formats, raw = starting_point(network, train.x, 0)
+    start = (network, formats, raw, train, test)
+    accuracy = {k: _train(start, ["model"] * REPLICAS, k, EPOCHS)[0] for k in SYNC_EVERY}
+    float32 = {k: reference(network, formats, raw, (train, test), 0, EPOCHS, REPLICAS, k) for k in SYNC_EVERY}
+    wall = {n: _train(start, ["virtual"] * n, 1, WALL_EPOCHS)[1][-1] for n in (1, 2)}
     return Figures(_boards(), _sync_bytes(network), accuracy, float32, wall)
 
 

@@ -69,13 +69,11 @@ def test_export_agrees_with_the_device(trained, tmp_path, capsys):
                         "safetensors", "--out", str(tmp_path / "m.safetensors"), "--data", str(data)])
     assert "nn.Sequential(nn.Linear(4, 6)" in out and "load_state_dict" in out
     tensors = safetensors_numpy.load_file(str(tmp_path / "m.safetensors"))
-    a = x
-    for k in (0, 2):            # nn.Sequential on raw features, transform folded into the first Linear
-        a = a @ tensors[f"{k}.weight"].T.astype(np.float64) + tensors[f"{k}.bias"]
-        if k == 0:
-            a = models._activation(model, 0, a)
-    torch_like = np.exp(a - a.max(axis=1, keepdims=True))
-    assert np.abs(torch_like / torch_like.sum(axis=1, keepdims=True) - onnx_out).max() < 1e-4
+    # nn.Sequential on raw features: the transform folded into the first Linear, PReLU's slopes in 1.weight
+    layers = [models.Dense(tensors[f"{k}.weight"].astype(np.float64), tensors[f"{k}.bias"]) for k in (0, 2)]
+    slopes = [tensors["1.weight"]] if "1.weight" in tensors else None
+    folded = models.FloatModel(layers, model.hidden, model.output, model.slope, slopes)
+    assert np.abs(folded.outputs(x) - onnx_out).max() < 1e-4
 
 
 def test_onnx_round_trip_keeps_the_network(trained, tmp_path, capsys):
