@@ -24,6 +24,7 @@ from .buffer_set import BufferSet
 from .config import DeviceConfig
 from .datapath import Datapath
 from .host_port import HostPort
+from .job import run_members
 from .operand_walk import OperandWalk
 from .sequencer import Sequencer
 from .writer import Writer
@@ -80,8 +81,7 @@ class Controller(wiring.Component):
         wiring.connect(m, wiring.flipped(host.read), walk.host)
         wiring.connect(m, wiring.flipped(host.write), writer.host)
         for part in (walk, datapath, writer):
-            m.d.comb += [part.job.eq(job), part.tiles.eq(seq.tiles), part.go.eq(seq.go),
-                         part.running.eq(seq.running)]
+            m.d.comb += [getattr(part, name).eq(getattr(seq, name)) for name in run_members(self.config)]
         m.d.comb += [walk.busy.eq(seq.busy), buffers.busy.eq(seq.busy), writer.busy.eq(seq.busy)]
         m.d.comb += [datapath.slope.eq(seq.slope), datapath.scale.eq(seq.scale), datapath.seed.eq(seq.seed),
                      datapath.seed_load.eq(seq.seed_load)]

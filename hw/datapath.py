@@ -11,7 +11,7 @@ from .array import SystolicArray
 from .buffer_set import YResponse
 from .config import DeviceConfig
 from .isa import COUNT_MAX, Opcode, ReduceOp
-from .job import Job, Tiles, dim_bits
+from .job import dim_bits, run_members
 from .reduce import Reduce
 from .softmax import Softmax
 from .vector import VectorUnit
@@ -50,7 +50,7 @@ class Datapath(wiring.Component):
         self.config = config
         lanes = data.ArrayLayout(signed(16), config.cols)
         super().__init__({
-            "go": In(1), "running": In(1), "job": In(Job(config)), "tiles": In(Tiles(config)),
+            **run_members(config),
             "slope": In(signed(16)), "scale": In(signed(16)), "seed": In(32), "seed_load": In(1),
             "x_data": In(stream.Signature(data.ArrayLayout(signed(16), config.rows))),
             "y_data": In(stream.Signature(YResponse(config))),

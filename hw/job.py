@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from amaranth.hdl import Mux
 from amaranth.lib import data
+from amaranth.lib.wiring import In
 from amaranth.utils import ceil_log2
 
 from .config import DeviceConfig
 from .isa import Epilogue, Opcode
 
-__all__ = ["Operand", "Job", "Tiles", "Tag", "dim_bits", "row_bits", "last_start", "block_cols"]
+__all__ = ["Operand", "Job", "Tiles", "Tag", "run_members", "dim_bits", "row_bits", "last_start",
+           "block_cols"]
 
 
 def dim_bits(config: DeviceConfig) -> int:
@@ -53,6 +55,13 @@ class Tiles(data.StructLayout):
         dim = dim_bits(config)
         super().__init__({"last_i0": dim, "last_j0": dim,
                           "last_rows": range(config.rows + 1), "last_cols": range(config.cols + 1)})
+
+
+def run_members(config: DeviceConfig) -> dict:
+    """The running instruction as the sequencer hands it to the other parts (their side; the
+    sequencer's is flipped): ``go`` one cycle before its streams, ``running`` while they run, and its
+    :class:`Job` and :class:`Tiles`."""
+    return {"job": In(Job(config)), "tiles": In(Tiles(config)), "go": In(1), "running": In(1)}
 
 
 class Tag(data.StructLayout):

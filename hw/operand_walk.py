@@ -11,7 +11,7 @@ from .buffers import ReadRequest, flat_word, times
 from .config import DeviceConfig
 from .host_port import HostRead
 from .isa import Mode
-from .job import Job, Tag, Tiles, dim_bits, row_bits
+from .job import Tag, dim_bits, row_bits, run_members
 
 __all__ = ["OperandWalk"]
 
@@ -42,7 +42,7 @@ class OperandWalk(wiring.Component):
         self.config = config
         request = ReadRequest(config.banks, config.depth, Tag().size)
         super().__init__({
-            "busy": In(1), "go": In(1), "running": In(1), "job": In(Job(config)), "tiles": In(Tiles(config)),
+            "busy": In(1), **run_members(config),
             "steps": Out(stream.Signature(Steps(config))), "z": Out(stream.Signature(request)),
             "x_buf": Out(2), "host": In(stream.Signature(HostRead)), "x_pending": In(1),
         })

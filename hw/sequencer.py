@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from .config import DeviceConfig
 from .host_port import ImemWrite
 from .isa import TENSORS, Buf, Epilogue, Instruction, Opcode, Reg, Status, TensorDescriptor
-from .job import Job, Tiles, last_start
+from .job import last_start, run_members
 from .numerics import Act
 
 __all__ = ["Sequencer"]
@@ -53,8 +53,7 @@ class Sequencer(wiring.Component):
             "start": In(1), "entry": In(16),
             "busy": Out(1), "status": Out(8), "pc": Out(16), "cycles": Out(32),
             "imem": In(stream.Signature(ImemWrite)),
-            "job": Out(Job(config)), "tiles": Out(Tiles(config)),
-            "go": Out(1), "running": Out(1), "done": In(1),
+            **{name: member.flip() for name, member in run_members(config).items()}, "done": In(1),
             "slope": Out(signed(16)), "scale": Out(signed(16)), "seed": Out(32), "seed_load": Out(1),
         })
         # The instructions (addresses below imem) and the tensor registers after them share one

@@ -12,7 +12,7 @@ from .counters import SaturationCounters
 from .datapath import Result
 from .host_port import HostWrite
 from .isa import COUNT_MAX, Mode, Opcode
-from .job import Job, Tiles, block_cols, dim_bits, row_bits
+from .job import block_cols, dim_bits, row_bits, run_members
 
 __all__ = ["Writer"]
 
@@ -38,7 +38,7 @@ class Writer(wiring.Component):
     def __init__(self, config: DeviceConfig):
         self.config = config
         super().__init__({
-            "busy": In(1), "go": In(1), "running": In(1), "job": In(Job(config)), "tiles": In(Tiles(config)),
+            "busy": In(1), **run_members(config),
             "result": In(stream.Signature(Result(config), always_ready=True)),
             "host": In(stream.Signature(HostWrite)),
             "write": Out(stream.Signature(WriteRequest(config.banks, config.depth, 16), always_ready=True)),
