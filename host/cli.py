@@ -2,15 +2,19 @@
 
 With no ``--port``, ``train``, ``infer``, ``eval`` and ``info`` start a virtual board (the real
 gateware under Verilator) for the duration of the command; ``--target model`` uses the golden model
-instead (bit-identical, much faster). User mistakes end in one line on stderr and exit code 2.
+instead (bit-identical, much faster). Both are the device of ``--board`` if given, else the default
+device (``hw.config.DeviceConfig``) with buffers as deep as the network needs. User mistakes end in
+one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ from tqdm import tqdm
 from host import plots
 from host.checkpoint import Checkpoint
 from host.compiler import Network, Output
-from hw.config import DeviceConfig
+from hw.config import BOARD_DEVICES, DeviceConfig
 from hw.isa import Rounding
 from hw.numerics import Act
 
@@ -96,22 +100,39 @@ def _network(args) -> Network:
                    rounding=ROUNDING[args.rounding], stats=args.stats)
 
 
+def _config(args, network: Network | None = None, keep: bool = False) -> DeviceConfig:
+    """The device of ``--board``; else the default device, its buffers deepened if ``network``
+    (compiled with ``keep`` or not) needs more words per bank."""
+    from host.compiler import deep_enough
+
+    if args.board:
+        return BOARD_DEVICES[args.board]
+    config = DeviceConfig()
+    return config if network is None else deep_enough(network, config, keep)
+
+
 @contextlib.contextmanager
-def _driver(args):
-    """A driver on ``--port``, on the golden model, or on a virtual board started for the command."""
+def _driver(args, network: Network | None = None, keep: bool = False):
+    """A driver on ``--port`` (checked to be ``--board``'s device if given), on the golden model, or
+    on a virtual board started for the command, of :func:`_config`."""
     from host.driver import Driver
 
-    if args.target == "model":
-        with Driver.open("model", config=DeviceConfig()) as driver:
+    if args.port:
+        with Driver.open(args.port, baud=args.baud, config=_config(args) if args.board else None) as driver:
             yield driver
-    elif args.port:
-        with Driver.open(args.port, baud=args.baud) as driver:
+        return
+    config = _config(args, network, keep)
+    if config.depth != DeviceConfig().depth and not args.board:
+        print(f"the device's buffers are deepened to {config.depth} words per bank for this network",
+              file=sys.stderr)
+    if args.target == "model":
+        with Driver.open("model", config=config) as driver:
             yield driver
     else:
         from sim.virtual import VirtualBoard
 
         print("starting the virtual board (the first run builds the simulator) …", file=sys.stderr)
-        with VirtualBoard(DeviceConfig()) as url, Driver.open(url, timeout=30.0) as driver:
+        with VirtualBoard(config) as url, Driver.open(url, timeout=30.0) as driver:
             yield driver
 
 
@@ -201,7 +222,7 @@ def _train(args) -> None:
     if args.devices:
         _train_parallel(args, state, network, seed, formats, (train, test, transform, holdout))
         return
-    with _driver(args) as driver:
+    with _driver(args, network, keep=args.profile) as driver:
         trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
         rng, first, history = _begin(args, state, seed, trainer.load, trainer.initial_weights)
         if network.stats:
@@ -270,23 +291,24 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     """``train --devices``: a replica on every device, weights averaged every ``--sync-every`` steps
     (:mod:`host.cluster`); epochs, checkpoints, plots and the float32 reference as on one device."""
     from host.cluster import Cluster, devices, reference, starting_point
+    from host.profile import table
     from host.train import confusion_matrix
 
     train, test, transform, holdout = sets
-    if args.profile or args.port or args.target == "model":
-        raise ValueError("--devices names every device: drop --port and --target; --profile compares one "
-                         "device with its float64 shadow, so train without --devices for it")
+    if args.port or args.target == "model":
+        raise ValueError("--devices names every device: drop --port and --target")
     if args.sync_every < 1:
         raise ValueError(f"--sync-every must be 1 or more steps, not {args.sync_every}")
     targets = devices(args.devices)
     chosen, start = starting_point(network, train.x, seed)
     formats = formats or chosen
-    cluster = Cluster(targets, network, formats, seed)
+    cluster = Cluster(targets, network, formats, seed, _config(args, network, keep=args.profile),
+                      args.profile)
     try:
         rng, first, history = _begin(args, state, seed, cluster.load, lambda: start)
         if network.stats:
             history.setdefault("active", [])
-        result = None
+        result, profiles = None, []
         print(f"{len(targets)} devices ({args.devices}), weights averaged every {args.sync_every} "
               f"step{'s' if args.sync_every > 1 else ''}", file=sys.stderr)
         for epoch in range(first, args.epochs + 1):
@@ -303,6 +325,9 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
             if result.active is not None:
                 history["active"].append([a.tolist() for a in result.active])
                 print(_unit_stats(result.active))
+            if result.profile is not None:
+                profiles.append(result.profile)
+                print(table(result.profile))
             if args.checkpoint:
                 Checkpoint(network, cluster.weights(), epoch, seed, rng.bit_generator.state,
                            cluster.formats(), history, transform, holdout).save(args.checkpoint)
@@ -319,6 +344,8 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
         print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
     if args.plot and result is not None and result.activations is not None:
         _saved(plots.unit_activity(Path(args.plot), history["active"], result.activations))
+    if args.plot and profiles:
+        _saved(plots.profile(Path(args.plot), profiles))
     if args.plot:
         _saved(plots.training(Path(args.plot), history,
                               confusion_matrix(test.y, predictions, _classes(network, test))))
@@ -378,7 +405,7 @@ def _on_device(args, state: Checkpoint, x, outputs: bool = False) -> np.ndarray:
 
     if state.transform is not None:
         x = state.transform.inputs(x)
-    with _driver(args) as driver:
+    with _driver(args, state.network) as driver:
         trainer = Trainer(driver, state.network, state.seed, state.formats)
         trainer.load(state.weights)
         return trainer.outputs(x) if outputs else trainer.predict(x)
@@ -459,7 +486,7 @@ def _import(args) -> None:
     if samples is not None:
         data.check_features(samples, model.sizes[0], trained=True)
     state, errors = models.checkpoint_of(model, None if samples is None else samples.x, args.batch)
-    compile_network(state.network, DeviceConfig(), formats=state.formats)   # fits the device, or says why
+    compile_network(state.network, _config(args, state.network), formats=state.formats)   # fits, or says why
     names = [f"W{k}" for k in range(1, len(model.layers) + 1)] + [f"S{k}" for k in range(1, len(errors) -
                                                                                        len(model.layers) + 1)]
     for name, (error, largest) in zip(names, errors, strict=True):
@@ -485,14 +512,21 @@ def _info(args) -> None:
 def _serve(args) -> None:
     from sim.virtual import main as serve
 
-    serve(["--port", str(args.serve_port)])
+    serve(["--port", str(args.serve_port), "--config", json.dumps(asdict(_config(args)))])
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="systolic", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    def board(p):
+        p.add_argument("--board", choices=sorted(BOARD_DEVICES),
+                       help="the device of this board, for the virtual board and the model (default: the "
+                            "default 4×4 device, buffers as deep as the network needs); with --port, the "
+                            "board there must be this one")
+
     def device(p):
+        board(p)
         p.add_argument("--port", help="pyserial URL of the device: /dev/ttyUSB1, socket://127.0.0.1:N "
                                       "(default: start a virtual board)")
         p.add_argument("--baud", type=int, default=3_000_000)
@@ -503,6 +537,7 @@ def _parser() -> argparse.ArgumentParser:
     device(p)
     p = sub.add_parser("serve", help="run a virtual board until Ctrl-C")
     p.add_argument("--port", dest="serve_port", type=int, default=0, help="TCP port (default: any free one)")
+    board(p)
     p = sub.add_parser("train", help="train a network on the device")
     device(p)
     p.add_argument("--layers", help="layer sizes, input first (default 64,32,10)")

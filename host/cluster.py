@@ -29,7 +29,9 @@ import numpy as np
 from host.compiler import Formats, Network, initial_parameters
 from host.data import Dataset, minibatches
 from host.exponents import follow
+from host.profile import TensorStats, mean_stats
 from host.train import COUNTER_MAX, epoch_seed
+from hw.config import DeviceConfig
 
 __all__ = ["ray_session", "devices", "average", "starting_point", "Replica", "Cluster", "EpochSummary",
            "reference"]
@@ -81,24 +83,24 @@ def average(replicas: list[list[np.ndarray]]) -> list[np.ndarray]:
 class Replica:
     """One device and the network on it (a Ray actor in :class:`Cluster`)."""
 
-    def __init__(self, target: str, network: Network, formats: Formats, seed: int, rank: int):
+    def __init__(self, target: str, network: Network, formats: Formats, seed: int, rank: int,
+                 config: DeviceConfig, profile: bool = False):
         from host.driver import Driver
         from host.train import Trainer
-        from hw.config import DeviceConfig
 
         self.rank, self.seed = rank, seed
         self._stack = contextlib.ExitStack()
         if target == "model":
-            driver = self._stack.enter_context(Driver.open("model", config=DeviceConfig()))
+            driver = self._stack.enter_context(Driver.open("model", config=config))
         elif target == "virtual":
             from sim.virtual import VirtualBoard
 
-            url = self._stack.enter_context(VirtualBoard(DeviceConfig()))
+            url = self._stack.enter_context(VirtualBoard(config))
             driver = self._stack.enter_context(Driver.open(url, timeout=30.0))
         else:
             driver = self._stack.enter_context(Driver.open(target))
         self.driver = driver
-        self.trainer = Trainer(driver, network, seed, formats)
+        self.trainer = Trainer(driver, network, seed, formats, profile=profile)
 
     def load(self, raw: list[np.ndarray]) -> None:
         self.trainer.load(raw)
@@ -127,6 +129,10 @@ class Replica:
             if self.counts and self.steps_done % drain == 0:
                 self.trainer.drain_counters(self.counts)
         return losses, right
+
+    def profiles(self) -> list[dict]:
+        """With profiling: each step's comparison with its float64 shadow since the last call."""
+        return self.trainer.take_profiles()
 
     def active(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """With ``Network.stats``: the epoch's count of samples each hidden unit was active for, and the
@@ -157,7 +163,9 @@ class Replica:
 class EpochSummary:
     """An epoch of data-parallel training: mean loss, training accuracy, format moves, link bytes per
     device ``(sent, received)`` and the number of averages; with ``Network.stats`` each hidden unit's
-    active fraction over every device's samples, and the last minibatch's activations on device 0."""
+    active fraction over every device's samples, and the last minibatch's activations on device 0;
+    with profiling, each tensor's comparison with its float64 shadow, averaged over every device's
+    steps (:mod:`host.profile`)."""
 
     loss: float
     accuracy: float
@@ -166,10 +174,13 @@ class EpochSummary:
     syncs: int
     active: list[np.ndarray] | None = None
     activations: list[np.ndarray] | None = None
+    profile: dict[str, TensorStats] | None = None
 
 
 class Cluster:
-    """A replica of ``network`` on each of ``targets`` (:func:`devices`), driven through Ray.
+    """A replica of ``network`` on each of ``targets`` (:func:`devices`), driven through Ray: ``model``
+    and ``virtual`` devices of ``config``, boards whatever their ``INFO`` says; with ``profile`` every
+    step is compared with a float64 shadow.
 
     Raises
     ------
@@ -177,7 +188,8 @@ class Cluster:
         If Ray is not installed, or a device cannot be opened (the message names it).
     """
 
-    def __init__(self, targets: list[str], network: Network, formats: Formats, seed: int):
+    def __init__(self, targets: list[str], network: Network, formats: Formats, seed: int,
+                 config: DeviceConfig, profile: bool = False):
         boards = sum(t not in ("model", "virtual") for t in targets)
         ray = ray_session(boards)
         if ray is None:
@@ -191,7 +203,9 @@ class Cluster:
                              f"ray start --resources='{{\"fpga\": N}}'")
         actor = ray.remote(Replica)
         self.replicas = [actor.options(num_cpus=0, resources={} if t in ("model", "virtual") else {"fpga": 1})
-                         .remote(t, network, formats, seed, rank) for rank, t in enumerate(targets)]
+                         .remote(t, network, formats, seed, rank, config, profile)
+                         for rank, t in enumerate(targets)]
+        self.profile = profile
         self._all("weights")          # the actors are up, or the error names the device
 
     def _all(self, method: str, *args, each=None) -> list:
@@ -247,12 +261,15 @@ class Cluster:
             active = [sum(layers) / (usable * self.network.batch)
                       for layers in zip(*(c for c, _ in counted), strict=True)]
             activations = counted[0][1]
+        profile = None
+        if self.profile:
+            profile = mean_stats([step for steps in self._all("profiles") for step in steps])
         program = self.ray.get(self.replicas[0].program.remote())
         formats, moves = follow(program, {k: tuple(v) for k, v in tally.items()}, usable)
         if moves:
             self._all("move", formats)
         return EpochSummary(float(np.mean(losses)), right / (usable * self.network.batch), moves,
-                            self._all("link_bytes"), syncs, active, activations)
+                            self._all("link_bytes"), syncs, active, activations, profile)
 
     def formats(self) -> Formats:
         return self.ray.get(self.replicas[0].program.remote()).formats

@@ -75,7 +75,7 @@ from hw.layout import Layout
 from hw.numerics import ACT, SLOPE, Act, Fixed, activation_float
 
 __all__ = ["Output", "Network", "Formats", "Region", "Counted", "Write", "Program", "compile_network",
-           "initial_parameters", "sgd_multiplier", "ONE_FRAC"]
+           "deep_enough", "initial_parameters", "sgd_multiplier", "ONE_FRAC"]
 
 _SCALE_MAX = (1 << 15) - 1
 _SHIFT_MAX = 31  # b_shift field
@@ -670,6 +670,14 @@ def _check_fits(net: Network, config: DeviceConfig) -> None:
     if sizes[-1] > config.max_rows:
         raise ValueError(f"{sizes[-1]} outputs exceed the softmax unit's max_rows = {config.max_rows}: "
                          f"use fewer classes")
+
+
+def deep_enough(net: Network, config: DeviceConfig, keep: bool = False) -> DeviceConfig:
+    """``config``, its buffers deepened to the power of two of words per bank that ``net`` needs (compiled
+    with ``keep`` or not) if it needs more than ``config.depth``."""
+    regions = compile_network(net, dataclasses.replace(config, depth=1 << 16), keep=keep).regions.values()
+    need = max(r.base + r.rows * r.pitch for r in regions)
+    return config if need <= config.depth else dataclasses.replace(config, depth=1 << (need - 1).bit_length())
 
 
 def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: Formats | None = None,

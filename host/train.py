@@ -83,8 +83,8 @@ class Trainer:
         Training inputs, a sample per row, for the choice of formats.
     profile : bool
         Compare every training step with a float64 shadow (:mod:`host.profile`):
-        :attr:`EpochResult.profile`. Reads every tensor back after each step, so the link carries far
-        more than training needs.
+        :attr:`EpochResult.profile`, or :meth:`take_profiles` when driven step by step. Reads every
+        tensor back after each step, so the link carries far more than training needs.
 
     Raises
     ------
@@ -95,6 +95,8 @@ class Trainer:
     def __init__(self, driver, network: Network, seed: int = 0, formats: Formats | None = None,
                  x=None, profile: bool = False):
         self.driver, self.network, self.seed, self.profile = driver, network, seed, profile
+        self._profiles: list[dict[str, TensorStats]] = []
+        self._known: list[np.ndarray] | None = None   # the parameters after the last profiled step
         self.config = driver.info().config()
         if formats is None:
             formats = Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
@@ -105,6 +107,7 @@ class Trainer:
         self.program: Program = compile_network(self.network, self.config, seed=self.seed, formats=formats,
                                                 keep=self.profile)
         self.reseed_at = len(self.program.words)
+        self._known = None
         if self.reseed_at + 2 > self.config.imem:
             raise ValueError(f"the program needs {self.reseed_at + 2} instructions, the device holds "
                              f"{self.config.imem}: use fewer layers")
@@ -115,6 +118,7 @@ class Trainer:
         cleared counters on the device and set its registers."""
         self.write(self.program.load_writes(weights))
         self.driver.run(self.program.setup)
+        self._known = None
 
     def initial_weights(self) -> list[np.ndarray]:
         return self.program.initial_weights(np.random.default_rng(self.seed))
@@ -169,6 +173,7 @@ class Trainer:
     def set_parameters(self, raw: list[np.ndarray]) -> None:
         """Overwrite the parameters on the device (the rest of its state, counters included, stays)."""
         self.write([(r.buf, r.first, r.pack(w)) for r, w in zip(self.program.parameters, raw, strict=True)])
+        self._known = None
 
     def reseed(self, seed: int) -> None:
         """Reseed the device's stochastic-rounding LFSRs."""
@@ -177,9 +182,20 @@ class Trainer:
         self.driver.run(self.reseed_at)
 
     def train_step(self, x, y) -> tuple[np.ndarray, np.ndarray]:
-        """One SGD step on the minibatch ``x``, ``y``: the losses and the predictions made before it."""
+        """One SGD step on the minibatch ``x``, ``y``: the losses and the predictions made before it.
+        With profiling, the step's comparison with its float64 shadow goes to :meth:`take_profiles`."""
+        before = (self._known or self.weights()) if self.profile else None
         self.write(self.program.batch_writes(x, y))
-        return self.program.decode_output(self.driver.run(self.program.train, self.program.output).words)
+        out = self.program.decode_output(self.driver.run(self.program.train, self.program.output).words)
+        if self.profile:
+            stats, self._known = step_stats(self.program, self._read, before, x, y)
+            self._profiles.append(stats)
+        return out
+
+    def take_profiles(self) -> list[dict[str, TensorStats]]:
+        """The profiles of the steps trained since the last call (:mod:`host.profile`)."""
+        taken, self._profiles = self._profiles, []
+        return taken
 
     def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
@@ -188,19 +204,17 @@ class Trainer:
         m, steps = self.network.batch, len(data) // self.network.batch
         counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
         drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
-        losses, right, profiles = [], 0, []
-        before = self.weights() if self.profile else None
+        losses, right = [], 0
+        self.take_profiles()
         for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
             loss, predictions = self.train_step(x, y)
-            if self.profile:
-                stats, before = step_stats(self.program, self._read, before, x, y)
-                profiles.append(stats)
             losses.append(loss.mean())
             right += int((predictions == y).sum())
             if counts and (step % drain == 0 or step == steps):
                 self.drain_counters(counts)
             if progress:
                 progress(step, steps)
+        profiles = self.take_profiles()
         result = EpochResult(float(np.mean(losses)), right / (steps * m),
                              profile=mean_stats(profiles) if profiles else None)
         if counts:

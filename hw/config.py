@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from .numerics import ACT, acc_bits
 
-__all__ = ["DeviceConfig"]
+__all__ = ["DeviceConfig", "BOARD_DEVICES"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +73,22 @@ class DeviceConfig:
     @property
     def act_frac(self) -> int:
         return ACT.frac
+
+
+# 30 MHz (3 Mbaud is a tenth of it) until the controller and the vector unit are pipelined for the
+# brief's 100 MHz. Two vector lanes (an 8-wide beat in 4 cycles) leave the 85F's router room; the
+# smaller parts multiply serially in the vector and softmax units, their DSPs going to the array.
+_ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=30_000_000,
+             baud=3_000_000)
+
+BOARD_DEVICES: dict[str, DeviceConfig] = {
+    "icebreaker": DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16, max_payload=256,
+                               clk_hz=12_000_000, baud=3_000_000, vector_lanes=1, serial_multipliers=True),
+    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024}, vector_lanes=1,
+                              serial_multipliers=True),
+    "ulx3s-25f": DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2, serial_multipliers=True),
+    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True),
+    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2),
+}
+"""The device of every board, by board name (``hw.boards`` adds its part, clock and pins): what
+``--board`` gives the virtual board and the golden model."""

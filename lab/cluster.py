@@ -20,7 +20,7 @@ import numpy as np
 from bench import report
 from bench.measure import DIGITS, UART_BITS
 from host.cluster import Cluster, reference, starting_point
-from host.compiler import Network
+from host.compiler import Network, deep_enough
 from host.data import digits
 from host.driver import Driver
 from host.train import Trainer
@@ -63,14 +63,16 @@ class BoardStep:
 @dataclass(frozen=True)
 class Figures:
     """The section's figures: the boards' steps, the bytes of one average per device, the test
-    accuracy (device and float32) against K on :data:`REPLICAS` golden models, and the seconds of an
-    epoch on N virtual boards."""
+    accuracy (device and float32) against K on :data:`REPLICAS` golden models, the seconds of an
+    epoch on N virtual boards, and ``wide``: one golden model's test accuracy at a minibatch
+    :data:`REPLICAS` times as large."""
 
     boards: list[BoardStep]
     sync_bytes: int
     accuracy: dict[int, float]
     float32: dict[int, float]
     epoch_seconds: dict[int, float]
+    wide: float
     seconds: float = 0.0
 
 
@@ -99,7 +101,7 @@ def _train(start: tuple, targets: list[str], k: int, epochs: int) -> tuple[float
     """Test accuracy after ``epochs`` on ``targets`` averaging every ``k`` steps from ``start``
     (network, formats, raw weights, training and test set), and each epoch's seconds."""
     network, formats, raw, train, test = start
-    cluster = Cluster(targets, network, formats, 0)
+    cluster = Cluster(targets, network, formats, 0, DeviceConfig())
     try:
         cluster.load(raw)
         rng, seconds = np.random.default_rng(0), []
@@ -112,6 +114,19 @@ def _train(start: tuple, targets: list[str], k: int, epochs: int) -> tuple[float
         cluster.close()
 
 
+def _wide(network: Network, train, test) -> float:
+    """Test accuracy of ``network`` trained alone at a minibatch :data:`REPLICAS` times as large, as
+    ``systolic train --target model --batch …`` trains it (buffers deepened to fit)."""
+    wide = dataclasses.replace(network, batch=network.batch * REPLICAS)
+    with Driver.open("model", config=deep_enough(wide, DeviceConfig())) as driver:
+        trainer = Trainer(driver, wide, 0, x=train.x)
+        trainer.load(trainer.initial_weights())
+        rng = np.random.default_rng(0)
+        for epoch in range(1, EPOCHS + 1):
+            trainer.train_epoch(train, rng, epoch)
+        return float(np.mean(trainer.predict(test.x) == test.y))
+
+
 def measure() -> Figures:
     network = Network(DIGITS, batch=BATCH)
     train, test = digits(seed=0)
@@ -120,7 +135,7 @@ def measure() -> Figures:
     accuracy = {k: _train(start, ["model"] * REPLICAS, k, EPOCHS)[0] for k in SYNC_EVERY}
     float32 = {k: reference(network, formats, raw, (train, test), 0, EPOCHS, REPLICAS, k) for k in SYNC_EVERY}
     wall = {n: _train(start, ["virtual"] * n, 1, WALL_EPOCHS)[1][-1] for n in (1, 2)}
-    return Figures(_boards(), _sync_bytes(network), accuracy, float32, wall)
+    return Figures(_boards(), _sync_bytes(network), accuracy, float32, wall, _wide(network, train, test))
 
 
 def render(r: Figures, plots: Path) -> str:

@@ -75,5 +75,15 @@ def test_training_through_ray_is_reproducible_and_resumes_exactly(tmp_path, caps
     out = capsys.readouterr().out
     active = float(out.split("units active for ")[1].split(" %")[0])
     assert "layer 1: units active for" in out and 0 < active <= 100, out
+    single = ["train", "--layers", "4,6,3", "--batch", "8", "--data", str(data), "--epochs", "2", "--profile",
+              "--no-reference"]
+    assert main([*single, "--target", "model"]) == 0       # one device through Ray trains as one alone
+    alone = capsys.readouterr().out
+    assert main([*single, "--devices", "model:1"]) == 0
+    spread = capsys.readouterr().out
+
+    def tables(out: str) -> list[str]:
+        return [line for line in out.splitlines() if line.startswith("  ")]
+    assert "ΔW2" in alone and tables(alone) == tables(spread), (alone, spread)
     jobs = [[[np.array([k])], [np.array([k + 2])]] for k in range(5)]          # the lab's sweeps, on Ray
     assert [m[0].tolist() for m in parallel.parallel_map(average, jobs)] == [[k + 1] for k in range(5)]

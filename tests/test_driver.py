@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 import time
@@ -269,9 +270,12 @@ def test_serial_transport_reassembles_frames():
 
 
 def test_open_checks_config():
+    """What ``INFO`` reports is checked; what it cannot tell (how the vector unit multiplies) is not."""
     with served(Device(CONFIG)) as url, pytest.raises(DriverError, match=r"reports rows 2 \(expected 4\)"):
-        Driver.open(url, config=DeviceConfig(rows=4, cols=2, depth=64, imem=32, k_max=64, max_rows=4,
-                                             max_payload=128, clk_hz=12_000_000))
+        Driver.open(url, config=dataclasses.replace(CONFIG, rows=4))
+    serial = dataclasses.replace(CONFIG, vector_lanes=1, serial_multipliers=True)
+    with served(Device(CONFIG)) as url, Driver.open(url, config=serial, timeout=2) as driver:
+        assert driver.info().rows == CONFIG.rows
 
 
 def free_port() -> int:

@@ -1,6 +1,7 @@
 """Training on a device through the driver: resume, bit-identical targets, the command line's errors,
 user data of any range from training to ``eval``."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 
 from host.checkpoint import Checkpoint
 from host.cli import main
-from host.compiler import Formats, Network
+from host.compiler import Formats, Network, deep_enough
 from host.data import Dataset, Holdout, Standardize
 from host.driver import Driver
 from host.train import Trainer
@@ -123,6 +124,22 @@ def test_virtual_board_and_model_train_bit_identically():
                     assert np.array_equal(x, y)
     active = on_board[1][1][-1].active   # PRELU's neuron counters, read from the gateware
     assert active is not None and 0 < active[0].mean() < 1
+
+
+def test_the_device_is_the_boards_or_deep_enough_for_the_network(capsys):
+    """``--board`` picks a board's device; without it the default device's buffers grow with the network."""
+    digits = Network((64, 32, 10))
+    assert deep_enough(digits, DeviceConfig()) == DeviceConfig()
+    wide = dataclasses.replace(digits, batch=128)      # A0, A1, D1 and A2: 4,480 words per bank
+    assert deep_enough(wide, DeviceConfig()).depth == 8192
+    assert deep_enough(wide, DeviceConfig(rows=2, cols=2)).depth == 16384   # two banks: twice as deep
+    assert main(["info", "--target", "model", "--board", "ulx3s-85f"]) == 0
+    assert re.search(r"^rows +8$", capsys.readouterr().out, re.M)
+    assert main(["train", "--target", "model", "--board", "ulx3s-12f", "--epochs", "1"]) == 2
+    assert "its 1024 words per bank" in capsys.readouterr().err
+    assert main(["train", "--target", "model", "--batch", "128", "--epochs", "1", "--no-reference"]) == 0
+    captured = capsys.readouterr()
+    assert "deepened to 8192 words per bank" in captured.err and "test accuracy on the device" in captured.out
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ..config import DeviceConfig
+from ..config import BOARD_DEVICES, DeviceConfig
 from ..uart import uart_divisor
 
 __all__ = ["Ice40Pll", "Ecp5Pll", "Board", "BOARDS", "board"]
@@ -132,10 +132,11 @@ class Board:
                               "pip install -e '.[boards]'") from error
 
 
-def _ulx3s(size: str, config: DeviceConfig) -> Board:
-    return Board(name=f"ulx3s-{size.lower()}", platform=f"amaranth_boards.ulx3s:ULX3S_{size}_Platform",
-                 osc_hz=25_000_000, config=config, pll=_ECP5_PLLS[config.clk_hz],
-                 loader="ulx3s", bitstream="bit")
+def _ulx3s(size: str) -> Board:
+    name = f"ulx3s-{size.lower()}"
+    config = BOARD_DEVICES[name]
+    return Board(name=name, platform=f"amaranth_boards.ulx3s:ULX3S_{size}_Platform", osc_hz=25_000_000,
+                 config=config, pll=_ECP5_PLLS[config.clk_hz], loader="ulx3s", bitstream="bit")
 
 
 # ecppll -i 25 -o F: clocks a 25 MHz oscillator makes that are whole multiples of the baud rate.
@@ -143,24 +144,11 @@ _ECP5_PLLS = {
     30_000_000: Ecp5Pll(clki_div=5, clkfb_div=6, clkop_div=20, clkop_cphase=9),
 }
 
-# 30 MHz (3 Mbaud is a tenth of it) until the controller and the vector unit are pipelined for the
-# brief's 100 MHz. Two vector lanes (an 8-wide beat in 4 cycles) leave the 85F's router room; the
-# smaller parts multiply serially in the vector and softmax units, their DSPs going to the array.
-_ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=30_000_000,
-             baud=3_000_000)
-
 BOARDS: dict[str, Board] = {b.name: b for b in (
     Board(name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
-          osc_hz=12_000_000,
-          config=DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16,
-                              max_payload=256, clk_hz=12_000_000, baud=3_000_000, vector_lanes=1,
-                              serial_multipliers=True),
-          pll=None, loader="ice40_generic", bitstream="bin"),
-    _ulx3s("12F", DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024}, vector_lanes=1,
-                               serial_multipliers=True)),
-    _ulx3s("25F", DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2, serial_multipliers=True)),
-    _ulx3s("45F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True)),
-    _ulx3s("85F", DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2)),
+          osc_hz=12_000_000, config=BOARD_DEVICES["icebreaker"], pll=None, loader="ice40_generic",
+          bitstream="bin"),
+    *(_ulx3s(size) for size in ("12F", "25F", "45F", "85F")),
 )}
 """Every board, by name."""
 
