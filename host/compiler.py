@@ -63,6 +63,7 @@ from hw.isa import (
     SOFTMAX_SHIFT_MAX,
     TENSORS,
     Buf,
+    GatherMode,
     Opcode,
     Reg,
     Rounding,
@@ -74,7 +75,8 @@ from hw.isa import (
 from hw.layout import Layout
 from hw.numerics import ACT, SLOPE, Act, Fixed, activation_float
 
-__all__ = ["Output", "Network", "Formats", "Region", "Counted", "Write", "Program", "compile_network",
+__all__ = ["Output", "Network", "Formats", "Resident", "Region", "Counted", "Write", "Program",
+           "compile_network",
            "deep_enough", "initial_parameters", "sgd_multiplier", "ONE_FRAC"]
 
 _SCALE_MAX = (1 << 15) - 1
@@ -321,6 +323,43 @@ def _hidden_gradients(net: Network, params: list[np.ndarray], x) -> list[float]:
 
 
 @dataclass(frozen=True)
+class Resident:
+    """Training data kept in the device's data memory ``D``: ``samples`` inputs, two signed bytes to a
+    word (each raw input ``byte << shift``) if ``packed``, else a word each, then their class numbers,
+    then a sample list of ``steps`` minibatches, which one ``RUN`` of :attr:`Program.epoch` trains on.
+    """
+
+    samples: int
+    packed: bool
+    shift: int
+    steps: int
+
+    @classmethod
+    def of(cls, raw, steps: int) -> Resident:
+        """How raw inputs ``raw`` (samples × inputs, 16-bit words) keep: packed with the largest shift
+        (at most 8) that loses nothing, else a word each."""
+        raw = np.asarray(raw, dtype=np.int64)
+        for shift in range(8, -1, -1):
+            if np.all(raw % (1 << shift) == 0) and np.all(np.abs((raw >> shift) + 0.5) < 128):
+                return cls(len(raw), True, shift, steps)
+        return cls(len(raw), False, 0, steps)
+
+    def words_per_sample(self, inputs: int) -> int:
+        return (inputs + 1) // 2 if self.packed else inputs
+
+    def pack(self, raw) -> np.ndarray:
+        """The flat ``D`` words of raw inputs ``raw`` (samples × inputs), a sample after another."""
+        raw = np.asarray(raw, dtype=np.int64)
+        if not self.packed:
+            return raw.ravel()
+        bytes_ = raw >> self.shift
+        if bytes_.shape[1] % 2:
+            bytes_ = np.concatenate([bytes_, np.zeros((len(bytes_), 1), dtype=np.int64)], axis=1)
+        words = (bytes_[:, 0::2] & 0xFF) | ((bytes_[:, 1::2] & 0xFF) << 8)
+        return ((words ^ 0x8000) - 0x8000).ravel()
+
+
+@dataclass(frozen=True)
 class Region:
     """A matrix in a buffer: ``rows × cols`` at ``base`` with rows ``pitch`` addresses apart.
 
@@ -425,6 +464,9 @@ class Program:
         With ``stats``: per hidden layer, ``n_l × 1`` counts of samples with ``z > 0``; else empty.
     inputs : tuple[Region, ...]
         ``[A[l]; 1]`` for ``l = 0 … L-1``; ``inputs[0]`` holds the minibatch.
+    constants : tuple[tuple[Region, int], ...]
+        Regions every element of which is one raw value, written at load (rows and columns of ones,
+        a zero row).
     counted : tuple[Counted, ...]
         The tensors ``train`` counts saturations of (at most ``COUNTERS - 1``: the logits, the hidden
         ``Z``, the weights, then the hidden ``dZ``; tables' inputs are not counted).
@@ -433,6 +475,11 @@ class Program:
         (``setup`` clears them too).
     labels, losses, predictions : Region
         ``Y`` (one-hot, or 0/1 for a sigmoid output), and the two rows of the output region.
+    resident : Resident or None
+        With resident data, how it sits in ``D``; :attr:`epoch` is then the entry point that trains
+        on the ``resident.steps`` minibatches of the sample list (after ``SET STEPS``), and
+        :attr:`data` maps ``X``, ``labels`` and ``order`` in ``D``, and ``sums`` the per-step sums of
+        losses and of wrong predictions it leaves (:meth:`decode_sums`).
     regions : dict[str, Region]
         Every region by name (``W1``, ``A0``, ``D1``, ``Z2``, ``Y``, ``loss``, ``prediction``, …).
     output : tuple[Buf, int, int]
@@ -449,8 +496,7 @@ class Program:
     weights: tuple[Region, ...]
     slopes: tuple[Region, ...]
     counters: tuple[Region, ...]
-    ones: tuple[Region, ...]
-    zeros: tuple[Region, ...]
+    constants: tuple[tuple[Region, int], ...]
     inputs: tuple[Region, ...]
     counted: tuple[Counted, ...]
     count: int
@@ -458,6 +504,10 @@ class Program:
     losses: Region
     predictions: Region
     regions: dict[str, Region] = field(repr=False)
+    resident: Resident | None = None
+    epoch: int | None = None
+    data: dict[str, Region] = field(default_factory=dict, repr=False)
+    sums: tuple[Region, ...] = ()
 
     @property
     def parameters(self) -> tuple[Region, ...]:
@@ -498,8 +548,8 @@ class Program:
         return self.quantize(initial_parameters(self.network, rng))
 
     def load_writes(self, parameters: list[np.ndarray]) -> list[Write]:
-        """The ``WRITE``s that load raw ``parameters`` (:attr:`parameters`), the constants (rows of
-        ones) and cleared :attr:`counters`."""
+        """The ``WRITE``s that load raw ``parameters`` (:attr:`parameters`), the :attr:`constants` and
+        cleared :attr:`counters`."""
         if len(parameters) != len(self.parameters):
             raise ValueError(f"{len(self.parameters)} parameter arrays expected (weights, then slopes), "
                              f"not {len(parameters)}")
@@ -508,8 +558,7 @@ class Program:
             ones = np.zeros((r.rows, r.cols), dtype=np.int64)
             ones[-1] = 1 << self.formats.act(k)
             writes.append((r.buf, r.first, r.pack(ones)))
-        writes += [(r.buf, r.first, r.pack(np.full((r.rows, r.cols), 1 << ONE_FRAC))) for r in self.ones]
-        writes += [(r.buf, r.first, r.pack(np.zeros((r.rows, r.cols), dtype=np.int64))) for r in self.zeros]
+        writes += [(r.buf, r.first, r.pack(np.full((r.rows, r.cols), value))) for r, value in self.constants]
         return writes + self.clear_counters()
 
     def clear_counters(self) -> list[Write]:
@@ -549,6 +598,43 @@ class Program:
             predictions = (predictions >= ACT.one >> 1).astype(np.int64)
         return losses, predictions
 
+    def data_writes(self, x, y) -> list[Write]:
+        """The ``WRITE``s that put the training set (``x`` in real units, a sample per row, ``y`` its
+        class numbers) in ``D``."""
+        raw = Fixed(16, self.formats.x).quantize(np.asarray(x, dtype=np.float64))
+        if Resident.of(raw, self.resident.steps) != self.resident:
+            raise ValueError("these samples are not the ones the program was compiled for: compile "
+                             "with Resident.of their raw inputs")
+        labels = np.asarray(y, dtype=np.int64)
+        return [(Buf.D, self.data["X"].first, self.resident.pack(raw)),
+                (Buf.D, self.data["labels"].first, labels)]
+
+    def order_writes(self, order) -> list[Write]:
+        """The ``WRITE`` of a sample list: ``order`` holds up to ``resident.steps`` minibatches of sample
+        numbers, one per row."""
+        order = np.asarray(order, dtype=np.int64)
+        steps = self.resident.steps
+        if order.ndim != 2 or order.shape[1] != self.network.batch or not 1 <= len(order) <= steps:
+            raise ValueError(f"a sample list is up to {self.resident.steps} rows of {self.network.batch} "
+                             f"sample numbers, not {order.shape}")
+        return [(Buf.D, self.data["order"].first, order.ravel())]
+
+    def sums_output(self, steps: int) -> tuple[Buf, int, int]:
+        """``RUN``'s output after :attr:`epoch` ran ``steps`` steps: the words from the first step's
+        sum of losses to the last step's sum of wrong predictions."""
+        loss, wrong = self.sums
+        return loss.buf, loss.first, wrong.first + steps * wrong.banks - loss.first
+
+    def decode_sums(self, words, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per step, the sum of the losses (real) and the number of wrong predictions, from the words
+        of :meth:`sums_output`: step ``k``'s sums sit at address ``base + k`` of bank 0."""
+        loss, wrong = self.sums
+        words = np.asarray(words, dtype=np.int64)
+        scale = 2.0 ** (_sum_shift(self.network.batch) - ACT.frac)
+        start = wrong.first - loss.first
+        return (words[:steps * loss.banks:loss.banks] * scale,
+                np.rint(words[start::wrong.banks][:steps] * scale).astype(np.int64))
+
 
 class _Emitter:
     """Instruction words with tensor registers allocated on demand (least recently used evicted)."""
@@ -559,16 +645,34 @@ class _Emitter:
 
     def entry(self) -> int:
         """Start an entry point: registers are unknown there. Returns its address."""
+        self.pinned: dict[int, Region] = {}
+        return self.loop_start()
+
+    def loop_start(self) -> int:
+        """Start a loop body: every register but the pinned ones is unknown there (a later ``LOOP``
+        comes back with whatever the body left). Returns its address."""
         self.loaded: dict[int, Region] = {}
         self.used: list[int] = []
         return len(self.words)
 
+    def pin(self, region: Region) -> int:
+        """Load ``region`` into a register that stays it until the next entry point (``ADVANCE`` may
+        move it): a loop's sample list and results."""
+        reg = max(t for t in range(TENSORS) if t not in self.pinned and t not in self.loaded)
+        self.pinned[reg] = region
+        self.words.append(region.tensor(reg))
+        return reg
+
     def _regs(self, *regions: Region) -> list[int]:
         regs = []
         for region in regions:
+            pinned = next((t for t, r in self.pinned.items() if r == region), None)
+            if pinned is not None:
+                regs.append(pinned)
+                continue
             reg = next((t for t, r in self.loaded.items() if r == region), None)
             if reg is None:
-                free = [t for t in range(TENSORS) if t not in self.loaded]
+                free = [t for t in range(TENSORS) if t not in self.loaded and t not in self.pinned]
                 reg = free[0] if free else next(t for t in self.used if t not in regs)
                 self.loaded[reg] = region
                 self.words.append(region.tensor(reg))
@@ -597,6 +701,18 @@ class _Emitter:
     def loss(self, a: Region, y: Region, out: Region) -> None:
         ra, ry, ro = self._regs(a, y, out)
         self.words.append(instruction(Opcode.LOSS, loss={"a": ra, "y": ry, "out": ro}))
+
+    def gather(self, src: Region, idx: Region, out: Region, mode: GatherMode, shift: int = 0) -> None:
+        rs, ri, ro = self._regs(src, idx, out)
+        self.words.append(instruction(Opcode.GATHER, gather={"src": rs, "idx": ri, "out": ro, "mode": mode,
+                                                             "shift": shift}))
+
+    def advance(self, region: Region, delta: int) -> None:
+        (reg,) = self._regs(region)
+        self.words.append(instruction(Opcode.ADVANCE, advance={"t": reg, "delta": delta}))
+
+    def loop(self, target: int) -> None:
+        self.words.append(instruction(Opcode.LOOP, loop={"target": target}))
 
     def set(self, reg: Reg, value: int) -> None:
         self.words.append(instruction(Opcode.SET, set={"reg": reg, "value": value & 0xFFFFFFFF}))
@@ -672,6 +788,96 @@ def _check_fits(net: Network, config: DeviceConfig) -> None:
                          f"use fewer classes")
 
 
+def _sum_shift(m: int) -> int:
+    """The shift that keeps a sum of ``m`` words in a word."""
+    return (m - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class _EpochRegions:
+    """What the ``epoch`` entry point reads and writes besides a training step's regions: the data
+    map in ``D``, a row of the step's class numbers (softmax) or guesses (sigmoid: ``[P ≥ ½]``), two
+    copies of the guess minus the label (the operands of their square), the wrong-prediction row,
+    a column of ones, the sigmoid's threshold row, and the per-step sums of losses and of wrongs."""
+
+    net: Network
+    resident: Resident
+    data: dict[str, Region]
+    x: Region
+    labels: Region
+    probs: Region
+    predictions: Region
+    losses: Region
+    row: Region
+    d1: Region
+    d2: Region
+    wrong: Region
+    ones: Region
+    half: Region | None
+    sums: tuple[Region, Region]
+
+    @classmethod
+    def allocate(cls, alloc: _Allocator, net: Network, config: DeviceConfig, resident: Resident, x: Region,
+                 labels: Region, probs: Region, predictions: Region, losses: Region) -> _EpochRegions:
+        m, n = net.batch, resident.samples
+        limit = field_max(TensorDescriptor(), "rows")
+        if n > limit or resident.steps > limit:
+            raise ValueError(f"{n} resident samples, or a sample list of {resident.steps} minibatches, "
+                             f"exceed the {limit} rows a tensor describes: stream the data (--streamed)")
+        wps = resident.words_per_sample(net.sizes[0])
+        data = {"X": Region(Buf.D, 0, n, wps, wps, 1), "labels": Region(Buf.D, n * wps, n, 1, 1, 1)}
+        # A step's ADVANCE leaves its tensors one step on, so each list has a step to spare at its end.
+        data["order"] = Region(Buf.D, n * (wps + 1), resident.steps + 1, m, m, 1)
+        data["idx"] = data["order"].view(rows=1)
+        end = data["order"].base + data["order"].rows * m
+        if end > config.data_depth:
+            raise ValueError(f"resident data needs {end} words of the data memory, the device has "
+                             f"{config.data_depth}: stream the data (--streamed) or use fewer samples")
+        sigmoid = net.output == Output.SIGMOID
+        return cls(net, resident, data, x.view(rows=net.sizes[0]), labels, probs, predictions, losses,
+                   row=alloc("row", Buf.W if sigmoid else Buf.A, 1, m), d1=alloc("d1", Buf.W, 1, m),
+                   d2=alloc("d2", Buf.A, 1, m), wrong=alloc("wrong", Buf.G, 1, m),
+                   ones=alloc("1c", Buf.W, m, 1), half=alloc("half", Buf.W, 1, m) if sigmoid else None,
+                   sums=tuple(alloc(name, Buf.A, resident.steps + 1, 1) for name in ("Σloss", "Σwrong")))
+
+    def constants(self) -> list[tuple[Region, int]]:
+        return [(self.ones, 1 << ONE_FRAC)] + ([(self.half, (ACT.one >> 1) - 1)] if self.half else [])
+
+
+def _epoch(emit: _Emitter, r: _EpochRegions, train_step) -> int:
+    """Emit the ``epoch`` entry point: ``STEPS`` training steps, each on the next minibatch of the
+    sample list in ``D``, leaving each step's sums of losses and of wrong predictions (in ``ACT``,
+    shifted down by :func:`_sum_shift`). Returns its address."""
+    m, softmax = r.net.batch, r.net.output == Output.SOFTMAX
+    entry = emit.entry()
+    idx, sums = r.data["idx"], [total.view(rows=1) for total in r.sums]
+    for region in (idx, *sums):
+        emit.pin(region)
+    body = emit.loop_start()
+    emit.gather(r.data["X"], idx, r.x, GatherMode.BYTES if r.resident.packed else GatherMode.WORDS,
+                r.resident.shift)
+    emit.gather(r.data["labels"], idx, r.labels, GatherMode.ONEHOT)
+    if softmax:
+        emit.gather(r.data["labels"], idx, r.row, GatherMode.WORDS)            # the class numbers
+    train_step()
+    if softmax:
+        guess, label = r.predictions, r.row
+    else:
+        guess, label = r.row, r.labels
+        emit.vec(r.probs, guess, _epi(op=VecOp.SUB, act=Act.RELU, deriv=True), b=r.half)   # [P ≥ ½]
+    for out in (r.d1, r.d2):
+        emit.vec(guess, out, _epi(op=VecOp.SUB), b=label)
+    emit.vec(r.d1, r.wrong, _epi(op=VecOp.MUL, shift=0 if softmax else ACT.frac, act=Act.RELU, deriv=True),
+             b=r.d2)                                                                   # [(guess − y)² > 0]
+    for row, total in zip((r.losses, r.wrong), sums, strict=True):
+        emit.gemm(row, r.ones, total, _epi(shift=ONE_FRAC + _sum_shift(m)))
+        emit.advance(total, 1)
+    emit.advance(idx, m)
+    emit.loop(body)
+    emit.end()
+    return entry
+
+
 def deep_enough(net: Network, config: DeviceConfig, keep: bool = False) -> DeviceConfig:
     """``config``, its buffers deepened to the power of two of words per bank that ``net`` needs (compiled
     with ``keep`` or not) if it needs more than ``config.depth``."""
@@ -681,12 +887,13 @@ def deep_enough(net: Network, config: DeviceConfig, keep: bool = False) -> Devic
 
 
 def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: Formats | None = None,
-                    keep: bool = False) -> Program:
+                    keep: bool = False, resident: Resident | None = None) -> Program:
     """Compile ``net`` for ``config``; ``seed`` is the LFSR seed ``setup`` loads.
 
     ``formats`` default to :meth:`Formats.choose` without data. With ``keep`` the backward pass writes
     each ``dZ[k]`` to a region of its own (``dZ1`` …) instead of over ``Z[k]``, so that a profiler can
-    read every tensor of a step after it; the arithmetic is the same.
+    read every tensor of a step after it; the arithmetic is the same. With ``resident`` the program
+    also has an ``epoch`` entry that trains on data in ``D`` (:class:`Resident`, :func:`_epoch`).
 
     Raises
     ------
@@ -743,6 +950,8 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     counted = [Counted(f"{kind}{k}", name, index, c, elements, alloc(f"count{c}", Buf.G, 2, 1))
                for c, (kind, name, index, k, elements) in enumerate(wanted[:COUNTERS - 1], 1)]
     counter_of = {c.name: c.counter for c in counted}
+    epoch_regions = (_EpochRegions.allocate(alloc, net, config, resident, inputs[0], labels, probs,
+                                            predictions, losses) if resident is not None else None)
     reply = 7 + 2 * (predictions.first + m - losses.first)
     if reply > config.max_payload:
         raise ValueError(f"the RUN reply of {reply} bytes exceeds max_payload = {config.max_payload}: "
@@ -850,16 +1059,20 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
                 hidden_forward(k, training)
         head()
 
+    def train_step() -> None:
+        forward(training=True)
+        emit.loss(probs, labels, losses)
+        emit.vec(probs, dz[last], _epi(op=VecOp.SUB), b=labels)  # dZ[L] = A[L] - Y
+        for k in range(last, 0, -1):
+            if k > 1:
+                hidden_backward(k - 1)
+            sgd(dz[k], inputs[k - 1], weights[k - 1], True, fmt.grad(k) + fmt.act(k - 1), fmt.w[k - 1],
+                counter_of.get(f"W{k}", 0))
+
     train = emit.entry()
-    forward(training=True)
-    emit.loss(probs, labels, losses)
-    emit.vec(probs, dz[last], _epi(op=VecOp.SUB), b=labels)  # dZ[L] = A[L] - Y
-    for k in range(last, 0, -1):
-        if k > 1:
-            hidden_backward(k - 1)
-        sgd(dz[k], inputs[k - 1], weights[k - 1], True, fmt.grad(k) + fmt.act(k - 1), fmt.w[k - 1],
-            counter_of.get(f"W{k}", 0))
+    train_step()
     emit.end()
+    epoch = _epoch(emit, epoch_regions, train_step) if resident is not None else None
 
     infer = emit.entry()
     forward(training=False)
@@ -872,6 +1085,11 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     if len(emit.words) > config.imem:
         raise ValueError(f"the program needs {len(emit.words)} instructions, the instruction memory "
                          f"holds {config.imem}: use fewer layers or a device with a larger imem")
+    constants = [(r, 1 << ONE_FRAC) for r in ones] + ([(zero, 0)] if zero else [])
+    if epoch_regions is not None:
+        constants += epoch_regions.constants()
     return Program(net, config, fmt, tuple(emit.words), setup, train, infer, tuple(weights),
-                   tuple(slopes), tuple(counters), tuple(ones), (zero,) if zero else (), tuple(inputs),
-                   tuple(counted), count, labels, losses, predictions, alloc.regions)
+                   tuple(slopes), tuple(counters), tuple(constants), tuple(inputs), tuple(counted), count,
+                   labels, losses, predictions, alloc.regions, resident, epoch,
+                   epoch_regions.data if epoch_regions else {},
+                   epoch_regions.sums if epoch_regions else ())

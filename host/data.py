@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["DataError", "Dataset", "digits", "load", "load_samples", "split", "check_features", "Standardize",
-           "Holdout", "minibatches", "pad", "inference_batches"]
+           "Holdout", "minibatches", "epoch_order", "pad", "inference_batches"]
 
 
 class DataError(ValueError):
@@ -496,19 +496,19 @@ def minibatches(dataset: Dataset, batch: int,
     DataError
         If the dataset holds fewer samples than one minibatch.
     """
+    order = epoch_order(dataset, batch, rng)
+    return ((dataset.x[index], dataset.y[index]) for index in order)
+
+
+def epoch_order(dataset: Dataset, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """The sample numbers of :func:`minibatches`' epoch, a minibatch per row (``steps × batch``)."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, not {batch}")
     if batch > len(dataset):
         raise DataError(f"{dataset.name}: {len(dataset)} samples do not fill a minibatch of {batch}: "
                         f"lower the minibatch or add samples")
     order = rng.permutation(len(dataset))
-
-    def epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        for k in range(len(order) // batch):
-            index = order[k * batch:(k + 1) * batch]
-            yield dataset.x[index], dataset.y[index]
-
-    return epoch()
+    return order[:len(order) // batch * batch].reshape(-1, batch)
 
 
 def pad(x: np.ndarray, batch: int) -> tuple[np.ndarray, int]:

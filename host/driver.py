@@ -298,6 +298,7 @@ class DeviceInfo:
     max_payload: int
     gateware: int
     max_rows: int
+    data_depth: int
 
     @classmethod
     def from_payload(cls, payload: bytes) -> DeviceInfo:
@@ -315,7 +316,8 @@ class DeviceInfo:
         """
         config = DeviceConfig(rows=self.rows, cols=self.cols, depth=self.depth, imem=self.imem,
                               k_max=self.k_max, max_rows=self.max_rows, max_payload=self.max_payload,
-                              clk_hz=self.clk_hz, baud=self.baud, gateware=self.gateware)
+                              clk_hz=self.clk_hz, baud=self.baud, gateware=self.gateware,
+                              data_depth=self.data_depth)
         for name in ("banks", "acc_width", "act_frac"):
             if getattr(config, name) != getattr(self, name):
                 raise ValueError(f"the device reports {name} = {getattr(self, name)} but this host derives "

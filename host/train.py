@@ -16,17 +16,18 @@ weights as one that never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from host.compiler import Formats, Network, Program, Write, compile_network, initial_parameters
-from host.data import Dataset, inference_batches, minibatches
+from host.compiler import Formats, Network, Program, Resident, Write, compile_network, initial_parameters
+from host.data import Dataset, epoch_order, inference_batches, minibatches
 from host.exponents import Move, counts, follow, rescale
 from host.profile import TensorStats, mean_stats, step_stats
 from hw.isa import Opcode, Reg, instruction
-from hw.numerics import ACT
+from hw.numerics import ACT, Fixed
 
 __all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "dead_fraction", "COUNTER_MAX"]
 
@@ -37,6 +38,26 @@ COUNTER_MAX = (1 << 15) - 1
 def epoch_seed(seed: int, epoch: int) -> int:
     """The LFSR seed of an epoch: a fixed function of the run's seed and the epoch number."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def _resident(network: Network, formats: Formats, data: Dataset, config) -> Resident:
+    """How ``data`` sits in ``config``'s data memory, with the longest sample list (steps to a ``RUN``)
+    that fits the epoch, the memory left and, with ``stats``, the unit counters' range.
+
+    Raises
+    ------
+    ValueError
+        If the samples and one minibatch's list do not fit the data memory.
+    """
+    m = network.batch
+    raw = Fixed(16, formats.x).quantize(np.asarray(data.x, dtype=np.float64))
+    layout = Resident.of(raw, 1)
+    room = (config.data_depth - len(data) * (layout.words_per_sample(network.sizes[0]) + 1)) // m - 1
+    if room < 1:
+        raise ValueError(f"{len(data)} samples of {network.sizes[0]} inputs do not fit the device's data "
+                         f"memory of {config.data_depth} words: stream them (--streamed)")
+    steps = min(len(data) // m, room, COUNTER_MAX // m if network.stats else room)
+    return dataclasses.replace(layout, steps=steps)
 
 
 def confusion_matrix(y, predictions, classes: int) -> np.ndarray:
@@ -81,6 +102,11 @@ class Trainer:
         them from ``x``, the training inputs, and the initial weights.
     x : array_like, optional
         Training inputs, a sample per row, for the choice of formats.
+    resident : Dataset, optional
+        The training set, to keep on the device (``--resident``): sent once, in the data memory, after
+        which :meth:`train_epoch` sends only each epoch's order of samples and reads back sums per
+        step. It must be the set :meth:`train_epoch` is given. Needs a device with a data memory large
+        enough (:meth:`fits`).
     profile : bool
         Compare every training step with a float64 shadow (:mod:`host.profile`):
         :attr:`EpochResult.profile`, or :meth:`take_profiles` when driven step by step. Reads every
@@ -93,19 +119,22 @@ class Trainer:
     """
 
     def __init__(self, driver, network: Network, seed: int = 0, formats: Formats | None = None,
-                 x=None, profile: bool = False):
+                 x=None, profile: bool = False, resident: Dataset | None = None):
         self.driver, self.network, self.seed, self.profile = driver, network, seed, profile
         self._profiles: list[dict[str, TensorStats]] = []
         self._known: list[np.ndarray] | None = None   # the parameters after the last profiled step
         self.config = driver.info().config()
         if formats is None:
             formats = Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
+        self.resident = None if resident is None else _resident(network, formats, resident, self.config)
         self._compile(formats)
+        if resident is not None:
+            self.write(self.program.data_writes(resident.x, resident.y))
 
     def _compile(self, formats: Formats) -> None:
         """Compile for ``formats`` and program the device (buffers are left as they are)."""
         self.program: Program = compile_network(self.network, self.config, seed=self.seed, formats=formats,
-                                                keep=self.profile)
+                                                keep=self.profile, resident=self.resident)
         self.reseed_at = len(self.program.words)
         self._known = None
         if self.reseed_at + 2 > self.config.imem:
@@ -177,7 +206,11 @@ class Trainer:
 
     def reseed(self, seed: int) -> None:
         """Reseed the device's stochastic-rounding LFSRs."""
-        self.driver.program([instruction(Opcode.SET, set={"reg": Reg.SEED, "value": seed}),
+        self._set(Reg.SEED, seed)
+
+    def _set(self, reg: Reg, value: int) -> None:
+        """Set a run-time register, with a two-instruction program after the compiled one."""
+        self.driver.program([instruction(Opcode.SET, set={"reg": reg, "value": value}),
                              instruction(Opcode.END)], self.reseed_at)
         self.driver.run(self.reseed_at)
 
@@ -199,21 +232,25 @@ class Trainer:
 
     def train_epoch(self, data: Dataset, rng: np.random.Generator, epoch: int,
                     progress: Callable[[int, int], None] | None = None) -> EpochResult:
-        """One pass over ``data`` in shuffled full minibatches (:func:`host.data.minibatches`)."""
+        """One pass over ``data`` in shuffled full minibatches (:func:`host.data.minibatches`), streamed
+        or, with resident data, taken from the device's data memory in the same order."""
         self.reseed(epoch_seed(self.seed, epoch))
         m, steps = self.network.batch, len(data) // self.network.batch
         counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
         drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
-        losses, right = [], 0
         self.take_profiles()
-        for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
-            loss, predictions = self.train_step(x, y)
-            losses.append(loss.mean())
-            right += int((predictions == y).sum())
-            if counts and (step % drain == 0 or step == steps):
-                self.drain_counters(counts)
-            if progress:
-                progress(step, steps)
+        if self.resident is not None:
+            losses, right = self._resident_epoch(data, rng, counts, progress)
+        else:
+            losses, right = [], 0
+            for step, (x, y) in enumerate(minibatches(data, m, rng), 1):
+                loss, predictions = self.train_step(x, y)
+                losses.append(loss.mean())
+                right += int((predictions == y).sum())
+                if counts and (step % drain == 0 or step == steps):
+                    self.drain_counters(counts)
+                if progress:
+                    progress(step, steps)
         profiles = self.take_profiles()
         result = EpochResult(float(np.mean(losses)), right / (steps * m),
                              profile=mean_stats(profiles) if profiles else None)
@@ -222,6 +259,29 @@ class Trainer:
             result.activations = self.activations()
         result.moves = self.follow(steps)
         return result
+
+    def _resident_epoch(self, data: Dataset, rng: np.random.Generator, counts: list[np.ndarray],
+                        progress) -> tuple[list[float], int]:
+        """The epoch's steps on the resident data, ``resident.steps`` to a ``RUN``: each step's mean
+        loss and the right predictions made before the steps."""
+        if len(data) != self.resident.samples:
+            raise ValueError(f"the device holds {self.resident.samples} resident samples, not the "
+                             f"{len(data)} given: train on the set the trainer was made with")
+        order, m = epoch_order(data, self.network.batch, rng), self.network.batch
+        losses, wrong = [], 0
+        for first in range(0, len(order), self.resident.steps):
+            chunk = order[first:first + self.resident.steps]
+            self.write(self.program.order_writes(chunk))
+            self._set(Reg.STEPS, len(chunk))
+            words = self.driver.run(self.program.epoch, self.program.sums_output(len(chunk))).words
+            loss, missed = self.program.decode_sums(words, len(chunk))
+            losses += list(loss / m)
+            wrong += int(missed.sum())
+            if counts:
+                self.drain_counters(counts)
+            if progress:
+                progress(first + len(chunk), len(order))
+        return losses, len(order) * m - wrong
 
     def outputs(self, x) -> np.ndarray:
         """The output layer's values for every sample of ``x`` (softmax probabilities, or the sigmoid),

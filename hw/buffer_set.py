@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from .buffers import Buffer, ReadRequest, WriteRequest
 from .config import DeviceConfig
-from .isa import Buf
+from .isa import OPERAND_BUFFERS
 from .job import Tag
 
 __all__ = ["Steps", "YResponse", "BufferSet"]
@@ -67,8 +67,8 @@ class BufferSet(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        bufs = [Buffer(cfg.banks, cfg.depth, tag_width=Tag().size) for _ in Buf]
-        for buf, unit in zip(Buf, bufs, strict=True):
+        bufs = [Buffer(cfg.banks, cfg.depth, tag_width=Tag().size) for _ in OPERAND_BUFFERS]
+        for buf, unit in zip(OPERAND_BUFFERS, bufs, strict=True):
             m.submodules[f"buf_{buf.name.lower()}"] = unit
         sel = self.buffers
         on_x = [sel.x == index for index in range(len(bufs))]

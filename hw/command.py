@@ -15,7 +15,7 @@ from .frame import ERROR_FIELDS, SEQ_KNOWN, ErrorCode, FrameType
 from .host_port import HostPort
 from .isa import (
     INSTRUCTION_BYTES,
-    Buf,
+    OPERAND_BUFFERS,
     Command,
     InfoReply,
     ProgramArgs,
@@ -217,7 +217,7 @@ class CommandHandler(wiring.Component):
         end_ok = Mux(is_type[Command.WRITE], end <= words + write_n // WORD_BYTES,
                      Mux(is_type[Command.PROGRAM], end <= cfg.imem + program_n // INSTRUCTION_BYTES,
                          end <= words))
-        buf_ok = r.buf < len(Buf)
+        buf_ok = r.buf < len(OPERAND_BUFFERS)
         read_ok = buf_ok & (WORD_BYTES * r.left <= cfg.max_payload)
         run_ok = buf_ok & (r.entry < cfg.imem) & (_RUN_HEADER + WORD_BYTES * r.left <= cfg.max_payload)
         return ~r.wide & end_ok & Mux(is_type[Command.WRITE], buf_ok, Mux(is_type[Command.READ], read_ok,

@@ -32,6 +32,9 @@ class DeviceConfig:
     vector_lanes : int or None
         Lanes the vector, softmax and reduce units compute per cycle, a divisor of ``cols`` (``None``:
         ``cols``, a beat per cycle). Fewer save logic on small parts; results are the same.
+    data_depth : int
+        Words of the data memory ``D`` that holds resident training data (0: none; the host then
+        streams every minibatch).
     serial_multipliers : bool
         The vector and softmax units multiply by shift and add, 16 (softmax: 18) cycles per step of
         products (``MUL``, ``SGD``, leaky ReLU, the tables), for parts whose multiplier blocks all go
@@ -49,6 +52,7 @@ class DeviceConfig:
     baud: int = 3_000_000
     vector_lanes: int | None = None
     serial_multipliers: bool = False
+    data_depth: int = 0
     gateware: int = field(default=1)
 
     def __post_init__(self):
@@ -56,6 +60,8 @@ class DeviceConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"DeviceConfig.{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.data_depth, int) or not 0 <= self.data_depth <= 1 << 16:
+            raise ValueError(f"DeviceConfig.data_depth must be 0 … 65536 words, not {self.data_depth!r}")
         lanes = self.vector_lanes
         if lanes is not None and (not isinstance(lanes, int) or lanes < 1 or self.cols % lanes):
             raise ValueError(f"DeviceConfig.vector_lanes must be a divisor of cols={self.cols} or None, "

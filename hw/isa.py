@@ -9,17 +9,19 @@ encode and decode them with :func:`encode` / :func:`decode`, so one definition d
 
 from __future__ import annotations
 
+from amaranth.hdl import signed
 from amaranth.lib import data, enum
 
 __all__ = [
-    "Buf", "Opcode", "Reg", "VecOp", "Rounding", "ReduceOp", "Mode", "Command", "Status", "Epilogue",
+    "Buf", "OPERAND_BUFFERS", "Opcode", "Reg", "VecOp", "Rounding", "ReduceOp", "GatherMode", "Mode",
+    "Command", "Status", "Epilogue",
     "Instruction", "TensorDescriptor", "TENSORS", "field_max", "nbytes",
     "InfoReply", "WriteArgs", "ReadArgs", "ProgramArgs", "RunArgs", "RunReply",
     "encode", "decode", "instruction", "info_payload", "INSTRUCTION_BYTES", "VERSION",
     "SOFTMAX_SHIFT_MAX", "COUNTERS", "COUNT_MAX",
 ]
 
-VERSION = 3
+VERSION = 4
 """Version of this instruction set and command protocol, reported by ``INFO``."""
 
 TENSORS = 16
@@ -27,11 +29,17 @@ TENSORS = 16
 
 
 class Buf(enum.Enum, shape=2):
-    """On-chip buffers: weights, activations (inputs and ``g(Z)``), and the rest (``Z``, ``dZ``, labels)."""
+    """On-chip memories: the buffers of weights, activations (inputs and ``g(Z)``) and the rest (``Z``,
+    ``dZ``, labels), and the data memory ``D`` of resident training data, which only ``GATHER`` reads."""
 
     W = 0
     A = 1
     G = 2
+    D = 3
+
+
+OPERAND_BUFFERS = (Buf.W, Buf.A, Buf.G)
+"""The banked buffers instructions compute on (``D`` is a plain memory of ``data_depth`` words)."""
 
 
 class Opcode(enum.Enum, shape=4):
@@ -43,6 +51,9 @@ class Opcode(enum.Enum, shape=4):
     ARGMAX = 5
     LOSS = 6
     SET = 7
+    GATHER = 8
+    LOOP = 9
+    ADVANCE = 10
     END = 15
 
 
@@ -52,6 +63,7 @@ class Reg(enum.Enum, shape=4):
     SLOPE = 0   # leaky-ReLU slope, raw in numerics.SLOPE
     SCALE = 1   # multiplier of the SGD step (learning rate / minibatch, scaled)
     SEED = 2    # reseeds the stochastic-rounding LFSRs: lane l := lfsr_seed(SEED, l)
+    STEPS = 3   # times LOOP sends the program back (16 bits, unsigned)
 
 
 class VecOp(enum.Enum, shape=2):
@@ -77,6 +89,15 @@ class ReduceOp(enum.Enum, shape=1):
 
     ARGMAX = 0
     LOSS = 1
+
+
+class GatherMode(enum.Enum, shape=2):
+    """What ``GATHER`` makes of a sample's words in ``D``: the words themselves, two signed bytes per
+    word (low byte first) shifted up, or a class number as a one-hot column in ``ACT``."""
+
+    WORDS = 0
+    BYTES = 1
+    ONEHOT = 2
 
 
 class Mode(enum.Enum, shape=1):
@@ -163,6 +184,10 @@ class Instruction(data.StructLayout):
                                               "shift": SOFTMAX_SHIFT_MAX.bit_length()}),
                 "loss": data.StructLayout({"a": _T, "y": _T, "out": _T}),
                 "set": data.StructLayout({"reg": Reg, "value": 32}),
+                "gather": data.StructLayout({"src": _T, "idx": _T, "out": _T, "mode": GatherMode,
+                                             "shift": 4}),
+                "loop": data.StructLayout({"target": 16}),
+                "advance": data.StructLayout({"t": _T, "delta": signed(16)}),
             }),
             "_pad": 64 - 4 - 58,
         })
@@ -199,7 +224,7 @@ class InfoReply(data.StructLayout):
         super().__init__({
             "version": 16, "rows": 8, "cols": 8, "banks": 8, "depth": 32, "imem": 16,
             "k_max": 32, "acc_width": 8, "act_frac": 8, "clk_hz": 32, "baud": 32,
-            "max_payload": 16, "gateware": 32, "max_rows": 16,
+            "max_payload": 16, "gateware": 32, "max_rows": 16, "data_depth": 32,
         })
 
 

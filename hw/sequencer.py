@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import DeviceConfig
 from .host_port import ImemWrite
-from .isa import TENSORS, Buf, Epilogue, Instruction, Opcode, Reg, Status, TensorDescriptor
+from .isa import OPERAND_BUFFERS, TENSORS, Epilogue, Instruction, Opcode, Reg, Status, TensorDescriptor
 from .job import last_start, run_members
 from .numerics import Act
 
@@ -158,7 +158,7 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     self._next(m)
             with m.Case(Opcode.TENSOR):
-                with m.If((t.buf.as_value() == len(Buf)) | (t.rows == 0) | (t.cols == 0)
+                with m.If((t.buf.as_value() == len(OPERAND_BUFFERS)) | (t.rows == 0) | (t.cols == 0)
                           | ((t.pitch << shift) < t.cols)):
                     self._stop(m, Status.BAD_TENSOR)
                 with m.Else():
@@ -205,7 +205,8 @@ class Sequencer(wiring.Component):
         with m.State("LOAD_A"):
             self._ask(m, held.b, gemm | use_z, missing)
             m.d.sync += [
-                *_operand(job.x, reg), job.x.buf.eq(Mux(gemm, reg.buf, len(Buf))),  # a pass reads no X
+                *_operand(job.x, reg),
+                job.x.buf.eq(Mux(gemm, reg.buf, len(OPERAND_BUFFERS))),    # a pass reads no X
                 *_operand(job.y, reg),                       # a pass's a; a GEMM's b comes next
                 job.m.eq(Mux(gemm & held.ta, reg.cols, reg.rows)),
                 job.n.eq(reg.cols),                          # a pass's; a GEMM's comes with b

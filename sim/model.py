@@ -23,6 +23,10 @@ Semantics that the prose of ``docs/isa.md`` leaves to the model:
 - ``BAD_ARGUMENT`` also rejects a ``READ`` or ``RUN`` whose reply would exceed ``max_payload`` and
   a ``RUN`` whose ``entry`` is past the instruction memory. A rejected command is not executed and
   not remembered for duplicate detection.
+- The data memory ``D`` is one bank: element ``(p, q)`` of a ``D`` tensor is word
+  ``base + p·pitch + q``, and its host words are its addresses. Only ``GATHER`` takes ``D``
+  operands (any other instruction given one is ``BAD_SHAPE``), and a sample number in its list past
+  the ``src`` tensor's rows is ``BAD_TENSOR``.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ from hw.isa import (
     COUNT_MAX,
     COUNTERS,
     INSTRUCTION_BYTES,
+    OPERAND_BUFFERS,
     TENSORS,
     Buf,
     Command,
+    GatherMode,
     Instruction,
     Opcode,
     ProgramArgs,
@@ -121,7 +127,9 @@ _ARGS = {name: field.shape for name, field in Instruction()["args"].shape}
 _OPCODE_BITS = Shape.cast(Opcode).width
 _SIDE_EFFECTS = (Command.WRITE, Command.PROGRAM, Command.RUN)
 _ARG_NAME = {Opcode.TENSOR: "tensor", Opcode.GEMM: "gemm", Opcode.VEC: "vec", Opcode.SOFTMAX: "softmax",
-             Opcode.ARGMAX: "unary", Opcode.LOSS: "loss", Opcode.SET: "set"}
+             Opcode.ARGMAX: "unary", Opcode.LOSS: "loss", Opcode.SET: "set", Opcode.GATHER: "gather",
+             Opcode.LOOP: "loop", Opcode.ADVANCE: "advance"}
+_GATHER_SHIFT_MAX = 8    # a byte shifted up by at most 8 bits still fits a word
 
 
 class Device:
@@ -139,13 +147,14 @@ class Device:
     Attributes
     ----------
     buffers : dict[Buf, numpy.ndarray]
-        The three buffers, each a ``(banks, depth)`` image of signed 16-bit words.
+        The three buffers, each a ``(banks, depth)`` image of signed 16-bit words, and ``D``, a
+        ``(1, data_depth)`` one.
     imem : list[int]
         The instruction memory, ``config.imem`` 64-bit words (0 is ``NOP``).
     tensors : list[Tensor | None]
         The 16 tensor registers (``None`` until defined).
     registers : dict[Reg, int]
-        ``SLOPE``, ``SCALE`` and ``SEED``.
+        ``SLOPE``, ``SCALE``, ``SEED`` and ``STEPS``.
     vector : VectorModel
         The vector unit with its ``cols`` lane LFSRs.
     counters : numpy.ndarray
@@ -156,10 +165,12 @@ class Device:
     def __init__(self, config: DeviceConfig):
         self.config = config
         self.layout = Layout(config.banks)
-        self.buffers = {buf: np.zeros((config.banks, config.depth), dtype=np.int64) for buf in Buf}
+        self.buffers = {buf: np.zeros((config.banks, config.depth), dtype=np.int64)
+                        for buf in OPERAND_BUFFERS}
+        self.buffers[Buf.D] = np.zeros((1, config.data_depth), dtype=np.int64)
         self.imem = [0] * config.imem
         self.tensors: list[Tensor | None] = [None] * TENSORS
-        self.registers = {Reg.SLOPE: 0, Reg.SCALE: 0, Reg.SEED: 1}
+        self.registers = {Reg.SLOPE: 0, Reg.SCALE: 0, Reg.SEED: 1, Reg.STEPS: 0}
         self.vector = VectorModel(lanes=config.cols)
         self.counters = np.zeros((COUNTERS, 2), dtype=np.int64)
         self.link = LinkModel(config.max_payload)
@@ -169,6 +180,8 @@ class Device:
     # -- matrices -------------------------------------------------------------------------------
 
     def _locate(self, t: Tensor, p, q):
+        if t.buf == Buf.D:
+            return np.zeros_like(p), t.base + p * t.pitch + q
         return self.layout.locate(p, q, t.base, t.pitch)
 
     def load(self, t: Tensor) -> np.ndarray:
@@ -206,18 +219,26 @@ class Device:
     def write_words(self, buf: Buf, addr: int, words) -> None:
         """Store 16-bit words at flat addresses ``addr, addr + 1, …`` of ``buf`` (what ``WRITE`` does)."""
         words = np.asarray(words, dtype=np.int64)
-        bank, address = self.layout.unflat(np.arange(addr, addr + len(words)))
-        self.buffers[Buf(buf)][bank, address] = words
+        self.buffers[Buf(buf)][self._unflat(Buf(buf), np.arange(addr, addr + len(words)))] = words
 
     def read_words(self, buf: Buf, addr: int, count: int) -> np.ndarray:
         """``count`` signed words from flat address ``addr`` of ``buf`` on (what ``READ`` returns)."""
-        bank, address = self.layout.unflat(np.arange(addr, addr + count))
-        return self.buffers[Buf(buf)][bank, address]
+        return self.buffers[Buf(buf)][self._unflat(Buf(buf), np.arange(addr, addr + count))]
+
+    def _unflat(self, buf: Buf, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.zeros_like(words), words) if buf == Buf.D else self.layout.unflat(words)
+
+    def _size(self, buf: Buf) -> int:
+        """Words of ``buf``: ``banks·depth``, or ``data_depth`` for ``D``."""
+        return self.config.data_depth if buf == Buf.D else self.config.banks * self.config.depth
 
     def _check(self, t: Tensor) -> Status | None:
-        if t.rows < 1 or t.cols < 1 or t.pitch < self.layout.pitch(t.cols):
+        data = t.buf == Buf.D
+        narrowest = t.cols if data else self.layout.pitch(t.cols)
+        if t.rows < 1 or t.cols < 1 or t.base < 0 or t.pitch < narrowest:
             return Status.BAD_TENSOR
-        return Status.BAD_TENSOR if t.base + t.rows * t.pitch > self.config.depth else None
+        depth = self.config.data_depth if data else self.config.depth
+        return Status.BAD_TENSOR if t.base + t.rows * t.pitch > depth else None
 
     # -- instructions ---------------------------------------------------------------------------
 
@@ -233,16 +254,19 @@ class Device:
             if op == Opcode.END:
                 return Status.OK, pc
             try:
-                self._execute(op, word >> _OPCODE_BITS)
+                jump = self._execute(op, word >> _OPCODE_BITS)
             except _Fault as fault:
                 return fault.status, pc
-            pc += 1
+            pc = pc + 1 if jump is None else jump
         return Status.NO_END, pc
 
-    def _execute(self, op: Opcode, bits: int) -> None:
+    def _execute(self, op: Opcode, bits: int) -> int | None:
+        """Run one instruction; a ``LOOP`` that jumps returns its target."""
         if op == Opcode.NOP:
-            return
+            return None
         args = _fields(_ARGS[_ARG_NAME[op]], bits)
+        if op == Opcode.LOOP:
+            return self._loop(**args)
         if op == Opcode.TENSOR:
             self._tensor(**args)
         elif op == Opcode.GEMM:
@@ -255,14 +279,26 @@ class Device:
             self._argmax(**args)
         elif op == Opcode.LOSS:
             self._loss(**args)
+        elif op == Opcode.GATHER:
+            self._gather(**args)
+        elif op == Opcode.ADVANCE:
+            self._advance(**args)
         else:
             self._set(**args)
+        return None
 
     def _reg(self, t: int) -> Tensor:
         tensor = self.tensors[t]
         if tensor is None:
             raise _Fault(Status.BAD_TENSOR)
         return tensor
+
+    def _operands(self, *regs: int) -> list[Tensor]:
+        """The tensors of registers ``regs``, checked defined, then checked to be in the buffers (not
+        ``D``, which only ``GATHER`` reads)."""
+        tensors = [self._reg(t) for t in regs]
+        self._require(all(t.buf != Buf.D for t in tensors))
+        return tensors
 
     @staticmethod
     def _distinct(*tensors: Tensor) -> None:
@@ -320,8 +356,8 @@ class Device:
         return out
 
     def _gemm(self, a: int, ta: int, b: int, tb: int, c: int, use_c: int, out: int, epi: dict) -> None:
-        ta_, tb_, to = self._reg(a), self._reg(b), self._reg(out)
-        tc = self._reg(c) if use_c else None
+        ta_, tb_, to, *rest = self._operands(a, b, out, *([c] if use_c else []))
+        tc = rest[0] if rest else None
         operands = (ta_, tb_) if tc is None else (ta_, tb_, tc)
         m, k = ta_.shape[::-1] if ta else ta_.shape
         k_b, n = tb_.shape[::-1] if tb else tb_.shape
@@ -338,8 +374,8 @@ class Device:
         self.store(to, self._beats(acc, addend, order, epi))
 
     def _vec(self, a: int, b: int, use_b: int, out: int, epi: dict) -> None:
-        ta_, to = self._reg(a), self._reg(out)
-        tb_ = self._reg(b) if use_b else None
+        ta_, to, *rest = self._operands(a, out, *([b] if use_b else []))
+        tb_ = rest[0] if rest else None
         self._require(to.shape == ta_.shape and (tb_ is None or tb_.shape == ta_.shape))
         if tb_ is not None:
             self._distinct(ta_, tb_)
@@ -354,24 +390,56 @@ class Device:
         self._require(a.rows <= self.config.max_rows and out.cols == a.cols)
 
     def _softmax(self, a: int, out: int, shift: int) -> None:
-        ta_, to = self._reg(a), self._reg(out)
+        ta_, to = self._operands(a, out)
         self._reduction(ta_, to)
         self._require(to.shape == ta_.shape)
         self.store(to, numerics.softmax(self.load(ta_), shift=shift))
 
     def _argmax(self, a: int, out: int) -> None:
-        ta_, to = self._reg(a), self._reg(out)
+        ta_, to = self._operands(a, out)
         self._reduction(ta_, to)
         self._require(to.rows == 1)
         z = self.load(ta_)
         self.store(to, reduce_group(ReduceOp.ARGMAX, z, np.zeros_like(z))[None, :])
 
     def _loss(self, a: int, y: int, out: int) -> None:
-        ta_, ty, to = self._reg(a), self._reg(y), self._reg(out)
+        ta_, ty, to = self._operands(a, y, out)
         self._reduction(ta_, to)
         self._require(ty.shape == ta_.shape and to.rows == 1)
         self._distinct(ta_, ty)
         self.store(to, reduce_group(ReduceOp.LOSS, self.load(ta_), self.load(ty))[None, :])
+
+    def _gather(self, src: int, idx: int, out: int, mode: int, shift: int) -> None:
+        ts, ti, to = self._reg(src), self._reg(idx), self._reg(out)
+        rows = {GatherMode.WORDS.value: ts.cols, GatherMode.BYTES.value: 2 * ts.cols}.get(mode, to.rows)
+        self._require(ts.buf == ti.buf == Buf.D != to.buf and ti.rows == 1 and ti.cols == to.cols
+                      and to.rows <= rows and (mode != GatherMode.ONEHOT.value or ts.cols == 1))
+        if mode not in GatherMode._value2member_map_ or shift > _GATHER_SHIFT_MAX:
+            raise _Fault(Status.BAD_OPCODE)
+        data = self.buffers[Buf.D][0]
+        samples = data[ti.base:ti.base + ti.cols] & 0xFFFF
+        if np.any(samples >= ts.rows):
+            raise _Fault(Status.BAD_TENSOR)
+        words = data[ts.base + samples[:, None] * ts.pitch + np.arange(ts.cols)]     # a sample per row
+        if mode == GatherMode.WORDS.value:
+            self.store(to, words[:, :to.rows].T)
+        elif mode == GatherMode.BYTES.value:
+            halves = [(((words >> s) & 0xFF) ^ 0x80) - 0x80 for s in (0, 8)]      # low byte first
+            self.store(to, np.stack(halves, axis=2).reshape(len(samples), -1)[:, :to.rows].T << shift)
+        else:
+            classes = words[:, 0] & 0xFFFF
+            hot = (classes != 0)[None, :] if to.rows == 1 else np.arange(to.rows)[:, None] == classes
+            self.store(to, hot.astype(np.int64) * numerics.ACT.one)
+
+    def _loop(self, target: int) -> int | None:
+        self.registers[Reg.STEPS] = max(self.registers[Reg.STEPS] - 1, 0)
+        return target if self.registers[Reg.STEPS] else None
+
+    def _advance(self, t: int, delta: int) -> None:
+        moved = Tensor(**{**vars(self._reg(t)), "base": self._reg(t).base + ((delta ^ 0x8000) - 0x8000)})
+        if self._check(moved) is not None:
+            raise _Fault(Status.BAD_TENSOR)
+        self.tensors[t] = moved
 
     def _set(self, reg: int, value: int) -> None:
         if reg not in Reg._value2member_map_:
@@ -379,6 +447,8 @@ class Device:
         reg = Reg(reg)
         if reg == Reg.SEED:
             self.vector.seed(value)
+        elif reg == Reg.STEPS:
+            value &= 0xFFFF
         else:
             value = ((value & 0xFFFF) ^ 0x8000) - 0x8000
         self.registers[reg] = value
@@ -425,8 +495,7 @@ class Device:
         return b""
 
     def _buffer_range(self, buf: int, addr: int, count: int, reply_bytes: int = 0) -> Buf:
-        size = self.config.banks * self.config.depth
-        if buf not in Buf._value2member_map_ or addr + count > size:
+        if addr + count > self._size(Buf(buf)):
             raise _BadArgument
         if reply_bytes > self.config.max_payload:
             raise _BadArgument

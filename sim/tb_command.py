@@ -76,7 +76,7 @@ def info(seq: int) -> bytes:
 
 END = instruction(Opcode.END)
 NOP = instruction(Opcode.NOP)
-BAD_OPCODE = 9
+BAD_OPCODE = 14
 EPILOGUE = {"op": VecOp.ADD, "act": Act.IDENTITY, "deriv": 0, "round": Rounding.NEAREST_EVEN, "shift": 0,
             "b_shift": 0}
 COPY = [  # A[0:4] = W[0:4] (flat words 0..3 of a 1×4 matrix, one row)

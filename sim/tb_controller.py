@@ -160,7 +160,7 @@ def _faults() -> list[tuple[str, list[int]]]:
             "epi": {"op": 0, "act": 0, "deriv": 0, "round": 0, "shift": 0, "b_shift": 0}}
     end = instruction(Opcode.END)
     return [
-        ("bad opcode", [instruction(Opcode.NOP), 8, end]),
+        ("bad opcode", [instruction(Opcode.NOP), 14, end]),
         ("buffer 3", [instruction(Opcode.TENSOR, tensor=t) | 3 << 8, end]),  # buf: bits 8-9
         ("pitch too small", [instruction(Opcode.TENSOR, tensor={**t, "cols": 4 * CONFIG.banks, "pitch": 1}),
                              end]),

@@ -270,7 +270,7 @@ def test_argmax_first_on_ties_and_binary_loss():
 # -- faults ----------------------------------------------------------------------------------------
 
 FAULTS = [
-    ("bad opcode", [instruction(Opcode.NOP), 8], Status.BAD_OPCODE, 1),
+    ("bad opcode", [instruction(Opcode.NOP), 14], Status.BAD_OPCODE, 1),
     ("bad activation", [tensor(0, Buf.A, 0, 2, 2), tensor(1, Buf.G, 0, 2, 2),
                         vec(0, 1, {**epi(), "act": 7})], Status.BAD_OPCODE, 2),
     ("bad register", [instruction(Opcode.SET, set={"reg": Reg.SEED, "value": 1}) | (7 << 4)],
