@@ -16,6 +16,7 @@ from .host_port import HostPort
 from .isa import (
     INSTRUCTION_BYTES,
     OPERAND_BUFFERS,
+    Buf,
     Command,
     InfoReply,
     ProgramArgs,
@@ -54,9 +55,10 @@ class CommandHandler(wiring.Component):
     effects and simply execute again. A payload length that does not fit the command (``INFO`` not
     empty, ``READ`` not 7 bytes, ``RUN`` not 9, ``WRITE`` shorter than its 5-byte arguments or with
     an odd word part, ``PROGRAM`` shorter than 2 bytes or not a whole number of instructions) is
-    ``BAD_ARGUMENT``. The arguments are then collected and checked: a buffer number past ``G``,
-    flat words past ``banks·depth``, instructions past ``imem``, a ``RUN`` entry past ``imem``, or a
-    ``READ``/``RUN`` reply longer than ``max_payload`` are ``BAD_ARGUMENT``. A rejected frame has no
+    ``BAD_ARGUMENT``. The arguments are then collected and checked: a buffer number past ``G`` (past
+    ``D`` with a data memory), flat words past ``banks·depth`` (``data_depth`` for ``D``), instructions
+    past ``imem``, a ``RUN`` entry past ``imem``, or a ``READ``/``RUN`` reply longer than
+    ``max_payload`` are ``BAD_ARGUMENT``. A rejected frame has no
     side effect and is not remembered; the rest of its payload is drained before the error reply.
 
     Cycle contract:
@@ -211,13 +213,14 @@ class CommandHandler(wiring.Component):
         touches (``(length - n) // 2`` is ``length // 2 - n // 2`` for an odd ``length``, and likewise
         for instructions)."""
         cfg = self.config
-        words = cfg.banks * cfg.depth
+        data = r.buf == Buf.D
+        words = Mux(data, cfg.data_depth, cfg.banks * cfg.depth)
         write_n, program_n = _ARGS_BYTES[Command.WRITE], _ARGS_BYTES[Command.PROGRAM]
         end = r.addr + r.left
         end_ok = Mux(is_type[Command.WRITE], end <= words + write_n // WORD_BYTES,
                      Mux(is_type[Command.PROGRAM], end <= cfg.imem + program_n // INSTRUCTION_BYTES,
                          end <= words))
-        buf_ok = r.buf < len(OPERAND_BUFFERS)
+        buf_ok = (r.buf < len(OPERAND_BUFFERS)) | (data & (cfg.data_depth > 0))
         read_ok = buf_ok & (WORD_BYTES * r.left <= cfg.max_payload)
         run_ok = buf_ok & (r.entry < cfg.imem) & (_RUN_HEADER + WORD_BYTES * r.left <= cfg.max_payload)
         return ~r.wide & end_ok & Mux(is_type[Command.WRITE], buf_ok, Mux(is_type[Command.READ], read_ok,

@@ -9,10 +9,13 @@ It is five parts, wired here:
 - :class:`hw.buffer_set.BufferSet`: the three buffers, reached by buffer number;
 - :class:`hw.datapath.Datapath`: the systolic array and the vector, softmax and reduce units;
 - :class:`hw.writer.Writer`: the results back into the output buffer (and the host's writes), and
-  the saturation counters.
+  the saturation counters;
+- with a data memory (``data_depth > 0``), :class:`hw.data_memory.DataMemory` and the
+  :class:`hw.gather.Gather` unit, which runs ``GATHER`` from it into the buffers.
 
 An instruction streams its operands out of the buffers through one unit and writes the results back;
-the host reaches the buffers and the instruction memory through its port while no program runs.
+the host reaches the buffers, the data memory and the instruction memory through its port while no
+program runs.
 """
 
 
@@ -22,9 +25,11 @@ from amaranth.lib.wiring import In
 
 from .buffer_set import BufferSet
 from .config import DeviceConfig
+from .data_memory import DataMemory
 from .datapath import Datapath
+from .gather import Gather
 from .host_port import HostPort
-from .job import run_members
+from .isa import Buf, Opcode
 from .operand_walk import OperandWalk
 from .sequencer import Sequencer
 from .writer import Writer
@@ -78,22 +83,21 @@ class Controller(wiring.Component):
         m.d.comb += [seq.start.eq(host.start), seq.entry.eq(host.entry), host.busy.eq(seq.busy),
                      host.status.eq(seq.status), host.pc.eq(seq.pc), host.cycles.eq(seq.cycles)]
         wiring.connect(m, wiring.flipped(host.imem), seq.imem)
-        wiring.connect(m, wiring.flipped(host.read), walk.host)
-        wiring.connect(m, wiring.flipped(host.write), writer.host)
+        gathers = job.op == Opcode.GATHER          # the gather unit runs it; the streams stay idle
         for part in (walk, datapath, writer):
-            m.d.comb += [getattr(part, name).eq(getattr(seq, name)) for name in run_members(self.config)]
+            m.d.comb += [part.job.eq(job), part.tiles.eq(seq.tiles), part.go.eq(seq.go & ~gathers),
+                         part.running.eq(seq.running & ~gathers)]
         m.d.comb += [walk.busy.eq(seq.busy), buffers.busy.eq(seq.busy), writer.busy.eq(seq.busy)]
         m.d.comb += [datapath.slope.eq(seq.slope), datapath.scale.eq(seq.scale), datapath.seed.eq(seq.seed),
                      datapath.seed_load.eq(seq.seed_load)]
-        m.d.comb += seq.done.eq(writer.done & (~job.gemm | datapath.drained))
 
-        # Requests: the walk's to the buffers it names, the writer's to its output buffer.
+        # Requests: the walk's to the buffers it names, the writer's (or the gather unit's) to its
+        # output buffer.
         wiring.connect(m, walk.steps, buffers.steps)
         wiring.connect(m, walk.z, buffers.z)
-        wiring.connect(m, writer.write, buffers.write)
         m.d.comb += [buffers.buffers.x.eq(walk.x_buf), buffers.buffers.y.eq(job.y.buf),
-                     buffers.buffers.z.eq(job.z.buf), buffers.buffers.out.eq(writer.out_buf),
-                     buffers.use_z.eq(job.use_z), walk.x_pending.eq(buffers.x_data.valid)]
+                     buffers.buffers.z.eq(job.z.buf), buffers.use_z.eq(job.use_z),
+                     walk.x_pending.eq(buffers.x_data.valid)]
 
         # Responses: into the datapath, or X's lane 0 to the host while idle.
         wiring.connect(m, buffers.y_data, datapath.y_data)
@@ -102,9 +106,47 @@ class Controller(wiring.Component):
             datapath.x_data.valid.eq(buffers.x_data.valid),
             datapath.x_data.payload.eq(buffers.x_data.payload),
             buffers.x_data.ready.eq(Mux(seq.busy, datapath.x_data.ready, host.read_data.ready)),
-            host.read_data.valid.eq(~seq.busy & buffers.x_data.valid),
-            host.read_data.payload.eq(buffers.x_data.payload[0]),
         ]
         wiring.connect(m, datapath.result, writer.result)
         m.d.comb += datapath.counter.eq(writer.counter)
+        streamed = writer.done & (~job.gemm | datapath.drained)
+        if self.config.data_depth:
+            self._data(m, seq, writer, walk, buffers, gathers, streamed)
+        else:
+            wiring.connect(m, wiring.flipped(host.read), walk.host)
+            wiring.connect(m, wiring.flipped(host.write), writer.host)
+            wiring.connect(m, writer.write, buffers.write)
+            m.d.comb += [buffers.buffers.out.eq(writer.out_buf), seq.done.eq(streamed),
+                         host.read_data.valid.eq(~seq.busy & buffers.x_data.valid),
+                         host.read_data.payload.eq(buffers.x_data.payload[0])]
         return m
+
+    def _data(self, m, seq, writer, walk, buffers, gathers, streamed):
+        """The data memory and the gather unit: the host's words of ``D`` go to the memory, the rest
+        as without one; a running ``GATHER`` writes to the buffers in the writer's place."""
+        host, job = self.host, seq.job
+        m.submodules.data = memory = DataMemory(self.config)
+        m.submodules.gather = gather = Gather(self.config)
+        m.d.comb += [gather.job.eq(job), gather.tiles.eq(seq.tiles), gather.go.eq(seq.go & gathers),
+                     gather.running.eq(seq.running & gathers), gather.gather.eq(seq.gather),
+                     memory.busy.eq(seq.busy), memory.gather_addr.eq(gather.read_addr),
+                     memory.gather_en.eq(gather.read_en), gather.read_data.eq(memory.gather_data),
+                     seq.done.eq(Mux(gathers, gather.done, streamed)), seq.fault.eq(gathers & gather.fault)]
+        to_d = host.write.payload.buf == Buf.D
+        from_d = host.read.payload.buf == Buf.D
+        m.d.comb += [
+            memory.write.payload.eq(host.write.payload), writer.host.payload.eq(host.write.payload),
+            memory.write.valid.eq(host.write.valid & to_d), writer.host.valid.eq(host.write.valid & ~to_d),
+            host.write.ready.eq(Mux(to_d, memory.write.ready, writer.host.ready)),
+            memory.read.payload.eq(host.read.payload), walk.host.payload.eq(host.read.payload),
+            memory.read.valid.eq(host.read.valid & from_d), walk.host.valid.eq(host.read.valid & ~from_d),
+            host.read.ready.eq(Mux(from_d, memory.read.ready, walk.host.ready)),
+            memory.read_data.ready.eq(host.read_data.ready),
+            host.read_data.valid.eq(~seq.busy & (buffers.x_data.valid | memory.read_data.valid)),
+            host.read_data.payload.eq(Mux(memory.read_data.valid, memory.read_data.payload,
+                                          buffers.x_data.payload[0])),
+        ]
+        on = seq.busy & gathers
+        m.d.comb += [buffers.write.valid.eq(Mux(on, gather.write.valid, writer.write.valid)),
+                     buffers.write.payload.eq(Mux(on, gather.write.payload, writer.write.payload)),
+                     buffers.buffers.out.eq(Mux(on, job.out.buf, writer.out_buf))]

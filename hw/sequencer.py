@@ -13,8 +13,20 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .config import DeviceConfig
+from .gather import GatherJob
 from .host_port import ImemWrite
-from .isa import OPERAND_BUFFERS, TENSORS, Epilogue, Instruction, Opcode, Reg, Status, TensorDescriptor
+from .isa import (
+    OPERAND_BUFFERS,
+    TENSORS,
+    Buf,
+    Epilogue,
+    GatherMode,
+    Instruction,
+    Opcode,
+    Reg,
+    Status,
+    TensorDescriptor,
+)
 from .job import last_start, run_members
 from .numerics import Act
 
@@ -40,7 +52,11 @@ class Sequencer(wiring.Component):
       checks them; ``go`` is then high for one cycle, and ``running`` from the next cycle until
       ``done``, which the other parts raise once the last result is written. ``job`` and ``tiles``
       hold meanwhile.
-    - ``SET`` writes ``slope`` or ``scale``, or pulses ``seed_load`` with ``seed``.
+    - ``SET`` writes ``slope``, ``scale`` or the loop count, or pulses ``seed_load`` with ``seed``.
+    - ``GATHER`` loads ``src``, ``idx`` and ``out`` into ``gather`` and ``job`` (``out``, ``m``, ``n``)
+      and runs like a streaming instruction, ending in ``BAD_TENSOR`` if ``done`` comes with
+      ``fault``. ``LOOP`` and ``ADVANCE`` (which redefines its register as a ``TENSOR`` would, the
+      base moved) run here.
 
     Parameters
     ----------
@@ -54,6 +70,7 @@ class Sequencer(wiring.Component):
             "busy": Out(1), "status": Out(8), "pc": Out(16), "cycles": Out(32),
             "imem": In(stream.Signature(ImemWrite)),
             **{name: member.flip() for name, member in run_members(config).items()}, "done": In(1),
+            "gather": Out(GatherJob()), "fault": In(1),
             "slope": Out(signed(16)), "scale": Out(signed(16)), "seed": Out(32), "seed_load": Out(1),
         })
         # The instructions (addresses below imem) and the tensor registers after them share one
@@ -73,7 +90,11 @@ class Sequencer(wiring.Component):
         self._treg, self._missing = Signal(4), Signal()  # the register read; one needed is undefined
         self._defined = Signal(TENSORS)                   # tensor registers written since reset
         self._bad_shape = Signal()                        # the operands loaded so far disagree
-        self._extent = Signal(range(config.depth + 2))    # TENSOR: rows·pitch so far, or depth + 1
+        self._extent = Signal(range(max(config.depth, config.data_depth) + 2))  # TENSOR: rows·pitch so far
+        self._hold = Signal()                             # _word is an ADVANCE's TENSOR: keep it
+        self._delta = Signal(signed(16))                  # an ADVANCE's
+        self._src_cols = Signal(12)                       # a GATHER's src
+        self._steps = Signal(16)                          # LOOP's count
         self._row_bit = Signal(range(len(self._ins.args.tensor.rows)))
 
     def elaborate(self, platform):
@@ -81,8 +102,9 @@ class Sequencer(wiring.Component):
         m = Module()
         m.submodules.memory = self._memory
         job, tiles = self.job, self.tiles
-        m.d.sync += [self._word.eq(self._rd.data),
-                     tiles.last_i0.eq(last_start(job.m, cfg.rows)),
+        with m.If(~self._hold):
+            m.d.sync += self._word.eq(self._rd.data)
+        m.d.sync += [tiles.last_i0.eq(last_start(job.m, cfg.rows)),
                      tiles.last_j0.eq(last_start(job.n, cfg.cols))]
         m.d.comb += [tiles.last_rows.eq(job.m - tiles.last_i0), tiles.last_cols.eq(job.n - tiles.last_j0)]
         with m.If(self.busy):
@@ -111,7 +133,10 @@ class Sequencer(wiring.Component):
                 self._execute(m)
             with m.State("TENSOR"):
                 self._define(m)
+            with m.State("ADVANCE"):
+                self._advance(m)
             self._load(m)
+            self._load_gather(m)
             with m.State("CHECK"):
                 self._check(m)
             with m.State("START"):
@@ -119,16 +144,18 @@ class Sequencer(wiring.Component):
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
-                with m.If(self.done):
+                with m.If(self.done & self.fault):
+                    self._stop(m, Status.BAD_TENSOR)
+                with m.Elif(self.done):
                     self._next(m)
         return m
 
     def _stop(self, m, status):
-        m.d.sync += [self.status.eq(status), self.busy.eq(0)]
+        m.d.sync += [self.status.eq(status), self.busy.eq(0), self._hold.eq(0)]
         m.next = "IDLE"
 
     def _next(self, m):
-        m.d.sync += self.pc.eq(self.pc + 1)
+        m.d.sync += [self.pc.eq(self.pc + 1), self._hold.eq(0)]
         m.next = "FETCH"
 
     def _ask(self, m, reg, needed, so_far):
@@ -153,13 +180,15 @@ class Sequencer(wiring.Component):
                         m.d.sync += self.scale.eq(ins.args.set.value)
                     with m.Case(Reg.SEED):
                         m.d.comb += self.seed_load.eq(1)
+                    with m.Case(Reg.STEPS):
+                        m.d.sync += self._steps.eq(ins.args.set.value)
                 with m.If(ins.args.set.reg.as_value() > max(r.value for r in Reg)):
                     self._stop(m, Status.BAD_OPCODE)
                 with m.Else():
                     self._next(m)
             with m.Case(Opcode.TENSOR):
-                with m.If((t.buf.as_value() == len(OPERAND_BUFFERS)) | (t.rows == 0) | (t.cols == 0)
-                          | ((t.pitch << shift) < t.cols)):
+                narrow = Mux(t.buf == Buf.D, t.pitch, t.pitch << shift) < t.cols
+                with m.If((t.rows == 0) | (t.cols == 0) | narrow):
                     self._stop(m, Status.BAD_TENSOR)
                 with m.Else():
                     m.d.sync += [self._extent.eq(0), self._row_bit.eq(len(t.rows) - 1)]
@@ -176,13 +205,80 @@ class Sequencer(wiring.Component):
                     job.use_z.eq(Mux(is_gemm, g.use_c, (op == Opcode.LOSS) | ((op == Opcode.VEC) & v.use_b))),
                 ]
                 m.next = "LOAD_A"
+            with m.Case(Opcode.LOOP):
+                left = Mux(self._steps == 0, 0, self._steps - 1)
+                m.d.sync += self._steps.eq(left)
+                with m.If(left == 0):
+                    self._next(m)
+                with m.Else():
+                    m.d.sync += self.pc.eq(ins.args.loop.target)
+                    m.next = "FETCH"
+            with m.Case(Opcode.ADVANCE):
+                a = ins.args.advance
+                m.d.sync += [held.out.eq(a.t), self._delta.eq(a.delta)]
+                self._ask(m, a.t, 1, 0)
+                m.next = "ADVANCE"
+            with m.Case(Opcode.GATHER):
+                gi = ins.args.gather
+                self._ask(m, gi.src, 1, 0)
+                m.d.sync += [held.b.eq(gi.idx), held.out.eq(gi.out), self.gather.mode.eq(gi.mode),
+                             self.gather.shift.eq(gi.shift), job.gemm.eq(0), job.use_z.eq(0)]
+                m.next = "GATHER_SRC"
             with m.Default():
                 self._stop(m, Status.BAD_OPCODE)
 
+    def _advance(self, m):
+        """``ADVANCE``: the register read back, its base moved, is defined again as a ``TENSOR`` of
+        the moved matrix would define it (``_hold`` keeps that instruction in ``_word``)."""
+        reg, t = self._reg, self._ins.args.tensor
+        base = Signal(signed(18))
+        m.d.comb += base.eq(reg.base + self._delta)
+        with m.If(self._missing | (base < 0) | (base >= 1 << 16)):
+            self._stop(m, Status.BAD_TENSOR)
+        with m.Else():
+            m.d.sync += [self._ins.op.eq(Opcode.TENSOR), t.t.eq(self._held.out), t.base.eq(base),
+                         *(t[name].eq(reg[name]) for name in ("buf", "rows", "cols", "pitch")),
+                         self._hold.eq(1)]
+            m.next = "EXECUTE"
+
+    def _load_gather(self, m):
+        """``GATHER``'s registers: ``src`` and ``idx`` in ``D``, ``idx`` one row as long as ``out``
+        is wide, ``out`` no taller than a sample holds (one-hot: ``src`` one word wide)."""
+        reg, g, job, missing = self._reg, self.gather, self.job, self._missing
+        with m.State("GATHER_SRC"):
+            self._ask(m, self._held.b, 1, missing)
+            m.d.sync += [g.src_base.eq(reg.base), g.src_pitch.eq(reg.pitch), g.src_rows.eq(reg.rows),
+                         self._src_cols.eq(reg.cols), self._bad_shape.eq(reg.buf != Buf.D)]
+            m.next = "GATHER_IDX"
+        with m.State("GATHER_IDX"):
+            self._ask(m, self._held.out, 1, missing)
+            m.d.sync += [g.idx_base.eq(reg.base), job.n.eq(reg.cols)]
+            with m.If((reg.buf != Buf.D) | (reg.rows != 1)):
+                m.d.sync += self._bad_shape.eq(1)
+            m.next = "GATHER_OUT"
+        with m.State("GATHER_OUT"):
+            m.d.sync += [*_operand(job.out, reg), job.m.eq(reg.rows)]
+            rows = Mux(g.mode == GatherMode.BYTES, self._src_cols << 1, self._src_cols)
+            tall = Mux(g.mode == GatherMode.ONEHOT, self._src_cols != 1, reg.rows > rows)
+            with m.If((reg.buf == Buf.D) | (reg.cols != job.n) | tall):
+                m.d.sync += self._bad_shape.eq(1)
+            m.next = "GATHER_CHECK"
+        with m.State("GATHER_CHECK"):
+            m.d.sync += job.op.eq(Opcode.GATHER)
+            with m.If(self._missing):
+                self._stop(m, Status.BAD_TENSOR)
+            with m.Elif(self._bad_shape):
+                self._stop(m, Status.BAD_SHAPE)
+            with m.Elif((g.mode.as_value() > max(mode.value for mode in GatherMode)) | (g.shift > 8)):
+                self._stop(m, Status.BAD_OPCODE)
+            with m.Else():
+                m.next = "START"
+
     def _define(self, m):
         """``TENSOR``: rows·pitch by shift and add, a bit of rows per cycle from the top, saturated
-        above depth; then the register is written if the matrix fits its buffer."""
-        depth, t = self.config.depth, self._ins.args.tensor
+        above its buffer's depth; then the register is written if the matrix fits its buffer."""
+        t = self._ins.args.tensor
+        depth = Mux(t.buf == Buf.D, self.config.data_depth, self.config.depth)
         product = (self._extent << 1) + Mux(t.rows.bit_select(self._row_bit, 1), t.pitch, 0)
         m.d.sync += [self._extent.eq(Mux(product > depth, depth + 1, product)),
                      self._row_bit.eq(self._row_bit - 1)]

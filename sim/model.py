@@ -26,11 +26,12 @@ Semantics that the prose of ``docs/isa.md`` leaves to the model:
 - The data memory ``D`` is one bank: element ``(p, q)`` of a ``D`` tensor is word
   ``base + p·pitch + q``, and its host words are its addresses. Only ``GATHER`` takes ``D``
   operands (any other instruction given one is ``BAD_SHAPE``), and a sample number in its list past
-  the ``src`` tensor's rows is ``BAD_TENSOR``.
+  the ``src`` tensor's rows is ``BAD_TENSOR`` once the columns before it are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -411,25 +412,30 @@ class Device:
 
     def _gather(self, src: int, idx: int, out: int, mode: int, shift: int) -> None:
         ts, ti, to = self._reg(src), self._reg(idx), self._reg(out)
-        rows = {GatherMode.WORDS.value: ts.cols, GatherMode.BYTES.value: 2 * ts.cols}.get(mode, to.rows)
+        one_hot = mode == GatherMode.ONEHOT.value
+        rows = ts.cols * (2 if mode == GatherMode.BYTES.value else 1)
         self._require(ts.buf == ti.buf == Buf.D != to.buf and ti.rows == 1 and ti.cols == to.cols
-                      and to.rows <= rows and (mode != GatherMode.ONEHOT.value or ts.cols == 1))
+                      and (ts.cols == 1 if one_hot else to.rows <= rows))
         if mode not in GatherMode._value2member_map_ or shift > _GATHER_SHIFT_MAX:
             raise _Fault(Status.BAD_OPCODE)
-        data = self.buffers[Buf.D][0]
-        samples = data[ti.base:ti.base + ti.cols] & 0xFFFF
-        if np.any(samples >= ts.rows):
-            raise _Fault(Status.BAD_TENSOR)
-        words = data[ts.base + samples[:, None] * ts.pitch + np.arange(ts.cols)]     # a sample per row
+        memory = self.buffers[Buf.D][0]
+        samples = memory[ti.base:ti.base + ti.cols] & 0xFFFF
+        bad = np.flatnonzero(samples >= ts.rows)
+        samples = samples[:bad[0]] if len(bad) else samples          # the columns before it are written
+        words = memory[ts.base + samples[:, None] * ts.pitch + np.arange(ts.cols)]   # a sample per row
         if mode == GatherMode.WORDS.value:
-            self.store(to, words[:, :to.rows].T)
+            columns = words[:, :to.rows].T
         elif mode == GatherMode.BYTES.value:
             halves = [(((words >> s) & 0xFF) ^ 0x80) - 0x80 for s in (0, 8)]      # low byte first
-            self.store(to, np.stack(halves, axis=2).reshape(len(samples), -1)[:, :to.rows].T << shift)
+            columns = np.stack(halves, axis=2).reshape(len(samples), 2 * ts.cols)[:, :to.rows].T << shift
         else:
             classes = words[:, 0] & 0xFFFF
             hot = (classes != 0)[None, :] if to.rows == 1 else np.arange(to.rows)[:, None] == classes
-            self.store(to, hot.astype(np.int64) * numerics.ACT.one)
+            columns = hot.astype(np.int64) * numerics.ACT.one
+        if len(samples):
+            self.store(dataclasses.replace(to, cols=len(samples)), columns)
+        if len(bad):
+            raise _Fault(Status.BAD_TENSOR)
 
     def _loop(self, target: int) -> int | None:
         self.registers[Reg.STEPS] = max(self.registers[Reg.STEPS] - 1, 0)
@@ -495,7 +501,7 @@ class Device:
         return b""
 
     def _buffer_range(self, buf: int, addr: int, count: int, reply_bytes: int = 0) -> Buf:
-        if addr + count > self._size(Buf(buf)):
+        if addr + count > self._size(Buf(buf)) or (buf == Buf.D and not self.config.data_depth):
             raise _BadArgument
         if reply_bytes > self.config.max_payload:
             raise _BadArgument

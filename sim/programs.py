@@ -9,10 +9,25 @@ from __future__ import annotations
 import numpy as np
 
 from hw.config import DeviceConfig
-from hw.isa import COUNTERS, SOFTMAX_SHIFT_MAX, Buf, Opcode, Reg, Rounding, VecOp, instruction
+from hw.isa import (
+    COUNTERS,
+    OPERAND_BUFFERS,
+    SOFTMAX_SHIFT_MAX,
+    Buf,
+    GatherMode,
+    Opcode,
+    Reg,
+    Rounding,
+    VecOp,
+    instruction,
+)
 from hw.numerics import Act
 
-__all__ = ["random_program", "clear_counters"]
+__all__ = ["random_program", "gather_program", "clear_counters", "SAMPLE_NUMBERS"]
+
+SAMPLE_NUMBERS = 64
+"""Words at the start of ``D`` that a test fills with small sample numbers (below 12) for the sample
+lists of :func:`gather_program`; the rest of ``D`` holds any words."""
 
 
 class _Allocator:
@@ -101,6 +116,38 @@ def random_program(rng: np.random.Generator, config: DeviceConfig, ops: int = 3,
             else:
                 words.append(instruction(Opcode.ARGMAX, unary={"a": a, "out": out}))
     words.append(instruction(Opcode.END))
+    return words
+
+
+def gather_program(rng: np.random.Generator, config: DeviceConfig) -> list[int]:
+    """A loop of ``GATHER``s: ``SET STEPS`` 1 … 4, then a body that gathers (any mode, now and then
+    a shift or a shape the checks refuse) from samples in ``D`` by a sample list at its start, and
+    advances the list and the output, then ``LOOP`` and ``END``. A sample number past the samples'
+    rows faults, as do lists or outputs advanced past their memory."""
+    words, steps = [], int(rng.integers(1, 5))
+    mode = GatherMode(int(rng.integers(0, 3)))
+    samples, width = int(rng.integers(1, 13)), int(rng.integers(1, 4))
+    n, rows = int(rng.integers(1, 7)), int(rng.integers(1, 7))
+    if mode == GatherMode.ONEHOT:
+        width = 1 if rng.random() < 0.9 else 2
+    elif rng.random() < 0.9:
+        rows = min(rows, width * (2 if mode == GatherMode.BYTES else 1))
+    src_base = int(rng.integers(SAMPLE_NUMBERS, config.data_depth - samples * width))
+    out = OPERAND_BUFFERS[int(rng.integers(0, 3))]
+    pitch = -(-n // config.banks)
+    shift = int(rng.integers(0, 10 if rng.random() < 0.1 else 9))
+    tensors = [(0, Buf.D, src_base, samples, width, width), (1, Buf.D, int(rng.integers(0, 8)), 1, n, n),
+               (2, out, int(rng.integers(0, config.depth // 2)), rows, n, pitch)]
+    for t, buf, base, r, c, p in tensors:
+        words.append(instruction(Opcode.TENSOR, tensor={"t": t, "buf": buf, "base": base, "rows": r,
+                                                        "cols": c, "pitch": p}))
+    words.append(instruction(Opcode.SET, set={"reg": Reg.STEPS, "value": steps}))
+    body = len(words)
+    words.append(instruction(Opcode.GATHER, gather={"src": 0, "idx": 1, "out": 2, "mode": mode,
+                                                    "shift": shift}))
+    words += [instruction(Opcode.ADVANCE, advance={"t": 1, "delta": int(rng.integers(-2, n + 2))}),
+              instruction(Opcode.ADVANCE, advance={"t": 2, "delta": rows * pitch}),
+              instruction(Opcode.LOOP, loop={"target": body}), instruction(Opcode.END)]
     return words
 
 

@@ -1,8 +1,9 @@
 """cocotb testbench of the controller: random programs on the gateware and on the golden model.
 
 Each program runs on both after the same buffer contents are loaded through the host ports; status,
-pc and every word of the three buffers must agree. Parameters: the ``DeviceConfig`` fields and
-``programs``. Stimulus is seeded from ``cocotb.RANDOM_SEED`` (``SEED=N`` replays a run).
+pc and every word of the three buffers (and of the data memory, if the device has one) must agree.
+Parameters: the ``DeviceConfig`` fields and ``programs``. Stimulus is seeded from
+``cocotb.RANDOM_SEED`` (``SEED=N`` replays a run).
 """
 
 from __future__ import annotations
@@ -16,17 +17,19 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from host.compiler import Network, compile_network
+from host.compiler import Formats, Network, Resident, compile_network
 from hw.config import DeviceConfig
-from hw.isa import Buf, Opcode, Rounding, Status, instruction
-from hw.numerics import Act
+from hw.isa import OPERAND_BUFFERS, Buf, Opcode, Reg, Rounding, Status, instruction
+from hw.numerics import Act, Fixed
 from sim.model import Device
-from sim.programs import clear_counters, random_program
+from sim.programs import SAMPLE_NUMBERS, clear_counters, gather_program, random_program
 from sim.runner import tb_params
 
 P = tb_params()
 CONFIG = DeviceConfig(**{f.name: P[f.name] for f in dataclasses.fields(DeviceConfig) if f.name in P})
 WORDS = CONFIG.banks * CONFIG.depth
+MEMORIES = {buf: WORDS for buf in OPERAND_BUFFERS} | ({Buf.D: CONFIG.data_depth} if CONFIG.data_depth else {})
+"""Every memory the host reaches, and its words."""
 
 
 async def start(dut) -> None:
@@ -93,17 +96,19 @@ async def fresh_model(dut, rng: np.random.Generator) -> Device:
     model = Device(CONFIG)
     await program(dut, clear_counters())
     await run(dut)
-    for buf in Buf:
-        words = rng.integers(-(1 << 15), 1 << 15, WORDS)
+    for buf, size in MEMORIES.items():
+        words = rng.integers(-(1 << 15), 1 << 15, size)
+        if buf == Buf.D:
+            words[:SAMPLE_NUMBERS] = rng.integers(0, 12, SAMPLE_NUMBERS)
         model.write_words(buf, 0, words)
         await write_words(dut, buf.value, words)
     return model
 
 
 async def compare_buffers(dut, model: Device, what: str) -> None:
-    for buf in Buf:
-        got = await read_words(dut, buf.value, WORDS)
-        want = model.read_words(buf, 0, WORDS)
+    for buf, size in MEMORIES.items():
+        got = await read_words(dut, buf.value, size)
+        want = model.read_words(buf, 0, size)
         bad = np.flatnonzero(got != want)
         if len(bad):
             w = bad[0]
@@ -130,14 +135,35 @@ async def random_programs(dut):
         await compare_buffers(dut, model, f"program {n}")
 
 
+@cocotb.test(skip=not CONFIG.data_depth)
+async def gather_loops(dut):
+    """Loops of GATHER (every mode) and ADVANCE from the data memory: buffers, status and pc as the
+    model, faults included."""
+    await start(dut)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    model = await fresh_model(dut, rng)
+    statuses = set()
+    for n in range(P.get("programs", 20)):
+        words = gather_program(rng, CONFIG)
+        model.program(words)
+        await program(dut, words)
+        want = model.run(0)
+        status, pc, cycles = await run(dut)
+        statuses.add(Status(status))
+        dut._log.info("gather loop %d: %s at pc %d, %d cycles", n, Status(status).name, pc, cycles)
+        assert (Status(status), pc) == want, f"loop {n}: got {Status(status).name} at {pc}, not {want}"
+        await compare_buffers(dut, model, f"gather loop {n}")
+    assert Status.OK in statuses, f"no gather loop ran to its end: {statuses}"
+
+
 @cocotb.test()
 async def scoreboard_bites(dut):
     """One flipped bit in one buffer word of the model is reported."""
     await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED + 1)
     model = Device(CONFIG)
-    words = rng.integers(-(1 << 15), 1 << 15, WORDS)
-    for buf in Buf:
+    for buf, size in MEMORIES.items():
+        words = rng.integers(-(1 << 15), 1 << 15, size)
         model.write_words(buf, 0, words)
         await write_words(dut, buf.value, words)
     await compare_buffers(dut, model, "unmodified")
@@ -319,3 +345,33 @@ async def training_steps(dut):
             await compare_buffers(dut, model, f"{options}, after training step {step}")
         await run_both(compiled.count, f"{options}, saturation counts")
         await compare_buffers(dut, model, f"{options}, after reading the saturation counters")
+    if CONFIG.data_depth:
+        await _resident_epoch(dut, rng, model, write_both, run_both)
+
+
+async def _resident_epoch(dut, rng, model, write_both, run_both) -> None:
+    """A compiled resident epoch: samples in the data memory, two RUNs of its epoch entry (three steps,
+    then one) from a sample list, as the model."""
+    net = Network((5, 6, 3), batch=CONFIG.cols + 1, learning_rate=0.1, stats=True)
+    samples = 9
+    x = rng.integers(-8, 8, (samples, net.sizes[0])) / 4
+    y = rng.integers(0, 3, samples)
+    raw = Fixed(16, Formats.choose(net).x).quantize(x)
+    compiled = compile_network(net, CONFIG, resident=Resident.of(raw, 3))
+    model.program(list(compiled.words))
+    await program(dut, list(compiled.words))
+    await write_both(compiled.load_writes(compiled.initial_weights(rng)))
+    await write_both(compiled.data_writes(x, y))
+    await run_both(compiled.setup, "resident setup")
+    for steps in (3, 1):
+        await write_both(compiled.order_writes(rng.integers(0, samples, (steps, net.batch))))
+        set_steps = [instruction(Opcode.SET, set={"reg": Reg.STEPS, "value": steps}), instruction(Opcode.END)]
+        for target in (model, None):
+            if target:
+                target.program(set_steps, len(compiled.words))
+            else:
+                await program(dut, list(compiled.words) + set_steps)
+        await run_both(len(compiled.words), "SET STEPS")
+        cycles = await run_both(compiled.epoch, f"resident epoch of {steps} steps")
+        dut._log.info("resident epoch of %d steps: %d cycles", steps, cycles)
+        await compare_buffers(dut, model, f"after a resident epoch of {steps} steps")

@@ -9,7 +9,7 @@ from hw.controller import Controller
 from sim.runner import BUILD, run
 
 CONFIGS = [DeviceConfig(rows=2, cols=3, depth=160, imem=128, k_max=64, max_rows=8, vector_lanes=1,
-                        serial_multipliers=True),
+                        serial_multipliers=True, data_depth=512),
            DeviceConfig(rows=4, cols=4, depth=256, imem=128, k_max=64, max_rows=10)]
 
 
