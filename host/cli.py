@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -100,19 +101,22 @@ def _network(args) -> Network:
                    rounding=ROUNDING[args.rounding], stats=args.stats)
 
 
-def _config(args, network: Network | None = None, keep: bool = False) -> DeviceConfig:
+def _config(args, network: Network | None = None, keep: bool = False, data: int = 0) -> DeviceConfig:
     """The device of ``--board``; else the default device, its buffers deepened if ``network``
-    (compiled with ``keep`` or not) needs more words per bank."""
+    (compiled with ``keep`` or not) needs more words per bank, with a data memory of ``data`` words
+    (rounded up to a power of two) if it is not more than the 65,536 a tensor addresses."""
     from host.compiler import deep_enough
 
     if args.board:
         return BOARD_DEVICES[args.board]
-    config = DeviceConfig()
-    return config if network is None else deep_enough(network, config, keep)
+    config = DeviceConfig() if network is None else deep_enough(network, DeviceConfig(), keep)
+    if 0 < data <= 1 << 16:
+        config = dataclasses.replace(config, data_depth=1 << (data - 1).bit_length())
+    return config
 
 
 @contextlib.contextmanager
-def _driver(args, network: Network | None = None, keep: bool = False):
+def _driver(args, network: Network | None = None, keep: bool = False, data: int = 0):
     """A driver on ``--port`` (checked to be ``--board``'s device if given), on the golden model, or
     on a virtual board started for the command, of :func:`_config`."""
     from host.driver import Driver
@@ -121,7 +125,7 @@ def _driver(args, network: Network | None = None, keep: bool = False):
         with Driver.open(args.port, baud=args.baud, config=_config(args) if args.board else None) as driver:
             yield driver
         return
-    config = _config(args, network, keep)
+    config = _config(args, network, keep, data)
     if config.depth != DeviceConfig().depth and not args.board:
         print(f"the device's buffers are deepened to {config.depth} words per bank for this network",
               file=sys.stderr)
@@ -198,7 +202,7 @@ def _classes(network: Network, dataset) -> int:
 def _train(args) -> None:
     from host import data
     from host.profile import table
-    from host.train import Trainer, confusion_matrix
+    from host.train import Trainer, confusion_matrix, data_words, starting_formats
 
     if args.epochs < 1:
         raise ValueError(f"--epochs must be 1 or more, not {args.epochs}")
@@ -222,8 +226,12 @@ def _train(args) -> None:
     if args.devices:
         _train_parallel(args, state, network, seed, formats, (train, test, transform, holdout))
         return
-    with _driver(args, network, keep=args.profile) as driver:
-        trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile)
+    formats = formats or starting_formats(network, train.x, seed)
+    wanted = _wants_resident(args)
+    with _driver(args, network, keep=args.profile,
+                 data=data_words(network, formats, train) if wanted else 0) as driver:
+        resident = _resident_set(args, driver, network, formats, train) if wanted else None
+        trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile, resident=resident)
         rng, first, history = _begin(args, state, seed, trainer.load, trainer.initial_weights)
         if network.stats:
             history.setdefault("active", [])
@@ -255,9 +263,10 @@ def _train(args) -> None:
                            trainer.program.formats, history, transform, holdout).save(args.checkpoint)
         samples = (args.epochs - first + 1) * (len(train.x) // network.batch) * network.batch
         if samples:
+            kept = ("the training set resident on the device" if trainer.resident else
+                    f"for {2 * (network.sizes[0] + network.sizes[-1])} bytes of inputs and labels")
             print(f"link while training: {sent / samples:.1f} bytes in and {received / samples:.1f} out "
-                  f"per sample, for {2 * (network.sizes[0] + network.sizes[-1])} bytes of inputs and "
-                  f"labels")
+                  f"per sample, {kept}")
         if network.learn_slope:
             for k, s in enumerate(trainer.program.dequantize(trainer.weights())[network.layers:], 1):
                 print(f"learned slopes, layer {k}: mean {s.mean():.3f}, min {s.min():.3f}, max {s.max():.3f}")
@@ -272,6 +281,26 @@ def _train(args) -> None:
         if args.plot:
             _saved(plots.training(Path(args.plot), history,
                                   confusion_matrix(test.y, predictions, _classes(network, test))))
+
+
+def _wants_resident(args) -> bool:
+    """Whether to keep the training set on the device: ``--resident``, or by default unless
+    ``--streamed`` or ``--profile`` (which reads every step back) says otherwise."""
+    if args.resident and args.profile:
+        raise ValueError("--profile reads every step back and streams the data: drop --resident")
+    return args.resident or not (args.streamed or args.profile)
+
+
+def _resident_set(args, driver, network: Network, formats, train):
+    """``train`` if it fits the device's data memory, else ``None`` (an error with ``--resident``)."""
+    from host.train import resident_problem
+
+    problem = resident_problem(network, formats, train, driver.info().config())
+    if problem and args.resident:
+        raise ValueError(f"--resident: {problem}: drop --resident to stream the minibatches")
+    if problem is None:
+        print(f"the training set is resident on the device ({len(train)} samples)", file=sys.stderr)
+    return None if problem else train
 
 
 def _begin(args, state: Checkpoint | None, seed: int, load, initial) -> tuple:
@@ -297,6 +326,8 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     train, test, transform, holdout = sets
     if args.port or args.target == "model":
         raise ValueError("--devices names every device: drop --port and --target")
+    if args.resident:
+        raise ValueError("--devices streams each device's minibatches: drop --resident")
     if args.sync_every < 1:
         raise ValueError(f"--sync-every must be 1 or more steps, not {args.sync_every}")
     targets = devices(args.devices)
@@ -573,6 +604,11 @@ def _parser() -> argparse.ArgumentParser:
                         "trained with (options that contradict them are refused)")
     p.add_argument("--plot", help="folder for PNG plots of the curves and the confusion matrix")
     p.add_argument("--no-reference", action="store_true", help="skip the float32 reference run")
+    kept = p.add_mutually_exclusive_group()
+    kept.add_argument("--resident", action="store_true",
+                      help="send the training set to the device's data memory once, then only each "
+                           "epoch's order of samples (default when it fits and not --profile)")
+    kept.add_argument("--streamed", action="store_true", help="send every minibatch over the link")
     p.add_argument("--devices", help="train data-parallel through Ray on model:N, virtual:N or a comma-"
                                      "separated list of ports, a replica of the weights on each (needs the "
                                      "cluster extra)")

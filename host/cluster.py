@@ -30,7 +30,7 @@ from host.compiler import Formats, Network, initial_parameters
 from host.data import Dataset, minibatches
 from host.exponents import follow
 from host.profile import TensorStats, mean_stats
-from host.train import COUNTER_MAX, epoch_seed
+from host.train import COUNTER_MAX, epoch_seed, starting_formats
 from hw.config import DeviceConfig
 
 __all__ = ["ray_session", "devices", "average", "starting_point", "Replica", "Cluster", "EpochSummary",
@@ -69,9 +69,8 @@ def devices(spec: str) -> list[str]:
 def starting_point(network: Network, x, seed: int) -> tuple[Formats, list[np.ndarray]]:
     """The formats and raw initial weights of a run of ``seed`` on inputs ``x``, as
     :class:`host.train.Trainer` chooses them on one device."""
-    initial = initial_parameters(network, np.random.default_rng(seed))
-    formats = Formats.choose(network, x, initial)
-    return formats, formats.quantize(network, initial)
+    formats = starting_formats(network, x, seed)
+    return formats, formats.quantize(network, initial_parameters(network, np.random.default_rng(seed)))
 
 
 def average(replicas: list[list[np.ndarray]]) -> list[np.ndarray]:

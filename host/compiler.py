@@ -2,14 +2,17 @@
 
 A :class:`Network` (layer sizes, hidden activation, softmax + cross-entropy or one sigmoid unit +
 binary cross-entropy, minibatch, learning rate) and a :class:`DeviceConfig` give a :class:`Program`:
-one instruction-memory image with three entry points,
+one instruction-memory image with these entry points,
 
 - ``setup``: ``SET`` the leaky-ReLU slope and the LFSR seed (run once after loading; the training
   step never reseeds, so successive steps draw fresh random bits);
 - ``train``: one training step on the minibatch in the buffers (forward, loss gradient ``A − Y``,
   backward, SGD with stochastic rounding), leaving per-sample losses and predictions in one
   contiguous output region that the ``RUN`` reply returns;
-- ``infer``: the forward pass and predictions only.
+- ``infer``: the forward pass and predictions only;
+- with resident data (:class:`Resident`), ``epoch``: ``STEPS`` training steps, each on the next
+  minibatch of a sample list in the data memory (``GATHER``), leaving per-step sums of the losses
+  and of the wrong predictions (:func:`_epoch`, ``docs/isa.md``).
 
 Columns are samples (course notation). Placement follows ``docs/isa.md``, so no instruction reads
 two operands from one buffer:
@@ -403,6 +406,14 @@ class Region:
         words[self._where(matrix.shape)] = matrix
         return words
 
+    def row(self, r: int, values) -> tuple[int, np.ndarray]:
+        """The first flat word and the words of row ``r`` alone set to ``values`` (a row is a
+        contiguous run of ``pitch·banks`` words; words past the last column are zero)."""
+        words = np.zeros(self.pitch * self.banks, dtype=np.int64)
+        q = np.arange(self.cols)
+        words[q // self.banks * self.banks + (r + q) % self.banks] = values
+        return (self.base + r * self.pitch) * self.banks, words
+
     def unpack(self, words) -> np.ndarray:
         """The matrix from its flat words (as :meth:`pack` lays them out)."""
         return np.asarray(words, dtype=np.int64)[self._where((self.rows, self.cols))]
@@ -554,12 +565,14 @@ class Program:
             raise ValueError(f"{len(self.parameters)} parameter arrays expected (weights, then slopes), "
                              f"not {len(parameters)}")
         writes = [(r.buf, r.first, r.pack(w)) for r, w in zip(self.parameters, parameters, strict=True)]
-        for k, r in enumerate(self.inputs):
-            ones = np.zeros((r.rows, r.cols), dtype=np.int64)
-            ones[-1] = 1 << self.formats.act(k)
-            writes.append((r.buf, r.first, r.pack(ones)))
+        writes += self.ones_rows()
         writes += [(r.buf, r.first, r.pack(np.full((r.rows, r.cols), value))) for r, value in self.constants]
         return writes + self.clear_counters()
+
+    def ones_rows(self) -> list[Write]:
+        """The ``WRITE``s of the rows of ones below the inputs ``A[k]``, ``1.0`` in ``A[k]``'s format."""
+        return [(r.buf, *r.row(r.rows - 1, np.full(r.cols, 1 << self.formats.act(k))))
+                for k, r in enumerate(self.inputs)]
 
     def clear_counters(self) -> list[Write]:
         """The ``WRITE``s that zero the :attr:`counters`."""

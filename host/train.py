@@ -26,10 +26,12 @@ from host.compiler import Formats, Network, Program, Resident, Write, compile_ne
 from host.data import Dataset, epoch_order, inference_batches, minibatches
 from host.exponents import Move, counts, follow, rescale
 from host.profile import TensorStats, mean_stats, step_stats
-from hw.isa import Opcode, Reg, instruction
+from hw.isa import Opcode, Reg, TensorDescriptor, field_max, instruction
 from hw.numerics import ACT, Fixed
 
-__all__ = ["Trainer", "EpochResult", "epoch_seed", "confusion_matrix", "dead_fraction", "COUNTER_MAX"]
+__all__ = ["Trainer", "EpochResult", "epoch_seed", "starting_formats", "data_words", "resident_problem",
+           "confusion_matrix",
+           "dead_fraction", "COUNTER_MAX"]
 
 COUNTER_MAX = (1 << 15) - 1
 """A device counter saturates here (16-bit words): the host drains them before they can."""
@@ -40,6 +42,35 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
+def starting_formats(network: Network, x, seed: int) -> Formats:
+    """The formats a run of ``seed`` starts from: :meth:`Formats.choose` for inputs ``x`` and the
+    initial weights of ``seed``."""
+    return Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
+
+
+def _layout(network: Network, formats: Formats, data: Dataset) -> Resident:
+    raw = Fixed(16, formats.x).quantize(np.asarray(data.x, dtype=np.float64))
+    return Resident.of(raw, len(data) // network.batch)
+
+
+def data_words(network: Network, formats: Formats, data: Dataset) -> int:
+    """Words of data memory that keep ``data`` resident with a whole epoch to a ``RUN``."""
+    layout = _layout(network, formats, data)
+    return len(data) * (layout.words_per_sample(network.sizes[0]) + 1) + (layout.steps + 1) * network.batch
+
+
+def resident_problem(network: Network, formats: Formats, data: Dataset, config) -> str | None:
+    """Why ``data`` cannot be resident on a device of ``config`` (``None``: it can)."""
+    layout, rows = _layout(network, formats, data), field_max(TensorDescriptor(), "rows")
+    if len(data) > rows:
+        return f"{len(data)} samples exceed the {rows} rows a tensor describes"
+    need = len(data) * (layout.words_per_sample(network.sizes[0]) + 1) + 2 * network.batch
+    if need > config.data_depth:
+        return (f"{len(data)} samples of {network.sizes[0]} inputs and a minibatch's list need {need} words "
+                f"of data memory, the device has {config.data_depth}")
+    return None
+
+
 def _resident(network: Network, formats: Formats, data: Dataset, config) -> Resident:
     """How ``data`` sits in ``config``'s data memory, with the longest sample list (steps to a ``RUN``)
     that fits the epoch, the memory left and, with ``stats``, the unit counters' range.
@@ -47,15 +78,13 @@ def _resident(network: Network, formats: Formats, data: Dataset, config) -> Resi
     Raises
     ------
     ValueError
-        If the samples and one minibatch's list do not fit the data memory.
+        If it does not fit (:func:`resident_problem`).
     """
-    m = network.batch
-    raw = Fixed(16, formats.x).quantize(np.asarray(data.x, dtype=np.float64))
-    layout = Resident.of(raw, 1)
+    problem = resident_problem(network, formats, data, config)
+    if problem:
+        raise ValueError(f"{problem}: stream the data (--streamed)")
+    m, layout = network.batch, _layout(network, formats, data)
     room = (config.data_depth - len(data) * (layout.words_per_sample(network.sizes[0]) + 1)) // m - 1
-    if room < 1:
-        raise ValueError(f"{len(data)} samples of {network.sizes[0]} inputs do not fit the device's data "
-                         f"memory of {config.data_depth} words: stream them (--streamed)")
     steps = min(len(data) // m, room, COUNTER_MAX // m if network.stats else room)
     return dataclasses.replace(layout, steps=steps)
 
@@ -125,14 +154,15 @@ class Trainer:
         self._known: list[np.ndarray] | None = None   # the parameters after the last profiled step
         self.config = driver.info().config()
         if formats is None:
-            formats = Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
+            formats = starting_formats(network, x, seed)
         self.resident = None if resident is None else _resident(network, formats, resident, self.config)
         self._compile(formats)
         if resident is not None:
             self.write(self.program.data_writes(resident.x, resident.y))
 
-    def _compile(self, formats: Formats) -> None:
-        """Compile for ``formats`` and program the device (buffers are left as they are)."""
+    def _compile(self, formats: Formats, loaded: tuple[int, ...] = ()) -> None:
+        """Compile for ``formats`` and program the device (buffers are left as they are), only the
+        instructions that differ from the ``loaded`` ones."""
         self.program: Program = compile_network(self.network, self.config, seed=self.seed, formats=formats,
                                                 keep=self.profile, resident=self.resident)
         self.reseed_at = len(self.program.words)
@@ -140,7 +170,15 @@ class Trainer:
         if self.reseed_at + 2 > self.config.imem:
             raise ValueError(f"the program needs {self.reseed_at + 2} instructions, the device holds "
                              f"{self.config.imem}: use fewer layers")
-        self.driver.program(list(self.program.words))
+        words = self.program.words
+        differ = [a >= len(loaded) or loaded[a] != word for a, word in enumerate(words)] + [False]
+        start = None
+        for a, new in enumerate(differ):
+            if new and start is None:
+                start = a
+            elif not new and start is not None:
+                self.driver.program(list(words[start:a]), start)
+                start = None
 
     def load(self, weights: list[np.ndarray]) -> None:
         """Put raw parameters (``Program.parameters``: weights, then learned slopes), the constants and
@@ -192,12 +230,16 @@ class Trainer:
         return moves
 
     def move(self, formats: Formats) -> None:
-        """Change to ``formats``: the parameters rescaled on the device, the program recompiled."""
-        raw, old = self.weights(), self.program.parameter_formats
-        self._compile(formats)
-        new = self.program.parameter_formats
-        self.write(self.program.load_writes([rescale(r, a.frac, b.frac)
-                                             for r, a, b in zip(raw, old, new, strict=True)]))
+        """Change to ``formats``: the parameters whose format moved rescaled on the device, the rows
+        of ones below the inputs rewritten, the instructions that changed reprogrammed."""
+        before = self.program
+        self._compile(formats, before.words)
+        for old, new, region in zip(before.parameter_formats, self.program.parameter_formats,
+                                    self.program.parameters, strict=True):
+            if old.frac != new.frac:
+                self.write([(region.buf, region.first, region.pack(rescale(self._read(region), old.frac,
+                                                                            new.frac)))])
+        self.write(self.program.ones_rows())
 
     def set_parameters(self, raw: list[np.ndarray]) -> None:
         """Overwrite the parameters on the device (the rest of its state, counters included, stays)."""

@@ -310,7 +310,8 @@ class _Registers:
         self.last_kind, self.last_seq = Signal.like(self.kind), Signal(8)  # the last executed (kind 0: none)
         # Arguments at the widths of their limits; ``wide``: one had a bit set above its register.
         self.buf = Signal(2)
-        self.addr = Signal(range(max(config.banks * config.depth, config.imem) + 1))  # next word/instruction
+        words = max(config.banks * config.depth, config.imem, config.data_depth)
+        self.addr = Signal(range(words + 1))             # the next word or instruction
         self.left = Signal(range(config.max_payload // WORD_BYTES + 1))  # words to read (see also DECIDE)
         self.entry = Signal(range(config.imem))
         self.wide = Signal()

@@ -501,7 +501,8 @@ class Device:
         return b""
 
     def _buffer_range(self, buf: int, addr: int, count: int, reply_bytes: int = 0) -> Buf:
-        if addr + count > self._size(Buf(buf)) or (buf == Buf.D and not self.config.data_depth):
+        if buf not in Buf._value2member_map_ or addr + count > self._size(Buf(buf)) or (
+                buf == Buf.D and not self.config.data_depth):
             raise _BadArgument
         if reply_bytes > self.config.max_payload:
             raise _BadArgument

@@ -45,6 +45,8 @@ from sim.streams import run_stream
 
 CONFIG = DeviceConfig(**tb_params().get("config", {}))
 WORDS = CONFIG.banks * CONFIG.depth
+SIZES = {0: WORDS, 1: WORDS, 2: WORDS} | ({3: CONFIG.data_depth} if CONFIG.data_depth else {})
+"""Words of every memory the host reaches, by buffer number (3: the data memory, if any)."""
 RUN_HEADER = nbytes(RunReply())
 CLOCK_NS = 10
 
@@ -178,8 +180,8 @@ class Bench:
         frames += [(program, (addr, [NOP] * min(per_frame, CONFIG.imem - addr)))
                    for addr in range(0, CONFIG.imem, per_frame)]
         per_frame = (CONFIG.max_payload - 5) // 2
-        frames += [(write, (buf, addr, [0] * min(per_frame, WORDS - addr)))
-                   for buf in range(3) for addr in range(0, WORDS, per_frame)]
+        frames += [(write, (buf, addr, [0] * min(per_frame, size - addr)))
+                   for buf, size in SIZES.items() for addr in range(0, size, per_frame)]
         wire = b"".join(make(0x80 + n, *args) for n, (make, args) in enumerate(frames))
         await self.send(wire, "clear")
 
@@ -204,9 +206,9 @@ async def each_command(dut):
     await bench.clear()
     await bench.send(info(1), "INFO")
     seq = 2
-    for buf in range(3):
+    for buf, size in SIZES.items():
         count = rng.randrange(1, min(40, CONFIG.max_payload // 2))
-        addr = rng.randrange(WORDS - count)
+        addr = rng.randrange(size - count)
         await bench.send(write(seq, buf, addr, random_words(rng, count)), "WRITE")
         await bench.send(read(seq + 1, buf, addr - 1 if addr else 0, count + 1), "READ")
         seq += 2
@@ -235,13 +237,15 @@ async def each_error(dut):
         "unknown type": encode_frame(0x06, 3, b"\x01\x02"),
         "unknown type 0": encode_frame(0x00, 3, b""),
         "ERROR type": encode_frame(FrameType.ERROR, 3, b""),
-        "WRITE to buffer 3": write(3, 3, 0, [7]),
+        **({"WRITE past the data memory": write(3, 3, CONFIG.data_depth - 1, [7, 7])} if CONFIG.data_depth
+           else {"WRITE to buffer 3": write(3, 3, 0, [7])}),
         "WRITE past the buffer": write(3, 0, WORDS - 1, [7, 7]),
         "WRITE at a huge address": write(3, 1, 0xFFFF_FFFF, [7]),
         "WRITE of an odd byte": encode_frame(Command.WRITE, 3, encode(WriteArgs(), {"buf": 0, "addr": 0})
                                              + b"\x07\x00\x07"),
         "WRITE shorter than its args": encode_frame(Command.WRITE, 3, b"\x00\x00"),
-        "READ of buffer 3": read(3, 3, 0, 1),
+        **({"READ past the data memory": read(3, 3, CONFIG.data_depth - 2, 3)} if CONFIG.data_depth
+           else {"READ of buffer 3": read(3, 3, 0, 1)}),
         "READ past the buffer": read(3, 2, WORDS - 2, 3),
         "READ larger than max_payload": read(3, 0, 0, max_words + 1),
         "READ shorter than its args": encode_frame(Command.READ, 3, b"\x00" * 6),
@@ -250,7 +254,8 @@ async def each_error(dut):
         "PROGRAM past imem": program(3, CONFIG.imem - 1, [NOP, NOP]),
         "PROGRAM shorter than its args": encode_frame(Command.PROGRAM, 3, b"\x00"),
         "RUN from past imem": run(3, CONFIG.imem),
-        "RUN reading buffer 3": run(3, 0, 3, 0, 1),
+        **({"RUN reading past the data memory": run(3, 0, 3, CONFIG.data_depth, 1)} if CONFIG.data_depth
+           else {"RUN reading buffer 3": run(3, 0, 3, 0, 1)}),
         "RUN reading past the buffer": run(3, 0, 0, WORDS, 1),
         "RUN reply larger than max_payload": run(3, 0, 0, 0, (CONFIG.max_payload - RUN_HEADER) // 2 + 1),
         "RUN shorter than its args": encode_frame(Command.RUN, 3, b"\x00" * 8),
@@ -365,9 +370,9 @@ class Session:
     async def dump(self, what: str) -> None:
         """READ every word of every buffer: the scoreboard compares them with the model's."""
         per_frame = CONFIG.max_payload // 2
-        for buf in range(3):
-            for addr in range(0, WORDS, per_frame):
-                await self.bench.send(read(self.next(), buf, addr, min(per_frame, WORDS - addr)), what)
+        for buf, size in SIZES.items():
+            for addr in range(0, size, per_frame):
+                await self.bench.send(read(self.next(), buf, addr, min(per_frame, size - addr)), what)
 
 
 @cocotb.test()

@@ -15,7 +15,7 @@ from hw.soc import SoC
 from sim.runner import run
 
 CONFIG = DeviceConfig(rows=2, cols=2, depth=64, imem=64, k_max=64, max_rows=4, max_payload=128,
-                      clk_hz=12_000_000, baud=3_000_000)
+                      clk_hz=12_000_000, baud=3_000_000, data_depth=96)
 
 
 def test_info_reply():

@@ -168,10 +168,39 @@ def test_digits_train_resident_at_under_four_bytes_a_sample():
 def test_data_that_does_not_fit_is_refused():
     data = _blobs(8, 40, False)
     with Driver.open("model", config=dataclasses.replace(CONFIG, data_depth=40 * 9 + 4)) as driver, \
-            pytest.raises(ValueError, match=r"do not fit the device's data memory of 364 words: stream"):
+            pytest.raises(ValueError, match=r"need 368 words of data memory, the device has 364: stream"):
         Trainer(driver, Network((8, 6, 3), batch=4), x=data.x, resident=data)
     with Driver.open("model", config=CONFIG) as driver:
         trainer = Trainer(driver, Network((8, 6, 3), batch=4), x=data.x, resident=data)
         trainer.load(trainer.initial_weights())
         with pytest.raises(ValueError, match="holds 40 resident samples, not the 12"):
             trainer.train_epoch(_blobs(8, 12, False), np.random.default_rng(0), 1)
+
+
+@pytest.mark.sim
+def test_the_virtual_board_trains_on_resident_data_as_the_model():
+    """The gateware's data memory and gather unit, through the link: two epochs of ten steps (RUNs of
+    three, three, three and one), with stats, bit for bit as the golden model."""
+    from sim.virtual import VirtualBoard
+
+    config = DeviceConfig(rows=2, cols=2, depth=256, imem=128, k_max=64, max_rows=4, max_payload=256,
+                          clk_hz=12_000_000, baud=3_000_000, data_depth=40 * 5 + 4 * 4)
+    net = Network((8, 6, 3), hidden=Act.TANH, stats=True, batch=4, learning_rate=0.2)
+    data = _blobs(8, 40, True)
+
+    def train(driver):
+        trainer = Trainer(driver, net, seed=3, x=data.x, resident=data)
+        trainer.load(trainer.initial_weights())
+        rng = np.random.default_rng(5)
+        results = [trainer.train_epoch(data, rng, epoch) for epoch in (1, 2)]
+        return trainer, results, trainer.weights()
+
+    with Driver.open("model", config=config) as driver:
+        model, on_model, expected = train(driver)
+    with VirtualBoard(config) as url, Driver.open(url, timeout=30.0) as driver:
+        board, on_board, weights = train(driver)
+    assert board.resident.steps == 3 and board.resident.packed
+    assert all(np.array_equal(a, b) for a, b in zip(weights, expected, strict=True))
+    for a, b in zip(on_board, on_model, strict=True):
+        assert (a.loss, a.accuracy) == (b.loss, b.accuracy)
+        assert all(np.array_equal(x, y) for x, y in zip(a.active, b.active, strict=True))
