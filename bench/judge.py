@@ -25,7 +25,7 @@ MAKE_TEST = Row("make test from a fresh clone", "≤ 8 min on 2 cores, builds in
 def rows(r: Results, bitstreams: dict[str, Bitstream]) -> list[Row]:
     """The table, in the order of the brief's "Numbers we aim at"."""
     return [efficiency_row(r.efficiency), *_step_rows(r), *_traffic_rows(r), *map(_board_row, r.boards),
-            *_training_rows(r), MAKE_TEST, *bitstream_rows(bitstreams)]
+            *_resident_rows(r), *_training_rows(r), MAKE_TEST, *bitstream_rows(bitstreams)]
 
 
 def _shape(e: GemmRun) -> str:
@@ -87,6 +87,27 @@ def _board_row(b: BoardModel) -> Row:
     bound = "link-bound" if b.link_bound else "compute-bound"
     return Row(what, target, f"{percent(b.line_use)}, {bound}, {b.samples_per_s:,.0f} samples/s modelled",
                verdict(b.line_use >= 0.9), f"{CMD} (bytes × 10 / baud vs cycles / clock)")
+
+
+def _resident_rows(r: Results) -> list[Row]:
+    """Bytes per sample of resident training on the default device, and each board's modelled rate
+    (the 85F's against the brief's target)."""
+    default, boards = r.resident[0], r.resident[1:]
+    rows = [Row("training traffic with resident data", "≤ 4 bytes per sample",
+                f"{default.bytes_per_sample:.2f} bytes per sample ({default.device}, an epoch of "
+                f"{default.samples} samples)", verdict(default.bytes_per_sample <= 4), LINK_CMD)]
+    for e in boards:
+        target = "≥ 50 k samples/s" if e.device == "ulx3s-85f" else "(no target)"
+        what = f"digits training throughput, resident, {e.device} ({e.rows}×{e.cols}, {mhz(e.clk_hz)})"
+        if e.fits:
+            rows.append(Row(what, target, f"not resident: {e.fits}", MISSING if "85f" in e.device
+                            else verdict(None), "hw.boards + host.train"))
+            continue
+        ok = e.samples_per_s >= 50e3 if e.device == "ulx3s-85f" else None
+        measured = (f"{e.samples_per_s:,.0f} samples/s modelled, line {percent(e.line_share)} of the time, "
+                    f"array efficiency {percent(e.efficiency)}")
+        rows.append(Row(what, target, measured, verdict(ok), f"{CMD} (bytes × 10 / baud + cycles / clock)"))
+    return rows
 
 
 def _training_rows(r: Results) -> list[Row]:

@@ -43,7 +43,7 @@ from hw.isa import Instruction, Opcode, decode, instruction
 
 __all__ = ["DIGITS", "UART_BITS", "SimStats", "GemmRun", "GemmProfile", "StepProfile", "LinkBytes",
            "TrainRun", "quiet", "virtual", "array_efficiency", "gemm_runs", "profile_step", "train_steps",
-           "link_bytes", "train_run", "reference_accuracy", "gemm_kind"]
+           "link_bytes", "step_macs", "resident_epoch", "train_run", "reference_accuracy", "gemm_kind"]
 
 UART_BITS = 10
 """Bits on the line per byte: 8N1 is a start bit, 8 data bits and a stop bit."""
@@ -331,6 +331,28 @@ def link_bytes(driver: Driver, trainer: Trainer, train: Dataset, test: Dataset, 
     trainer.predict(test.x)
     return LinkBytes(sent, received, driver.bytes_sent / sent_samples,
                      driver.bytes_received / sent_samples), cycles
+
+
+def step_macs(network: Network) -> int:
+    """Multiply-accumulates of a training step's GEMMs: ``Z = W·[A; 1]`` and ``W −= α/m·dZ·[A; 1]ᵀ``
+    per layer, ``Wᵀ·dZ`` below the first."""
+    m, sizes = network.batch, network.sizes
+    weights = sum(n * (n_in + 1) for n_in, n in zip(sizes[:-1], sizes[1:], strict=True))
+    return m * (2 * weights + sum(n_in * n for n_in, n in zip(sizes[1:-1], sizes[2:], strict=True)))
+
+
+def resident_epoch(driver: Driver, network: Network, train: Dataset) -> tuple[int, int, int, int]:
+    """The second digits epoch with the training set resident (the first moves formats): samples
+    trained, link bytes both ways, ``RUN`` cycles and the MACs of its steps."""
+    trainer = Trainer(driver, network, 0, x=train.x, resident=train)
+    trainer.load(trainer.initial_weights())
+    rng = np.random.default_rng(0)
+    trainer.train_epoch(train, rng, 1)
+    driver.reset_stats()
+    trainer.train_epoch(train, rng, 2)
+    steps = len(train) // network.batch
+    return (steps * network.batch, driver.bytes_sent + driver.bytes_received, driver.stats.cycles,
+            steps * step_macs(network))
 
 
 # -- 4 and 5. whole training runs ---------------------------------------------------------------------

@@ -20,7 +20,8 @@ def render(r: Results, rows: list[Row], bitstreams: dict[str, Bitstream]) -> str
     resources = list(dict.fromkeys(name for b in bitstreams.values() for name in b.used))
     return report.render(TEMPLATES, "benchmarks.md.j2", r=r, table=markdown(rows), bitstreams=bitstreams,
                          resources=resources, target=gemm_target, batch=gemms.BATCH, board_batch=BOARD_BATCH,
-                         efficiency_png=plots.EFFICIENCY, step_png=plots.STEP)
+                         efficiency_png=plots.EFFICIENCY, step_png=plots.STEP,
+                         streamed={b.name: f"{b.samples_per_s:,.0f}" for b in r.boards if not b.fits})
 
 
 def write(r: Results, rows: list[Row], bitstreams: dict[str, Bitstream], page: Path, folder: Path) -> None:

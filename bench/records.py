@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from bench import report
-from bench.measure import GemmRun, LinkBytes, SimStats, StepProfile
+from bench.measure import UART_BITS, GemmRun, LinkBytes, SimStats, StepProfile
 from hw.boards.build import Resource
 
-__all__ = ["BOARD_BATCH", "DeviceStep", "BoardModel", "SeedAccuracy", "Accuracy", "Identity",
+__all__ = ["BOARD_BATCH", "DeviceStep", "BoardModel", "ResidentEpoch", "SeedAccuracy", "Accuracy", "Identity",
            "EpochTimes", "Results", "Clock", "Bitstream", "manifest"]
 
 BOARD_BATCH = 32
@@ -58,6 +58,52 @@ class BoardModel:
     @property
     def link_bound(self) -> bool:
         return self.link_s >= self.compute_s
+
+
+@dataclass(frozen=True)
+class ResidentEpoch:
+    """A digits epoch at :data:`BOARD_BATCH` with the training set resident on a device (``device``: a
+    board, or the default 4×4 device): the samples trained, the link bytes and ``RUN`` cycles of the
+    epoch, the MACs its GEMMs did, and the board's clock, baud and array; or why the set does not fit
+    (``fits``). Samples/s model the board: the bytes at its baud, then the cycles at its clock."""
+
+    DERIVED = ("samples_per_s", "bytes_per_sample", "line_share", "efficiency")
+
+    device: str
+    rows: int
+    cols: int
+    clk_hz: int
+    baud: int
+    fits: str
+    samples: int = 0
+    bytes: int = 0
+    cycles: int = 0
+    macs: int = 0
+
+    @property
+    def line_s(self) -> float:
+        return self.bytes * UART_BITS / self.baud
+
+    @property
+    def compute_s(self) -> float:
+        return self.cycles / self.clk_hz
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / (self.line_s + self.compute_s) if self.samples else math.nan
+
+    @property
+    def bytes_per_sample(self) -> float:
+        return self.bytes / self.samples if self.samples else math.nan
+
+    @property
+    def line_share(self) -> float:
+        return self.line_s / (self.line_s + self.compute_s) if self.samples else math.nan
+
+    @property
+    def efficiency(self) -> float:
+        """MACs per cycle of the epoch's ``RUN``s against the array's ``R·C``."""
+        return self.macs / (self.cycles * self.rows * self.cols) if self.cycles else math.nan
 
 
 @dataclass(frozen=True)
@@ -116,6 +162,7 @@ class Results:
     steps: list[DeviceStep]
     link: dict[int, LinkBytes]
     boards: list[BoardModel]
+    resident: list[ResidentEpoch]
     accuracy: Accuracy
     identity: Identity
     epoch: EpochTimes

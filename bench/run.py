@@ -9,7 +9,9 @@ time adds a few minutes):
    profiled instruction by instruction, link bytes of training and inference, then one whole
    ``systolic train`` run (seed 0) for the epoch time, the simulation speed and the identity check;
 3. the virtual board with a deeper 4×4 device for minibatch 128, and each board's own device (its
-   array, vector lanes and multipliers) at minibatch 32, for the boards the digits MLP fits;
+   array, vector lanes, multipliers and data memory) at minibatch 32, for the boards the digits MLP
+   fits: a streamed step, and an epoch with the training set resident where it fits the data memory
+   (as on the default device with a data memory for it);
 4. the golden model (``--target model``, bit-identical): the same run for the epoch-time ratio, and
    three seeds against the float32 reference for accuracy;
 5. none: the bitstreams are judged as ``bitstreams/manifest.json`` records them when the table is
@@ -24,6 +26,7 @@ writes the table, the page and the plots again from ``bench/results.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from dataclasses import replace
@@ -39,6 +42,7 @@ from bench.records import (
     DeviceStep,
     EpochTimes,
     Identity,
+    ResidentEpoch,
     Results,
     SeedAccuracy,
     manifest,
@@ -60,6 +64,8 @@ LOG = ROOT / "build" / "bench.log"
 BATCHES = (1, 8, 32, 128)
 DEEP = DeviceConfig(depth=8192)
 """The default device with buffers deep enough for minibatch 128 (the default holds up to 32)."""
+RESIDENT = DeviceConfig(data_depth=1 << 16)
+"""The default device with a data memory for the digits training set."""
 JITTER = 0.001
 """How far a training step's cycles may stray from its profile (a share of them)."""
 
@@ -114,6 +120,26 @@ def _board_models(fitting: dict[str, DeviceConfig | str], profiles: dict[str, me
         out.append(BoardModel(name, config.rows, config.cols, config.clk_hz, config.baud, "", line_s,
                               profiles[name].cycles / config.clk_hz))
     return out
+
+
+def _resident(name: str, config: DeviceConfig, train) -> ResidentEpoch:
+    """A resident digits epoch on the virtual board of ``config`` (``name``: the board, or the default
+    device), or why it cannot be one."""
+    from host.train import resident_problem, starting_formats
+
+    network = Network(measure.DIGITS, batch=BOARD_BATCH)
+    epoch = functools.partial(ResidentEpoch, name or _device("", config), config.rows, config.cols,
+                              config.clk_hz, config.baud)
+    try:
+        compile_network(network, config)
+    except ValueError as error:
+        return epoch(f"the digits MLP does not fit: {str(error).split(':')[0]}")
+    problem = (resident_problem(network, starting_formats(network, train.x, 0), train, config)
+               if config.data_depth else "no data memory")
+    if problem:
+        return epoch(problem)
+    with measure.virtual(config) as driver:
+        return epoch("", *measure.resident_epoch(driver, network, train))
 
 
 def _steps(driver: Driver, batches: tuple[int, ...], train, test) -> tuple[
@@ -174,9 +200,10 @@ def measure_all(epochs: int, seeds: int) -> Results:
             steps.append(_on(_device(name, config), board_profiles[name]))
     link = links[BOARD_BATCH]
     boards = _board_models(fitting, board_profiles, (link.train_in + link.train_out) * BOARD_BATCH)
+    resident = [_resident(name, config, train) for name, config in [("", RESIDENT), *_boards()]]
     accuracy, model_run = _accuracy(epochs, seeds)
     same = all(np.array_equal(a, b) for a, b in zip(virtual_run.weights, model_run.weights, strict=True))
-    return Results(efficiency, stats[0], steps, links, boards, accuracy,
+    return Results(efficiency, stats[0], steps, links, boards, resident, accuracy,
                    Identity(same, virtual_run.accuracy, model_run.accuracy),
                    EpochTimes(float(np.median(virtual_run.epoch_seconds)),
                               float(np.median(model_run.epoch_seconds))))

@@ -229,9 +229,11 @@ def _train(args) -> None:
     formats = formats or starting_formats(network, train.x, seed)
     wanted = _wants_resident(args)
     with _driver(args, network, keep=args.profile,
-                 data=data_words(network, formats, train) if wanted else 0) as driver:
-        resident = _resident_set(args, driver, network, formats, train) if wanted else None
-        trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile, resident=resident)
+                 data=data_words(network, formats, train, test.x) if wanted else 0) as driver:
+        resident, tests = (_resident_sets(args, driver, network, formats, train, test.x) if wanted
+                           else (None, None))
+        trainer = Trainer(driver, network, seed, formats, train.x, profile=args.profile, resident=resident,
+                          tests=tests)
         rng, first, history = _begin(args, state, seed, trainer.load, trainer.initial_weights)
         if network.stats:
             history.setdefault("active", [])
@@ -291,16 +293,21 @@ def _wants_resident(args) -> bool:
     return args.resident or not (args.streamed or args.profile)
 
 
-def _resident_set(args, driver, network: Network, formats, train):
-    """``train`` if it fits the device's data memory, else ``None`` (an error with ``--resident``)."""
+def _resident_sets(args, driver, network: Network, formats, train, tests) -> tuple:
+    """``(train, tests)`` that fit the device's data memory together, else ``(train, None)``, else
+    ``(None, None)`` (an error with ``--resident``)."""
     from host.train import resident_problem
 
-    problem = resident_problem(network, formats, train, driver.info().config())
-    if problem and args.resident:
+    config = driver.info().config()
+    for kept in (tests, None):
+        problem = resident_problem(network, formats, train, config, kept)
+        if problem is None:
+            also = f" and {len(kept)} test samples" if kept is not None else ""
+            print(f"resident on the device: {len(train)} training samples{also}", file=sys.stderr)
+            return train, kept
+    if args.resident:
         raise ValueError(f"--resident: {problem}: drop --resident to stream the minibatches")
-    if problem is None:
-        print(f"the training set is resident on the device ({len(train)} samples)", file=sys.stderr)
-    return None if problem else train
+    return None, None
 
 
 def _begin(args, state: Checkpoint | None, seed: int, load, initial) -> tuple:
@@ -431,13 +438,16 @@ def _samples(args, state: Checkpoint, labelled: bool) -> tuple:
 
 
 def _on_device(args, state: Checkpoint, x, outputs: bool = False) -> np.ndarray:
-    """The device's predictions (or, with ``outputs``, its output layer) for raw inputs ``x``."""
-    from host.train import Trainer
+    """The device's predictions (or, with ``outputs``, its output layer) for raw inputs ``x``; the
+    predictions from inputs kept in the device's data memory where they fit."""
+    from host.train import Trainer, data_words, resident_problem
 
     if state.transform is not None:
         x = state.transform.inputs(x)
-    with _driver(args, state.network) as driver:
-        trainer = Trainer(driver, state.network, state.seed, state.formats)
+    network, formats = state.network, state.formats
+    with _driver(args, network, data=0 if outputs else data_words(network, formats, None, x)) as driver:
+        fits = resident_problem(network, formats, None, driver.info().config(), x) is None
+        trainer = Trainer(driver, network, state.seed, formats, tests=x if fits and not outputs else None)
         trainer.load(state.weights)
         return trainer.outputs(x) if outputs else trainer.predict(x)
 

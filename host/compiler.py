@@ -327,25 +327,32 @@ def _hidden_gradients(net: Network, params: list[np.ndarray], x) -> list[float]:
 
 @dataclass(frozen=True)
 class Resident:
-    """Training data kept in the device's data memory ``D``: ``samples`` inputs, two signed bytes to a
-    word (each raw input ``byte << shift``) if ``packed``, else a word each, then their class numbers,
-    then a sample list of ``steps`` minibatches, which one ``RUN`` of :attr:`Program.epoch` trains on.
+    """Data kept in the device's data memory ``D``: the inputs of ``samples`` training and ``tests``
+    test samples, two signed bytes to a word (each raw input ``byte << shift``) if ``packed``, else a
+    word each; the training samples' class numbers; the list of the test samples, which one ``RUN``
+    of :attr:`Program.assess` predicts; and a sample list of ``steps`` training minibatches, which
+    one ``RUN`` of :attr:`Program.epoch` trains on.
     """
 
     samples: int
     packed: bool
     shift: int
     steps: int
+    tests: int = 0
 
     @classmethod
-    def of(cls, raw, steps: int) -> Resident:
-        """How raw inputs ``raw`` (samples × inputs, 16-bit words) keep: packed with the largest shift
-        (at most 8) that loses nothing, else a word each."""
+    def of(cls, raw, steps: int, tests: int = 0) -> Resident:
+        """How raw inputs ``raw`` (samples × inputs, 16-bit words; the last ``tests`` of them test
+        samples) keep: packed with the largest shift (at most 8) that loses nothing, else a word each."""
         raw = np.asarray(raw, dtype=np.int64)
         for shift in range(8, -1, -1):
             if np.all(raw % (1 << shift) == 0) and np.all(np.abs((raw >> shift) + 0.5) < 128):
-                return cls(len(raw), True, shift, steps)
-        return cls(len(raw), False, 0, steps)
+                return cls(len(raw) - tests, True, shift, steps, tests)
+        return cls(len(raw) - tests, False, 0, steps, tests)
+
+    def test_steps(self, batch: int) -> int:
+        """Minibatches of the test samples, the last one padded."""
+        return -(-self.tests // batch)
 
     def words_per_sample(self, inputs: int) -> int:
         return (inputs + 1) // 2 if self.packed else inputs
@@ -489,8 +496,10 @@ class Program:
     resident : Resident or None
         With resident data, how it sits in ``D``; :attr:`epoch` is then the entry point that trains
         on the ``resident.steps`` minibatches of the sample list (after ``SET STEPS``), and
-        :attr:`data` maps ``X``, ``labels`` and ``order`` in ``D``, and ``sums`` the per-step sums of
-        losses and of wrong predictions it leaves (:meth:`decode_sums`).
+        :attr:`data` maps ``X``, ``labels``, ``order`` and ``tests`` in ``D``, and ``sums`` the per-step
+        sums of losses and of wrong predictions it leaves (:meth:`decode_sums`); with resident test
+        samples, :attr:`assess` is the entry point that predicts them all into :attr:`predicted`, a
+        row a minibatch (:meth:`decode_assess`).
     regions : dict[str, Region]
         Every region by name (``W1``, ``A0``, ``D1``, ``Z2``, ``Y``, ``loss``, ``prediction``, …).
     output : tuple[Buf, int, int]
@@ -519,6 +528,8 @@ class Program:
     epoch: int | None = None
     data: dict[str, Region] = field(default_factory=dict, repr=False)
     sums: tuple[Region, ...] = ()
+    assess: int | None = None
+    predicted: Region | None = None
 
     @property
     def parameters(self) -> tuple[Region, ...]:
@@ -611,16 +622,23 @@ class Program:
             predictions = (predictions >= ACT.one >> 1).astype(np.int64)
         return losses, predictions
 
-    def data_writes(self, x, y) -> list[Write]:
+    def data_writes(self, x, y, tests=None) -> list[Write]:
         """The ``WRITE``s that put the training set (``x`` in real units, a sample per row, ``y`` its
-        class numbers) in ``D``."""
-        raw = Fixed(16, self.formats.x).quantize(np.asarray(x, dtype=np.float64))
-        if Resident.of(raw, self.resident.steps) != self.resident:
+        class numbers) and the test inputs ``tests`` in ``D``, with the list of the test samples."""
+        tests = np.zeros((0, self.network.sizes[0])) if tests is None else np.asarray(tests)
+        raw = Fixed(16, self.formats.x).quantize(np.concatenate([np.asarray(x, dtype=np.float64), tests]))
+        resident = self.resident
+        if Resident.of(raw, resident.steps, len(tests)) != resident:
             raise ValueError("these samples are not the ones the program was compiled for: compile "
                              "with Resident.of their raw inputs")
-        labels = np.asarray(y, dtype=np.int64)
-        return [(Buf.D, self.data["X"].first, self.resident.pack(raw)),
-                (Buf.D, self.data["labels"].first, labels)]
+        writes = [(Buf.D, self.data["X"].first, resident.pack(raw))]
+        if resident.samples:
+            writes.append((Buf.D, self.data["labels"].first, np.asarray(y, dtype=np.int64)))
+        if resident.tests:
+            listed = np.full(resident.test_steps(self.network.batch) * self.network.batch, resident.samples)
+            listed[:resident.tests] = np.arange(resident.samples, resident.samples + resident.tests)
+            writes.append((Buf.D, self.data["tests"].first, listed))
+        return writes
 
     def order_writes(self, order) -> list[Write]:
         """The ``WRITE`` of a sample list: ``order`` holds up to ``resident.steps`` minibatches of sample
@@ -637,6 +655,23 @@ class Program:
         sum of losses to the last step's sum of wrong predictions."""
         loss, wrong = self.sums
         return loss.buf, loss.first, wrong.first + steps * wrong.banks - loss.first
+
+    def assess_output(self) -> tuple[Buf, int, int]:
+        """``RUN``'s output after :attr:`assess`: every test minibatch's row of predictions."""
+        r, steps = self.predicted, self.resident.test_steps(self.network.batch)
+        return r.buf, r.first, steps * r.pitch * r.banks
+
+    def decode_assess(self, words) -> np.ndarray:
+        """Class numbers of the resident test samples from the words of :meth:`assess_output`: row
+        ``k`` of the predictions sits at ``base + k·pitch`` with the skew of a row 0."""
+        r = self.predicted
+        row = r.pitch * r.banks
+        words = np.asarray(words, dtype=np.int64)
+        predictions = np.concatenate([r.view(rows=1).unpack(words[k * row:(k + 1) * row])[0]
+                                      for k in range(len(words) // row)])[:self.resident.tests]
+        if self.network.output == Output.SIGMOID:
+            predictions = (predictions >= ACT.one >> 1).astype(np.int64)
+        return predictions
 
     def decode_sums(self, words, steps: int) -> tuple[np.ndarray, np.ndarray]:
         """Per step, the sum of the losses (real) and the number of wrong predictions, from the words
@@ -811,7 +846,8 @@ class _EpochRegions:
     """What the ``epoch`` entry point reads and writes besides a training step's regions: the data
     map in ``D``, a row of the step's class numbers (softmax) or guesses (sigmoid: ``[P ≥ ½]``), two
     copies of the guess minus the label (the operands of their square), the wrong-prediction row,
-    a column of ones, the sigmoid's threshold row, and the per-step sums of losses and of wrongs."""
+    a column of ones, the sigmoid's threshold row, and the per-step sums of losses and of wrongs; with
+    test samples, the rows of their predictions (``assess``)."""
 
     net: Network
     resident: Resident
@@ -828,21 +864,26 @@ class _EpochRegions:
     ones: Region
     half: Region | None
     sums: tuple[Region, Region]
+    predicted: Region | None
 
     @classmethod
     def allocate(cls, alloc: _Allocator, net: Network, config: DeviceConfig, resident: Resident, x: Region,
                  labels: Region, probs: Region, predictions: Region, losses: Region) -> _EpochRegions:
-        m, n = net.batch, resident.samples
+        m, n, tests = net.batch, resident.samples, resident.tests
         limit = field_max(TensorDescriptor(), "rows")
-        if n > limit or resident.steps > limit:
-            raise ValueError(f"{n} resident samples, or a sample list of {resident.steps} minibatches, "
-                             f"exceed the {limit} rows a tensor describes: stream the data (--streamed)")
+        if n + tests > limit or resident.steps > limit:
+            raise ValueError(f"{n + tests} resident samples, or a sample list of {resident.steps} "
+                             f"minibatches, exceed the {limit} rows a tensor describes: stream the data "
+                             f"(--streamed)")
         wps = resident.words_per_sample(net.sizes[0])
-        data = {"X": Region(Buf.D, 0, n, wps, wps, 1), "labels": Region(Buf.D, n * wps, n, 1, 1, 1)}
+        data = {"X": Region(Buf.D, 0, n + tests, wps, wps, 1)}
         # A step's ADVANCE leaves its tensors one step on, so each list has a step to spare at its end.
-        data["order"] = Region(Buf.D, n * (wps + 1), resident.steps + 1, m, m, 1)
-        data["idx"] = data["order"].view(rows=1)
-        end = data["order"].base + data["order"].rows * m
+        end = data["X"].base + (n + tests) * wps
+        for name, rows, cols in (("labels", n, 1), ("order", resident.steps + 1, m),
+                                 ("tests", resident.test_steps(m) + 1, m)):
+            if rows > 1 or name == "labels" and rows:
+                data[name] = Region(Buf.D, end, rows, cols, cols, 1)
+                end += rows * cols
         if end > config.data_depth:
             raise ValueError(f"resident data needs {end} words of the data memory, the device has "
                              f"{config.data_depth}: stream the data (--streamed) or use fewer samples")
@@ -851,7 +892,8 @@ class _EpochRegions:
                    row=alloc("row", Buf.W if sigmoid else Buf.A, 1, m), d1=alloc("d1", Buf.W, 1, m),
                    d2=alloc("d2", Buf.A, 1, m), wrong=alloc("wrong", Buf.G, 1, m),
                    ones=alloc("1c", Buf.W, m, 1), half=alloc("half", Buf.W, 1, m) if sigmoid else None,
-                   sums=tuple(alloc(name, Buf.A, resident.steps + 1, 1) for name in ("Σloss", "Σwrong")))
+                   sums=tuple(alloc(name, Buf.A, resident.steps + 1, 1) for name in ("Σloss", "Σwrong")),
+                   predicted=alloc("P", Buf.G, resident.test_steps(m) + 1, m) if tests else None)
 
     def constants(self) -> list[tuple[Region, int]]:
         return [(self.ones, 1 << ONE_FRAC)] + ([(self.half, (ACT.one >> 1) - 1)] if self.half else [])
@@ -863,7 +905,7 @@ def _epoch(emit: _Emitter, r: _EpochRegions, train_step) -> int:
     shifted down by :func:`_sum_shift`). Returns its address."""
     m, softmax = r.net.batch, r.net.output == Output.SOFTMAX
     entry = emit.entry()
-    idx, sums = r.data["idx"], [total.view(rows=1) for total in r.sums]
+    idx, sums = r.data["order"].view(rows=1), [total.view(rows=1) for total in r.sums]
     for region in (idx, *sums):
         emit.pin(region)
     body = emit.loop_start()
@@ -886,6 +928,26 @@ def _epoch(emit: _Emitter, r: _EpochRegions, train_step) -> int:
         emit.gemm(row, r.ones, total, _epi(shift=ONE_FRAC + _sum_shift(m)))
         emit.advance(total, 1)
     emit.advance(idx, m)
+    emit.loop(body)
+    emit.end()
+    return entry
+
+
+def _assess(emit: _Emitter, r: _EpochRegions, forward) -> int:
+    """Emit the ``assess`` entry point: ``STEPS`` forward passes, each on the next minibatch of the
+    test list in ``D``, each minibatch's predictions copied to the next row of ``predicted``. Returns
+    its address."""
+    entry = emit.entry()
+    idx, row = r.data["tests"].view(rows=1), r.predicted.view(rows=1)
+    for region in (idx, row):
+        emit.pin(region)
+    body = emit.loop_start()
+    emit.gather(r.data["X"], idx, r.x, GatherMode.BYTES if r.resident.packed else GatherMode.WORDS,
+                r.resident.shift)
+    forward()
+    emit.vec(r.predictions, row, _epi())
+    emit.advance(row, r.predicted.pitch)
+    emit.advance(idx, r.net.batch)
     emit.loop(body)
     emit.end()
     return entry
@@ -1085,7 +1147,7 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     train = emit.entry()
     train_step()
     emit.end()
-    epoch = _epoch(emit, epoch_regions, train_step) if resident is not None else None
+    epoch = _epoch(emit, epoch_regions, train_step) if resident is not None and resident.samples else None
 
     infer = emit.entry()
     forward(training=False)
@@ -1094,6 +1156,8 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     count = emit.entry()
     read_counters()
     emit.end()
+    assess = (_assess(emit, epoch_regions, lambda: forward(training=False))
+              if resident is not None and resident.tests else None)
 
     if len(emit.words) > config.imem:
         raise ValueError(f"the program needs {len(emit.words)} instructions, the instruction memory "
@@ -1104,5 +1168,5 @@ def compile_network(net: Network, config: DeviceConfig, seed: int = 1, formats: 
     return Program(net, config, fmt, tuple(emit.words), setup, train, infer, tuple(weights),
                    tuple(slopes), tuple(counters), tuple(constants), tuple(inputs), tuple(counted), count,
                    labels, losses, predictions, alloc.regions, resident, epoch,
-                   epoch_regions.data if epoch_regions else {},
-                   epoch_regions.sums if epoch_regions else ())
+                   epoch_regions.data if epoch_regions else {}, epoch_regions.sums if epoch_regions else (),
+                   assess, epoch_regions.predicted if epoch_regions else None)

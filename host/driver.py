@@ -351,6 +351,8 @@ class LinkStats:
         Frames whose words went again in smaller frames after damage.
     discarded : int
         Stale replies skipped (sequence number or type of another command).
+    cycles : int
+        Device cycles of the ``RUN``s (their replies' ``cycles``).
     """
 
     commands: int = 0
@@ -359,6 +361,7 @@ class LinkStats:
     retries: int = 0
     resplit: int = 0
     discarded: int = 0
+    cycles: int = 0
 
 
 # -- driver --------------------------------------------------------------------------------------------
@@ -532,6 +535,7 @@ class Driver:
         if count > first:
             words = np.concatenate([words, self.read(buf, addr + first, count - first)])
         result = RunResult(Status(view.status), int(view.pc), int(view.cycles), words)
+        self.stats.cycles += result.cycles
         if result.status != Status.OK:
             raise FaultError(entry, result)
         return result

@@ -48,44 +48,60 @@ def starting_formats(network: Network, x, seed: int) -> Formats:
     return Formats.choose(network, x, initial_parameters(network, np.random.default_rng(seed)))
 
 
-def _layout(network: Network, formats: Formats, data: Dataset) -> Resident:
-    raw = Fixed(16, formats.x).quantize(np.asarray(data.x, dtype=np.float64))
-    return Resident.of(raw, len(data) // network.batch)
+def _layout(network: Network, formats: Formats, data: Dataset | None, tests=None) -> Resident:
+    """How the training set ``data`` and the test inputs ``tests`` (either may be ``None``) keep in a
+    data memory, with a whole epoch to a ``RUN``."""
+    parts = [np.zeros((0, network.sizes[0]))] + [np.asarray(p, dtype=np.float64) for p in
+                                                  (None if data is None else data.x, tests) if p is not None]
+    raw = Fixed(16, formats.x).quantize(np.concatenate(parts))
+    samples = 0 if data is None else len(data)
+    return Resident.of(raw, samples // network.batch, 0 if tests is None else len(tests))
 
 
-def data_words(network: Network, formats: Formats, data: Dataset) -> int:
-    """Words of data memory that keep ``data`` resident with a whole epoch to a ``RUN``."""
-    layout = _layout(network, formats, data)
-    return len(data) * (layout.words_per_sample(network.sizes[0]) + 1) + (layout.steps + 1) * network.batch
+def _fixed_words(network: Network, layout: Resident) -> int:
+    """Words of the data memory besides the training sample list: inputs, class numbers, test list."""
+    m = network.batch
+    words = (layout.samples + layout.tests) * layout.words_per_sample(network.sizes[0]) + layout.samples
+    return words + ((layout.test_steps(m) + 1) * m if layout.tests else 0)
 
 
-def resident_problem(network: Network, formats: Formats, data: Dataset, config) -> str | None:
-    """Why ``data`` cannot be resident on a device of ``config`` (``None``: it can)."""
-    layout, rows = _layout(network, formats, data), field_max(TensorDescriptor(), "rows")
-    if len(data) > rows:
-        return f"{len(data)} samples exceed the {rows} rows a tensor describes"
-    need = len(data) * (layout.words_per_sample(network.sizes[0]) + 1) + 2 * network.batch
+def data_words(network: Network, formats: Formats, data: Dataset | None, tests=None) -> int:
+    """Words of data memory that keep ``data`` (and the test inputs ``tests``) resident with a whole
+    epoch to a ``RUN``."""
+    layout = _layout(network, formats, data, tests)
+    return _fixed_words(network, layout) + ((layout.steps + 1) * network.batch if layout.samples else 0)
+
+
+def resident_problem(network: Network, formats: Formats, data: Dataset | None, config,
+                     tests=None) -> str | None:
+    """Why ``data`` and ``tests`` cannot be resident on a device of ``config`` (``None``: they can)."""
+    layout, rows = _layout(network, formats, data, tests), field_max(TensorDescriptor(), "rows")
+    count = layout.samples + layout.tests
+    if count > rows:
+        return f"{count} samples exceed the {rows} rows a tensor describes"
+    need = _fixed_words(network, layout) + (2 * network.batch if layout.samples else 0)
     if need > config.data_depth:
-        return (f"{len(data)} samples of {network.sizes[0]} inputs and a minibatch's list need {need} words "
-                f"of data memory, the device has {config.data_depth}")
+        return (f"{count} samples of {network.sizes[0]} inputs and their lists need {need} words of data "
+                f"memory, the device has {config.data_depth}")
     return None
 
 
-def _resident(network: Network, formats: Formats, data: Dataset, config) -> Resident:
-    """How ``data`` sits in ``config``'s data memory, with the longest sample list (steps to a ``RUN``)
-    that fits the epoch, the memory left and, with ``stats``, the unit counters' range.
+def _resident(network: Network, formats: Formats, data: Dataset | None, config, tests=None) -> Resident:
+    """How ``data`` and ``tests`` sit in ``config``'s data memory, with the longest training sample
+    list (steps to a ``RUN``) that fits the epoch, the memory left and, with ``stats``, the unit
+    counters' range.
 
     Raises
     ------
     ValueError
-        If it does not fit (:func:`resident_problem`).
+        If they do not fit (:func:`resident_problem`).
     """
-    problem = resident_problem(network, formats, data, config)
+    problem = resident_problem(network, formats, data, config, tests)
     if problem:
         raise ValueError(f"{problem}: stream the data (--streamed)")
-    m, layout = network.batch, _layout(network, formats, data)
-    room = (config.data_depth - len(data) * (layout.words_per_sample(network.sizes[0]) + 1)) // m - 1
-    steps = min(len(data) // m, room, COUNTER_MAX // m if network.stats else room)
+    m, layout = network.batch, _layout(network, formats, data, tests)
+    room = (config.data_depth - _fixed_words(network, layout)) // m - 1
+    steps = min(layout.steps, room, COUNTER_MAX // m if network.stats else room)
     return dataclasses.replace(layout, steps=steps)
 
 
@@ -134,8 +150,11 @@ class Trainer:
     resident : Dataset, optional
         The training set, to keep on the device (``--resident``): sent once, in the data memory, after
         which :meth:`train_epoch` sends only each epoch's order of samples and reads back sums per
-        step. It must be the set :meth:`train_epoch` is given. Needs a device with a data memory large
-        enough (:meth:`fits`).
+        step. It must be the set :meth:`train_epoch` is given.
+    tests : array_like, optional
+        Test inputs to keep on the device beside it: :meth:`predict` of exactly these inputs then
+        sends none of them. Both need a device whose data memory holds them
+        (:func:`resident_problem`).
     profile : bool
         Compare every training step with a float64 shadow (:mod:`host.profile`):
         :attr:`EpochResult.profile`, or :meth:`take_profiles` when driven step by step. Reads every
@@ -148,17 +167,20 @@ class Trainer:
     """
 
     def __init__(self, driver, network: Network, seed: int = 0, formats: Formats | None = None,
-                 x=None, profile: bool = False, resident: Dataset | None = None):
+                 x=None, profile: bool = False, resident: Dataset | None = None, tests=None):
         self.driver, self.network, self.seed, self.profile = driver, network, seed, profile
         self._profiles: list[dict[str, TensorStats]] = []
         self._known: list[np.ndarray] | None = None   # the parameters after the last profiled step
         self.config = driver.info().config()
         if formats is None:
             formats = starting_formats(network, x, seed)
-        self.resident = None if resident is None else _resident(network, formats, resident, self.config)
+        self.resident, self._tests = None, None if tests is None else np.asarray(tests)
+        if resident is not None or tests is not None:
+            self.resident = _resident(network, formats, resident, self.config, tests)
         self._compile(formats)
-        if resident is not None:
-            self.write(self.program.data_writes(resident.x, resident.y))
+        if self.resident is not None:
+            x = np.zeros((0, network.sizes[0])) if resident is None else resident.x
+            self.write(self.program.data_writes(x, None if resident is None else resident.y, tests))
 
     def _compile(self, formats: Formats, loaded: tuple[int, ...] = ()) -> None:
         """Compile for ``formats`` and program the device (buffers are left as they are), only the
@@ -281,7 +303,7 @@ class Trainer:
         counts = [np.zeros(r.rows, dtype=np.int64) for r in self.program.counters]
         drain = COUNTER_MAX // m   # steps before a 16-bit counter could saturate
         self.take_profiles()
-        if self.resident is not None:
+        if self.resident is not None and self.resident.samples:
             losses, right = self._resident_epoch(data, rng, counts, progress)
         else:
             losses, right = [], 0
@@ -337,7 +359,12 @@ class Trainer:
         return np.concatenate(out)
 
     def predict(self, x) -> np.ndarray:
-        """Class numbers for every sample of ``x`` (the last minibatch padded, its padding dropped)."""
+        """Class numbers for every sample of ``x`` (the last minibatch padded, its padding dropped);
+        for the resident test inputs, one ``RUN`` of the program's ``assess`` entry point."""
+        if self._tests is not None and np.array_equal(np.asarray(x), self._tests):
+            self._set(Reg.STEPS, self.resident.test_steps(self.network.batch))
+            return self.program.decode_assess(self.driver.run(self.program.assess,
+                                                              self.program.assess_output()).words)
         out = []
         for batch, real in inference_batches(np.asarray(x), self.network.batch):
             self.write(self.program.batch_writes(batch))

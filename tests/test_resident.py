@@ -131,17 +131,24 @@ def test_resident_training_ends_with_the_weights_of_streamed_training(name):
     data = _blobs(net.sizes[0], 40, integer, classes=max(net.sizes[-1], 2))
     config = dataclasses.replace(CONFIG, data_depth=data_depth)
 
+    tests = data.x[::3] + 0.25 if data_depth > 1024 else None       # 14 inputs of the same grid
+
     def train(resident: bool):
         with Driver.open("model", config=config) as driver:
-            trainer = Trainer(driver, net, seed=3, x=data.x, resident=data if resident else None)
+            trainer = Trainer(driver, net, seed=3, x=data.x, resident=data if resident else None,
+                              tests=tests if resident else None)
             trainer.load(trainer.initial_weights())
             rng = np.random.default_rng(5)
             results = [trainer.train_epoch(data, rng, epoch) for epoch in (1, 2, 3)]
-            return trainer, results, trainer.weights()
+            driver.reset_stats()
+            predictions = None if tests is None else trainer.predict(tests)
+            return trainer, results, trainer.weights(), predictions, driver.bytes_sent
 
-    streamed, on_the_line, expected = train(False)
-    resident, on_device, weights = train(True)
+    streamed, on_the_line, expected, guessed, streaming = train(False)
+    resident, on_device, weights, predicted, sent = train(True)
     assert resident.resident.packed == integer
+    if tests is not None:                  # the resident test inputs are predicted, none of them sent
+        assert np.array_equal(predicted, guessed) and sent < streaming / 2, (sent, streaming)
     assert all(np.array_equal(a, b) for a, b in zip(weights, expected, strict=True))
     for a, b in zip(on_device, on_the_line, strict=True):
         assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, abs=1e-3)
@@ -163,6 +170,22 @@ def test_digits_train_resident_at_under_four_bytes_a_sample():
         assert not result.moves and trainer.resident.packed and trainer.resident.steps == len(train) // 32
         samples = len(train) // 32 * 32
         assert (driver.bytes_sent + driver.bytes_received) / samples < 4
+
+
+def test_test_inputs_alone_are_predicted_from_the_data_memory():
+    """``systolic eval``'s way: a trained network, its test inputs resident, one RUN for them all."""
+    net = Network((7, 6, 3), batch=4)
+    data = _blobs(7, 30, True)
+    with Driver.open("model", config=CONFIG) as driver:
+        trainer = Trainer(driver, net, seed=1, x=data.x)
+        trainer.load(trainer.initial_weights())
+        trainer.train_epoch(data, np.random.default_rng(0), 1)
+        weights, streamed = trainer.weights(), trainer.predict(data.x)
+    with Driver.open("model", config=CONFIG) as driver:
+        trainer = Trainer(driver, net, seed=1, formats=trainer.program.formats, tests=data.x)
+        trainer.load(weights)
+        assert trainer.resident.samples == 0 and trainer.program.epoch is None
+        assert np.array_equal(trainer.predict(data.x), streamed)
 
 
 def test_data_that_does_not_fit_is_refused():
