@@ -91,8 +91,8 @@ class Sequencer(wiring.Component):
         self._defined = Signal(TENSORS)                   # tensor registers written since reset
         self._bad_shape = Signal()                        # the operands loaded so far disagree
         self._extent = Signal(range(max(config.depth, config.data_depth) + 2))  # TENSOR: rows·pitch so far
-        self._hold = Signal()                             # _word is an ADVANCE's TENSOR: keep it
         self._delta = Signal(signed(16))                  # an ADVANCE's
+        self._moved = Signal(16)                          # ... and the base it moves the register to
         self._src_cols = Signal(12)                       # a GATHER's src
         self._steps = Signal(16)                          # LOOP's count
         self._row_bit = Signal(range(len(self._ins.args.tensor.rows)))
@@ -102,9 +102,8 @@ class Sequencer(wiring.Component):
         m = Module()
         m.submodules.memory = self._memory
         job, tiles = self.job, self.tiles
-        with m.If(~self._hold):
-            m.d.sync += self._word.eq(self._rd.data)
-        m.d.sync += [tiles.last_i0.eq(last_start(job.m, cfg.rows)),
+        m.d.sync += [self._word.eq(self._rd.data),
+                     tiles.last_i0.eq(last_start(job.m, cfg.rows)),
                      tiles.last_j0.eq(last_start(job.n, cfg.cols))]
         m.d.comb += [tiles.last_rows.eq(job.m - tiles.last_i0), tiles.last_cols.eq(job.n - tiles.last_j0)]
         with m.If(self.busy):
@@ -132,9 +131,13 @@ class Sequencer(wiring.Component):
             with m.State("EXECUTE"):
                 self._execute(m)
             with m.State("TENSOR"):
-                self._define(m)
+                t = self._ins.args.tensor
+                self._define(m, t, t.base, t.t)
             with m.State("ADVANCE"):
                 self._advance(m)
+            with m.State("MOVE"):   # the register stays on the memory's output until it is written
+                m.d.comb += self._rd.addr.eq(Mux(self._row_bit == 0, self.pc, cfg.imem + self._held.out))
+                self._define(m, self._reg, self._moved, self._held.out)
             self._load(m)
             self._load_gather(m)
             with m.State("CHECK"):
@@ -151,11 +154,11 @@ class Sequencer(wiring.Component):
         return m
 
     def _stop(self, m, status):
-        m.d.sync += [self.status.eq(status), self.busy.eq(0), self._hold.eq(0)]
+        m.d.sync += [self.status.eq(status), self.busy.eq(0)]
         m.next = "IDLE"
 
     def _next(self, m):
-        m.d.sync += [self.pc.eq(self.pc + 1), self._hold.eq(0)]
+        m.d.sync += self.pc.eq(self.pc + 1)
         m.next = "FETCH"
 
     def _ask(self, m, reg, needed, so_far):
@@ -228,18 +231,16 @@ class Sequencer(wiring.Component):
                 self._stop(m, Status.BAD_OPCODE)
 
     def _advance(self, m):
-        """``ADVANCE``: the register read back, its base moved, is defined again as a ``TENSOR`` of
-        the moved matrix would define it (``_hold`` keeps that instruction in ``_word``)."""
-        reg, t = self._reg, self._ins.args.tensor
+        """``ADVANCE``: the register read back, its base moved; ``MOVE`` then checks and writes it as
+        ``TENSOR`` would a matrix at the moved base."""
+        reg = self._reg
         base = Signal(signed(18))
-        m.d.comb += base.eq(reg.base + self._delta)
+        m.d.comb += [base.eq(reg.base + self._delta), self._rd.addr.eq(self.config.imem + self._held.out)]
         with m.If(self._missing | (base < 0) | (base >= 1 << 16)):
             self._stop(m, Status.BAD_TENSOR)
         with m.Else():
-            m.d.sync += [self._ins.op.eq(Opcode.TENSOR), t.t.eq(self._held.out), t.base.eq(base),
-                         *(t[name].eq(reg[name]) for name in ("buf", "rows", "cols", "pitch")),
-                         self._hold.eq(1)]
-            m.next = "EXECUTE"
+            m.d.sync += [self._moved.eq(base), self._extent.eq(0), self._row_bit.eq(len(reg.rows) - 1)]
+            m.next = "MOVE"
 
     def _load_gather(self, m):
         """``GATHER``'s registers: ``src`` and ``idx`` in ``D``, ``idx`` one row as long as ``out``
@@ -274,23 +275,23 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.next = "START"
 
-    def _define(self, m):
-        """``TENSOR``: rows·pitch by shift and add, a bit of rows per cycle from the top, saturated
-        above its buffer's depth; then the register is written if the matrix fits its buffer."""
-        t = self._ins.args.tensor
+    def _define(self, m, t, base, index):
+        """``TENSOR`` (or ``ADVANCE``) of the matrix ``t`` at ``base`` into register ``index``: rows·pitch
+        by shift and add, a bit of rows per cycle from the top, saturated above its buffer's depth;
+        then the register is written if the matrix fits its buffer."""
         depth = Mux(t.buf == Buf.D, self.config.data_depth, self.config.depth)
         product = (self._extent << 1) + Mux(t.rows.bit_select(self._row_bit, 1), t.pitch, 0)
         m.d.sync += [self._extent.eq(Mux(product > depth, depth + 1, product)),
                      self._row_bit.eq(self._row_bit - 1)]
         with m.If(self._row_bit == 0):
-            with m.If(t.base + product > depth):
+            with m.If(base + product > depth):
                 self._stop(m, Status.BAD_TENSOR)
             with m.Else():
                 descriptor = Signal(TensorDescriptor())
-                m.d.comb += [descriptor[name].eq(t[name]) for name in TensorDescriptor().members]
-                m.d.comb += [self._wr.addr.eq(self.config.imem + t.t), self._wr.en.eq(1),
-                             self._wr.data.eq(descriptor)]
-                m.d.sync += self._defined.bit_select(t.t, 1).eq(1)
+                m.d.comb += [descriptor[name].eq(t[name]) for name in ("buf", "rows", "cols", "pitch")]
+                m.d.comb += [descriptor.base.eq(base), self._wr.addr.eq(self.config.imem + index),
+                             self._wr.en.eq(1), self._wr.data.eq(descriptor)]
+                m.d.sync += self._defined.bit_select(index, 1).eq(1)
                 self._next(m)
 
     def _load(self, m):
