@@ -1,6 +1,6 @@
 """Bad input, fuzzed: every ``systolic`` command ends a bad input with exit code 2 and one line.
 
-The suite feeds 60 distinct bad inputs, in four families (hypothesis draws new truncations and
+The suite feeds 63 distinct bad inputs, in four families (hypothesis draws new truncations and
 random bytes on every run):
 
 - damaged checkpoints (23) to ``eval``, ``infer``, ``export`` and ``train --resume``: truncated at 5
@@ -14,10 +14,11 @@ random bytes on every run):
   the classes, three features, seven columns, not UTF-8, an NPZ that is text, one without ``x``,
   one of objects, an unknown suffix, a missing file, a directory, random bytes as CSV and as NPZ,
   and a file without labels to ``eval``;
-- conflicting options (12): ``--resume`` with another ``--layers``, ``--batch``, ``--activation``,
+- conflicting options (15): ``--resume`` with another ``--layers``, ``--batch``, ``--activation``,
   ``--weight-bits``, ``--lr``, ``--seed``, ``--stats`` or ``--output``, or with ``--epochs`` it
   already finished; ``--target model`` with ``--port``; ``--resume`` without ``--checkpoint``; a
-  ``--checkpoint`` path that holds another file;
+  ``--checkpoint`` path that holds another file; ``--resident`` with ``--profile``, with
+  ``--devices``, or on a board without a data memory;
 - devices that misbehave (3): a peer that answers garbage, one that never answers, one that hangs up
   mid-frame.
 
@@ -312,6 +313,11 @@ def test_resume_with_the_trained_options_and_other_conflicts(trained, tmp_path, 
     notes.write_text("my notes\n")
     _refused(capsys, ["train", "--target", "model", *LAYERS, "--epochs", "1", "--no-reference", "--data",
                       str(data), "--checkpoint", str(notes)], notes, says="choose another path")
+    resident = ["train", "--target", "model", *LAYERS, "--epochs", "1", "--data", str(data), "--resident"]
+    _refused(capsys, [*resident, "--profile"], data, says="drop --resident")
+    _refused(capsys, ["train", *LAYERS, "--devices", "model:2", "--data", str(data), "--resident"], data,
+             says="--devices streams")
+    _refused(capsys, [*resident, "--board", "ulx3s-12f"], data, says="the device has 0")
 
 
 # -- devices that misbehave ------------------------------------------------------------------------------
@@ -352,7 +358,7 @@ def test_devices_that_misbehave(capsys, behaviour):
 def test_the_count_in_the_docstring_is_the_suite():
     checkpoints = 5 + 2 + 2 + len(BROKEN) + 1          # cut, hypothesis, directory and text, archives, big
     data = len(BAD_CSV) + 7 + 2 + 1                   # CSVs, other files, random bytes, eval unlabelled
-    counts = {"damaged checkpoints": checkpoints, "damaged data files": data, "conflicting options": 9 + 3,
+    counts = {"damaged checkpoints": checkpoints, "damaged data files": data, "conflicting options": 9 + 3 + 3,
               "devices that misbehave": 3}
     text = " ".join(__doc__.split())
     assert all(f"{family} ({n})" in text for family, n in counts.items()), counts
