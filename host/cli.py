@@ -307,6 +307,8 @@ def _resident_sets(args, driver, network: Network, formats, train, tests) -> tup
             return train, kept
     if args.resident:
         raise ValueError(f"--resident: {problem}: drop --resident to stream the minibatches")
+    if config.data_depth:
+        print(f"streaming the minibatches: {problem}", file=sys.stderr)
     return None, None
 
 
