@@ -146,7 +146,9 @@ def test_results_round_trip_through_json(tmp_path):
 def test_page_renders_the_figures_of_its_record():
     r = _results()
     rows = judge.rows(r, {"ulx3s-85f": _entry(8, 8, 81, 25.6)})
-    assert len(rows) == 1 + len(r.steps) + 2 + len(r.boards) + 5 + 1 + 2
+    assert len(rows) == 1 + len(r.steps) + 2 + len(r.boards) + len(r.resident) + 5 + 1 + 2
+    resident = next(e for e in r.resident if e.device == "ulx3s-85f")
+    assert f"{resident.samples_per_s:,.0f} samples/s modelled" in "".join(row.measured for row in rows)
     md = page.render(r, rows, {"ulx3s-85f": _entry(8, 8, 81, 25.6)})
     first = r.digits_gemms()[0]
     shape = f"{first.m} × {first.k} × {first.n}"
