@@ -358,8 +358,8 @@ def test_devices_that_misbehave(capsys, behaviour):
 def test_the_count_in_the_docstring_is_the_suite():
     checkpoints = 5 + 2 + 2 + len(BROKEN) + 1          # cut, hypothesis, directory and text, archives, big
     data = len(BAD_CSV) + 7 + 2 + 1                   # CSVs, other files, random bytes, eval unlabelled
-    counts = {"damaged checkpoints": checkpoints, "damaged data files": data, "conflicting options": 9 + 3 + 3,
-              "devices that misbehave": 3}
+    counts = {"damaged checkpoints": checkpoints, "damaged data files": data,
+              "conflicting options": 9 + 3 + 3, "devices that misbehave": 3}
     text = " ".join(__doc__.split())
     assert all(f"{family} ({n})" in text for family, n in counts.items()), counts
     assert f"feeds {sum(counts.values())} distinct bad inputs" in text
