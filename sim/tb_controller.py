@@ -117,42 +117,38 @@ async def compare_buffers(dut, model: Device, what: str) -> None:
                                  f"got {got[bad[:8]].tolist()}, expected {want[bad[:8]].tolist()})")
 
 
-@cocotb.test()
-async def random_programs(dut):
-    """Random GEMM/VEC/SOFTMAX/ARGMAX/LOSS/SET programs: buffers, status and pc as the model."""
+async def _programs(dut, make, what: str) -> set[Status]:
+    """``programs`` programs ``make(rng)`` on the gateware and the model: buffers, status and pc agree.
+    Returns the statuses they ended with."""
     await start(dut)
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
     model = await fresh_model(dut, rng)
+    statuses = set()
     for n in range(P.get("programs", 20)):
-        words = random_program(rng, CONFIG)
+        words = make(rng)
         model.program(words)
         await program(dut, words)
         want = model.run(0)
         status, pc, cycles = await run(dut)
-        dut._log.info("program %d: %d instructions, %s at pc %d, %d cycles", n, len(words),
-                      Status(status).name, pc, cycles)
-        assert (Status(status), pc) == want, f"program {n}: got {Status(status).name} at {pc}, not {want}"
-        await compare_buffers(dut, model, f"program {n}")
+        statuses.add(Status(status))
+        dut._log.info("%s %d: %d words, %s at pc %d, %d cycles", what, n, len(words), Status(status).name, pc,
+                      cycles)
+        assert (Status(status), pc) == want, f"{what} {n}: got {Status(status).name} at {pc}, not {want}"
+        await compare_buffers(dut, model, f"{what} {n}")
+    return statuses
+
+
+@cocotb.test()
+async def random_programs(dut):
+    """Random GEMM/VEC/SOFTMAX/ARGMAX/LOSS/SET programs: buffers, status and pc as the model."""
+    await _programs(dut, lambda rng: random_program(rng, CONFIG), "program")
 
 
 @cocotb.test(skip=not CONFIG.data_depth)
 async def gather_loops(dut):
     """Loops of GATHER (every mode) and ADVANCE from the data memory: buffers, status and pc as the
     model, faults included."""
-    await start(dut)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    model = await fresh_model(dut, rng)
-    statuses = set()
-    for n in range(P.get("programs", 20)):
-        words = gather_program(rng, CONFIG)
-        model.program(words)
-        await program(dut, words)
-        want = model.run(0)
-        status, pc, cycles = await run(dut)
-        statuses.add(Status(status))
-        dut._log.info("gather loop %d: %s at pc %d, %d cycles", n, Status(status).name, pc, cycles)
-        assert (Status(status), pc) == want, f"loop {n}: got {Status(status).name} at {pc}, not {want}"
-        await compare_buffers(dut, model, f"gather loop {n}")
+    statuses = await _programs(dut, lambda rng: gather_program(rng, CONFIG), "gather loop")
     assert Status.OK in statuses, f"no gather loop ran to its end: {statuses}"
 
 
@@ -285,20 +281,13 @@ def _default_gemms() -> list[dict]:
 @cocotb.test()
 async def random_words(dut):
     """Programs with arbitrary 64-bit words among valid instructions: the same faults and results."""
-    await start(dut)
-    rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    model = await fresh_model(dut, rng)
-    for n in range(P.get("programs", 20)):
+    def make(rng) -> list[int]:
         words = random_program(rng, CONFIG, ops=2)
         for _ in range(2):
             junk = int(rng.integers(0, 1 << 62)) << 2 | int(rng.integers(0, 4))
             words.insert(int(rng.integers(0, len(words))), junk)
-        model.program(words)
-        await program(dut, words)
-        want = model.run(0)
-        status, pc, _ = await run(dut)
-        assert (Status(status), pc) == want, f"program {n}: got {Status(status).name} at {pc}, not {want}"
-        await compare_buffers(dut, model, f"program {n}")
+        return words
+    await _programs(dut, make, "program with junk")
 
 
 TRAINING_NETS = (
