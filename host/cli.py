@@ -201,7 +201,6 @@ def _classes(network: Network, dataset) -> int:
 
 def _train(args) -> None:
     from host import data
-    from host.profile import table
     from host.train import Trainer, confusion_matrix, data_words, starting_formats
 
     if args.epochs < 1:
@@ -252,14 +251,7 @@ def _train(args) -> None:
             history["test"].append(accuracy)
             line += f", test accuracy {100 * accuracy:.2f} %"
             print(f"{line} ({time.monotonic() - began:.1f} s)")
-            for move in result.moves:
-                print(f"  format {move}")
-            if result.active is not None:
-                history["active"].append([a.tolist() for a in result.active])
-                print(_unit_stats(result.active))
-            if result.profile is not None:
-                profiles.append(result.profile)
-                print(table(result.profile))
+            _report(result, history, profiles)
             if args.checkpoint:
                 Checkpoint(network, trainer.weights(), epoch, seed, rng.bit_generator.state,
                            trainer.program.formats, history, transform, holdout).save(args.checkpoint)
@@ -272,17 +264,11 @@ def _train(args) -> None:
         if network.learn_slope:
             for k, s in enumerate(trainer.program.dequantize(trainer.weights())[network.layers:], 1):
                 print(f"learned slopes, layer {k}: mean {s.mean():.3f}, min {s.min():.3f}, max {s.max():.3f}")
-        if args.plot and result is not None and result.activations is not None:
-            _saved(plots.unit_activity(Path(args.plot), history["active"], result.activations))
-        if args.plot and profiles:
-            _saved(plots.profile(Path(args.plot), profiles))
         predictions = trainer.predict(test.x)
         print(f"test accuracy on the device: {100 * np.mean(predictions == test.y):.2f} %")
         if not args.no_reference:
             _reference(network, trainer, train, test, seed, args.epochs)
-        if args.plot:
-            _saved(plots.training(Path(args.plot), history,
-                                  confusion_matrix(test.y, predictions, _classes(network, test))))
+        _plot(args, result, history, profiles, confusion_matrix(test.y, predictions, _classes(network, test)))
 
 
 def _wants_resident(args) -> bool:
@@ -329,7 +315,6 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
     """``train --devices``: a replica on every device, weights averaged every ``--sync-every`` steps
     (:mod:`host.cluster`); epochs, checkpoints, plots and the float32 reference as on one device."""
     from host.cluster import Cluster, devices, reference, starting_point
-    from host.profile import table
     from host.train import confusion_matrix
 
     train, test, transform, holdout = sets
@@ -360,14 +345,7 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
             print(f"epoch {epoch}: loss {result.loss:.4f}, train accuracy {100 * result.accuracy:.2f} %, "
                   f"test accuracy {100 * accuracy:.2f} % ({time.monotonic() - began:.1f} s, "
                   f"{result.syncs} averages)")
-            for move in result.moves:
-                print(f"  format {move}")
-            if result.active is not None:
-                history["active"].append([a.tolist() for a in result.active])
-                print(_unit_stats(result.active))
-            if result.profile is not None:
-                profiles.append(result.profile)
-                print(table(result.profile))
+            _report(result, history, profiles)
             if args.checkpoint:
                 Checkpoint(network, cluster.weights(), epoch, seed, rng.bit_generator.state,
                            cluster.formats(), history, transform, holdout).save(args.checkpoint)
@@ -382,13 +360,35 @@ def _train_parallel(args, state: Checkpoint | None, network: Network, seed: int,
         accuracy = reference(network, formats, start, (train, test), seed, args.epochs, len(targets),
                              args.sync_every)
         print(f"test accuracy of the float32 reference (the same schedule): {100 * accuracy:.2f} %")
-    if args.plot and result is not None and result.activations is not None:
+    _plot(args, result, history, profiles, confusion_matrix(test.y, predictions, _classes(network, test)))
+
+
+def _plot(args, result, history: dict, profiles: list, confusion: np.ndarray) -> None:
+    """With ``--plot``: the units' activity (``--stats``), the profiles (``--profile``), the curves
+    and the ``confusion`` matrix."""
+    if not args.plot:
+        return
+    if result is not None and result.activations is not None:
         _saved(plots.unit_activity(Path(args.plot), history["active"], result.activations))
-    if args.plot and profiles:
+    if profiles:
         _saved(plots.profile(Path(args.plot), profiles))
-    if args.plot:
-        _saved(plots.training(Path(args.plot), history,
-                              confusion_matrix(test.y, predictions, _classes(network, test))))
+    _saved(plots.training(Path(args.plot), history, confusion))
+
+
+def _report(result, history: dict, profiles: list) -> None:
+    """After an epoch's line (one device's ``EpochResult`` or the devices' ``EpochSummary``): the
+    formats it moved, with ``--stats`` the units' activity (kept in ``history``), with ``--profile``
+    the comparison with float64 (kept in ``profiles``)."""
+    from host.profile import table
+
+    for move in result.moves:
+        print(f"  format {move}")
+    if result.active is not None:
+        history["active"].append([a.tolist() for a in result.active])
+        print(_unit_stats(result.active))
+    if result.profile is not None:
+        profiles.append(result.profile)
+        print(table(result.profile))
 
 
 def _unit_stats(active: list[np.ndarray]) -> str:
