@@ -30,8 +30,7 @@ from hw.isa import Opcode, Reg, TensorDescriptor, field_max, instruction
 from hw.numerics import ACT, Fixed
 
 __all__ = ["Trainer", "EpochResult", "epoch_seed", "starting_formats", "data_words", "resident_problem",
-           "confusion_matrix",
-           "dead_fraction", "COUNTER_MAX"]
+           "confusion_matrix", "dead_fraction", "COUNTER_MAX"]
 
 COUNTER_MAX = (1 << 15) - 1
 """A device counter saturates here (16-bit words): the host drains them before they can."""
@@ -75,7 +74,11 @@ def data_words(network: Network, formats: Formats, data: Dataset | None, tests=N
 def resident_problem(network: Network, formats: Formats, data: Dataset | None, config,
                      tests=None) -> str | None:
     """Why ``data`` and ``tests`` cannot be resident on a device of ``config`` (``None``: they can)."""
-    layout, rows = _layout(network, formats, data, tests), field_max(TensorDescriptor(), "rows")
+    return _problem(network, _layout(network, formats, data, tests), config)
+
+
+def _problem(network: Network, layout: Resident, config) -> str | None:
+    rows = field_max(TensorDescriptor(), "rows")
     count = layout.samples + layout.tests
     if count > rows:
         return f"{count} samples exceed the {rows} rows a tensor describes"
@@ -96,10 +99,10 @@ def _resident(network: Network, formats: Formats, data: Dataset | None, config, 
     ValueError
         If they do not fit (:func:`resident_problem`).
     """
-    problem = resident_problem(network, formats, data, config, tests)
+    m, layout = network.batch, _layout(network, formats, data, tests)
+    problem = _problem(network, layout, config)
     if problem:
         raise ValueError(f"{problem}: stream the data (--streamed)")
-    m, layout = network.batch, _layout(network, formats, data, tests)
     room = (config.data_depth - _fixed_words(network, layout)) // m - 1
     steps = min(layout.steps, room, COUNTER_MAX // m if network.stats else room)
     return dataclasses.replace(layout, steps=steps)
