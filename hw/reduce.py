@@ -11,6 +11,7 @@ from amaranth.lib.wiring import In, Out
 from . import numerics
 from .isa import ReduceOp
 from .numerics import MANTISSA, Fixed
+from .pipeline import registered
 from .vector import pwl_memory, requantize_hdl
 
 __all__ = ["Reduce"]
@@ -26,19 +27,19 @@ class Reduce(wiring.Component):
         LOSS:    numerics.cross_entropy(a[h], fmt), h = numerics.argmax(y)     (n > 1)
                  numerics.cross_entropy(a if 2 * y >= fmt.one else sat(fmt.one - a), fmt)   (n = 1)
 
-    Cycle contract: the unit takes a *slice* of ``physical_lanes`` lanes of the beat on ``i`` per
-    cycle: a beat's ``S = lanes / physical_lanes`` slices update each lane's running maximum and its
-    companion value (the row number, or the ``a`` of the row with the largest ``y``) on ``S``
-    consecutive cycles while ``i.valid`` is high (so its payload must hold until the transfer, as a
-    stream's does), and the beat transfers with its last slice, the only cycle ``i.ready`` is high.
+    Cycle contract: a beat on ``i`` is registered first (``i.ready`` is high while that register is
+    empty or its beat leaves), and the unit takes a *slice* of ``physical_lanes`` lanes of the
+    registered beat per cycle: a beat's ``S = lanes / physical_lanes`` slices update each lane's
+    running maximum and its companion value (the row number, or the ``a`` of the row with the
+    largest ``y``) on ``S`` consecutive cycles, and the beat leaves the register with its last slice.
     A slice of a group's ``last`` beat also waits for the back end to be free, which then computes
     that slice's results: in one cycle for ARGMAX, in :attr:`loss_cycles` (``fmt.bits + 15``) for
     LOSS, where ``p`` is normalised by left shifts, its ``ln`` table segment read and interpolated by
     Horner's rule, a bit per cycle. The back end passes a slice's results into ``o`` when ``o`` is
-    not stalled, and ``o.valid`` rises with the last slice's: a one-beat ARGMAX group on an idle unit
-    transfers in cycle ``S - 1`` and its result is valid in cycle ``S - 1 +`` :attr:`LATENCY` (2);
-    a LOSS group's result is valid ``S * loss_cycles + 1`` cycles after its last beat's first slice
-    is taken. Groups may follow back to back; results leave in order, one beat per group, and
+    not stalled, and ``o.valid`` rises with the last slice's: one-beat ARGMAX groups offered to an
+    idle unit transfer in cycles ``0, S, 2S, …``, each result valid in cycle ``S - 1 +``
+    :attr:`LATENCY` (3) after its transfer; a LOSS group's result is valid ``S * loss_cycles + 2``
+    cycles after its last beat is taken. Groups may follow back to back; results leave in order, one beat per group, and
     ``o.valid`` holds with a stable payload until the transfer.
 
     ``op`` is sampled with every beat and must be the same for all beats of a group; it may change
@@ -71,7 +72,7 @@ class Reduce(wiring.Component):
         If a parameter is out of range.
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, lanes: int = 4, max_rows: int = 16, fmt: Fixed = numerics.ACT,
                  physical_lanes: int | None = None):
@@ -114,6 +115,11 @@ class Reduce(wiring.Component):
         def lanes_of(shape, name):
             return Signal(data.ArrayLayout(shape, phys), name=name)
 
+        beat = registered(m, self.i, "beat")  # the buffers' lanes start from a register
+        op = Signal(ReduceOp)                  # the beat's op, registered with it
+        with m.If(self.i.ready):
+            m.d.sync += op.eq(self.op)
+
         def pick(lanes_value, lane):
             """Lane ``lane`` of slice ``slot`` of a beat-wide value."""
             if slices == 1:
@@ -139,19 +145,19 @@ class Reduce(wiring.Component):
 
         done = (phase == last) & (~self.o.valid | self.o.ready)
         free = (phase == 0) | done
-        go = ~self.i.payload.last | free  # a slice of the beat on ``i`` may be taken
-        step = self.i.valid & go
-        start = step & self.i.payload.last
-        is_argmax = self.op == ReduceOp.ARGMAX
-        m.d.comb += self.i.ready.eq(go & (slot == slices - 1))
+        go = ~beat.payload.last | free  # a slice of the beat on ``i`` may be taken
+        step = beat.valid & go
+        start = step & beat.payload.last
+        is_argmax = op == ReduceOp.ARGMAX
+        m.d.comb += beat.ready.eq(go & (slot == slices - 1))
 
         with m.If(step):
             m.d.sync += slot.eq(Mux(slot == slices - 1, 0, slot + 1))
             m.d.sync += [keys[k].eq(keys[k + 1]) for k in range(slices - 1)]
             m.d.sync += [values[k].eq(values[k + 1]) for k in range(slices - 1)]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += first.eq(self.i.payload.last)
-            with m.If(self.i.payload.last):
+        with m.If(beat.valid & beat.ready):
+            m.d.sync += first.eq(beat.payload.last)
+            with m.If(beat.payload.last):
                 m.d.sync += row.eq(0)
             with m.Elif(row != self.max_rows - 1):
                 m.d.sync += row.eq(row + 1)
@@ -171,7 +177,7 @@ class Reduce(wiring.Component):
         for lane in range(phys):
             # Fold the slice into the running state; a final slice starts the back end on its hot p
             # (binary groups: p or 1 - p by the label), at least one LSB.
-            a, y = pick(self.i.payload.a, lane), pick(self.i.payload.y, lane)
+            a, y = pick(beat.payload.a, lane), pick(beat.payload.y, lane)
             key, value = keys[0][lane], values[0][lane]
             key_in = Mux(is_argmax, a, y)
             take = first | (key_in > key)

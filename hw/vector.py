@@ -166,7 +166,7 @@ class VectorUnit(wiring.Component):
     ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is that condition (it depends
     combinationally on ``o.ready``) on the cycle of the last slice, and low on the others. A beat
     offered to an idle unit in cycle 0 has its result valid on ``o`` in cycle :attr:`latency`
-    (``LATENCY + S - 1``, with :attr:`LATENCY` = 6) when ``o`` is not stalled. With
+    (``LATENCY + S - 1``, with :attr:`LATENCY` = 7) when ``o`` is not stalled. With
     ``physical_lanes == lanes`` (the default) the unit takes a beat per cycle. With
     ``serial_multipliers``, every step of the pipeline takes ``max(fmt.bits, 16)`` cycles instead of
     one while ``op`` is ``MUL`` or ``SGD``, ``act`` is leaky ReLU (not ``deriv``) or a table: each
@@ -190,7 +190,8 @@ class VectorUnit(wiring.Component):
     The stages: (1) a slice enters; (2) ``t``, by one adder and a conditional negation; (3) the
     stochastic bias is added and ``t`` shifted, keeping the bits of ``x`` and the first bit shifted
     out; (4) rounding and saturation; (5) the table read and the functions without a table; (6) the
-    interpolation or the leaky slope's product (one multiplier serves both) and the choice of ``y``.
+    interpolation's or the leaky slope's product (one multiplier serves both); (7) its rounding and
+    saturation, and the choice of ``y``.
 
     Parameters
     ----------
@@ -238,7 +239,7 @@ class VectorUnit(wiring.Component):
         If a parameter is out of range, or the tables of ``fmt`` do not share one geometry.
     """
 
-    LATENCY = 6
+    LATENCY = 7
 
     @property
     def latency(self) -> int:
@@ -332,9 +333,11 @@ class VectorUnit(wiring.Component):
         sat5, high5 = lanes_of(1, "sat5"), lanes_of(1, "high5")
         simple5, frac5 = lanes_of(signed(bits), "simple5"), lanes_of(max(table.seg_shift, 1), "frac5")
         leaky5 = lanes_of(1, "leaky5")
-        valid = Signal(5)  # stages 2..6; the output is o.valid
-        last = Signal(5)
-        slot = [Signal(range(slices), name=f"slot{k}") for k in range(6)]  # the slice at stage k + 1
+        sat6, high6, simple6, scaled6 = (lanes_of(1, "sat6"), lanes_of(1, "high6"), lanes_of(signed(bits), "simple6"),
+                                         lanes_of(1, "scaled6"))
+        valid = Signal(6)  # stages 2..7; the output is o.valid
+        last = Signal(6)
+        slot = [Signal(range(slices), name=f"slot{k}") for k in range(7)]  # the slice at stage k + 1
 
         # The slice entering: slice ``slot[0]`` of the beat on ``i``, which transfers with its last.
         seeding = Signal(range(slices))  # the cycles of a seed load after its first
@@ -369,16 +372,16 @@ class VectorUnit(wiring.Component):
         leaky_base, fill = ((1 << (point - 1)) - 1) >> low, ~is_table  # its low bits are all ones
         slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
 
-        final = slot[5] == slices - 1
+        final = slot[6] == slices - 1
         with m.If(adv):
             m.d.sync += [
                 valid.eq(Value.cast(entering) | (valid << 1)),
                 last.eq(beat.last | (last << 1)),
                 *(a1[lane].eq(sliced(beat.a, lane)) for lane in range(phys)),
                 *(b1[lane].eq(sliced(beat.b, lane)) for lane in range(phys)),
-                *(slot[k + 1].eq(slot[k]) for k in range(5)),
-                self.o.valid.eq(valid[4] & final),
-                self.o.payload.last.eq(last[4]),
+                *(slot[k + 1].eq(slot[k]) for k in range(6)),
+                self.o.valid.eq(valid[5] & final),
+                self.o.payload.last.eq(last[5]),
             ]
         ones = thermometer(m, self.shift, 32)  # the bits of rand a stochastic rounding adds
         for lane in range(phys):
@@ -399,25 +402,30 @@ class VectorUnit(wiring.Component):
             xv = x4[lane]
             simple = self._simple(xv, one, slope_deriv)
             leaky = (self.act == Act.LEAKY_RELU) & ~self.deriv & (xv < 0)  # scaled in stage 6
-            # Stage 6: a table's interpolation or a leaky slope's product (one multiplier and one
-            # rounding adder serve both), choose, saturate; into the slice's lanes of the output beat.
-            # The interpolation is ``(sample + half) << low`` plus the product, floored; the leaky
-            # product is rounded to nearest-even by adding ``2**(point - 1) - 1`` and its lsb.
+            # Stage 6: a table's interpolation or a leaky slope's product (one multiplier serves both).
+            # Stage 7: the product rounded (one adder serves both), saturated and chosen; into the
+            # slice's lanes of the output beat. The interpolation is ``(sample + half) << low`` plus
+            # the product, floored; the leaky product is rounded to nearest-even by adding
+            # ``2**(point - 1) - 1`` and its lsb.
             slope_product = mul(Mux(is_table, rise, simple5[lane]),
                                 Mux(is_table, frac5[lane] << frac_up, self.slope << slope_up))
-            base = Cat(fill.replicate(low), sample).as_signed()
-            rounded = (base + slope_product + (fill & slope_product[point])) >> point
-            y = Mux(is_table | leaky5[lane], _saturate(rounded, bits), simple5[lane])
+            product6 = Signal.like(slope_product, name=f"product6_{lane}")
+            base6 = Signal(signed(low + len(sample)), name=f"base6_{lane}")
+            rounded = (base6 + product6 + (fill & product6[point])) >> point
+            y = Mux(scaled6[lane], _saturate(rounded, bits), simple6[lane])
             with m.If(adv):
                 m.d.sync += [t2[lane].eq(t), q3[lane].eq(u[1:]), up3[lane].eq(up), fits3[lane].eq(fits),
                              sign3[lane].eq(biased[-1]), x4[lane].eq(x), sat4[lane].eq(saturated),
                              sat5[lane].eq(sat4[lane]), high5[lane].eq(x4[lane][-1] ^ x4[lane][-2]),
-                             frac5[lane].eq(frac), simple5[lane].eq(simple), leaky5[lane].eq(leaky)]
+                             frac5[lane].eq(frac), simple5[lane].eq(simple), leaky5[lane].eq(leaky),
+                             product6.eq(slope_product), base6.eq(Cat(fill.replicate(low), sample)),
+                             scaled6[lane].eq(is_table | leaky5[lane]), simple6[lane].eq(simple5[lane]),
+                             sat6[lane].eq(sat5[lane]), high6[lane].eq(high5[lane])]
             for k in range(slices):
-                with m.If(adv & (slot[5] == k)):
+                with m.If(adv & (slot[6] == k)):
                     m.d.sync += [self.o.payload.y[k * phys + lane].eq(y),
-                                 self.o.payload.saturated[k * phys + lane].eq(sat5[lane]),
-                                 self.o.payload.high[k * phys + lane].eq(high5[lane])]
+                                 self.o.payload.saturated[k * phys + lane].eq(sat6[lane]),
+                                 self.o.payload.high[k * phys + lane].eq(high6[lane])]
         return m
 
     def _requantize(self, m, t, bits, stochastic, t_width):

@@ -178,8 +178,8 @@ async def test_loss_exhaustive(dut):
 
 @cocotb.test()
 async def test_latency(dut):
-    """One-beat ARGMAX groups flow one per S cycles, S = lanes / physical_lanes, each taken with its
-    last slice; a group's result leaves LATENCY cycles after its beat."""
+    """One-beat ARGMAX groups flow one per S cycles, S = lanes / physical_lanes, from cycle 0; a
+    group's result leaves S - 1 + LATENCY cycles after its beat."""
     await start(dut)
     p = tb_params()
     lanes = p.get("lanes", 8)
@@ -198,8 +198,8 @@ async def test_latency(dut):
         if dut.o__valid.value == 1:
             outputs.append(cycle)
         await RisingEdge(dut.clk)
-    assert taken == list(range(slices - 1, slices * groups, slices)), f"groups taken in cycles {taken}"
-    expected = [t + Reduce.LATENCY for t in taken]
+    assert taken == list(range(0, slices * groups, slices)), f"groups taken in cycles {taken}"
+    expected = [t + slices - 1 + Reduce.LATENCY for t in taken]
     assert outputs == expected, f"results in cycles {outputs}, expected {expected}"
 
 
