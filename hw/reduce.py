@@ -39,8 +39,8 @@ class Reduce(wiring.Component):
     not stalled, and ``o.valid`` rises with the last slice's: one-beat ARGMAX groups offered to an
     idle unit transfer in cycles ``0, S, 2S, …``, each result valid in cycle ``S - 1 +``
     :attr:`LATENCY` (3) after its transfer; a LOSS group's result is valid ``S * loss_cycles + 2``
-    cycles after its last beat is taken. Groups may follow back to back; results leave in order, one beat per group, and
-    ``o.valid`` holds with a stable payload until the transfer.
+    cycles after its last beat is taken. Groups may follow back to back; results leave in order, one
+    beat per group, and ``o.valid`` holds with a stable payload until the transfer.
 
     ``op`` is sampled with every beat and must be the same for all beats of a group; it may change
     as soon as a group's ``last`` beat is transferred. Groups have no length limit: the row number

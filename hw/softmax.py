@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from . import numerics
 from .isa import SOFTMAX_SHIFT_MAX
 from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed, PwlTable
+from .pipeline import registered
 from .vector import pwl_memory
 
 __all__ = ["Softmax"]
@@ -77,18 +78,18 @@ class Softmax(wiring.Component):
     of the input group bit for bit: the inputs have ``fmt.frac - shift`` fraction bits, and the unit
     looks up ``exp_table((x - max) << shift)``.
 
-    The unit computes ``physical_lanes`` lanes at a time: a beat is ``S = lanes / physical_lanes``
-    slices, handled on consecutive cycles. Cycle contract: the unit works on one group at a time, in
-    four phases. *Load* stores the beat on ``i`` a slice per cycle, so its payload must hold until the
-    transfer, as a stream's does (``i.ready`` is high on the cycle of its last slice), and tracks each
-    lane's maximum. *Exp* computes ``e = exp_table((x - max) << shift)`` for the ``n`` stored rows,
-    a slice per cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides
-    ``2**(EXP.frac + SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact non-restoring divider, a
-    bit of the 17-bit quotient per cycle (``17·S`` cycles). *Output* computes ``e`` again, a slice
-    per cycle, and emits ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure
-    (``o.valid`` holds until the transfer), the first ``S + 3`` cycles after the reciprocal; after
-    the transfer of the final beat the unit loads again. ``i.ready`` is low outside *load*. Each
-    lane's maximum, sum and reciprocal live in rings of slices that turn as the slices go by.
+    The unit computes ``physical_lanes`` lanes at a time: a beat is ``S = lanes / physical_lanes`` slices,
+    handled on consecutive cycles. Cycle contract: the unit works on one group at a time, in four phases.
+    *Load* registers the beat on ``i`` (``i.ready`` is high while that register is empty or its beat
+    leaves), stores it a slice per cycle, the beat leaving the register with its last slice, and tracks
+    each lane's maximum. *Exp* computes ``e = exp_table((x - max) << shift)`` for the ``n`` stored rows, a
+    slice per cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides ``2**(EXP.frac +
+    SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact non-restoring divider, a bit of the 17-bit
+    quotient per cycle (``17·S`` cycles). *Output* computes ``e`` again, a slice per cycle, and emits
+    ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure (``o.valid`` holds until the
+    transfer), the first ``S + 3`` cycles after the reciprocal; after the transfer of the final beat the
+    unit loads again. Outside *load* ``i.ready`` is low once the register holds a beat. Each lane's
+    maximum, sum and reciprocal live in rings of slices that turn as the slices go by.
 
     A group longer than ``max_rows`` is consumed to its ``last`` beat and dropped: it produces no
     output, and ``overflow`` is high for the one cycle after its ``last`` beat is accepted.
@@ -178,11 +179,12 @@ class Softmax(wiring.Component):
         step = Signal(range(recip_bits))  # the quotient bit being found
         div_slot = Signal(range(slices))
 
-        # Load: slice ``slot`` of the beat on ``i`` is written each cycle; the beat transfers with the last.
+        # Load: slice ``slot`` of the registered beat is written each cycle; it leaves with the last.
+        beat = registered(m, self.i, "beat")  # the buffers' lanes start from a register
         slot = Signal(slot_bits)
-        transfer = self.i.valid & self.i.ready
+        transfer = beat.valid & beat.ready
         m.d.comb += [wr.addr.eq(Cat(slot, count)),
-                     *(wr.data[p].eq(_pick(self.i.payload.x, slot, p, phys)) for p in range(phys))]
+                     *(wr.data[p].eq(_pick(beat.payload.x, slot, p, phys)) for p in range(phys))]
 
         # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e. With
         # serial multipliers the pipeline steps once per ``cycles`` cycles, the products' time.
@@ -229,10 +231,11 @@ class Softmax(wiring.Component):
         m.d.sync += self.overflow.eq(0)
         with m.FSM():
             with m.State("load"):
-                self._load(m, count, slot, wr, maximum, [rslot.eq(0), rrow.eq(0), *(t.eq(0) for t in total)])
+                self._load(m, beat, count, slot, wr, maximum,
+                           [rslot.eq(0), rrow.eq(0), *(t.eq(0) for t in total)])
             with m.State("drain"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(transfer & self.i.payload.last):
+                m.d.comb += beat.ready.eq(1)
+                with m.If(transfer & beat.payload.last):
                     m.d.sync += [self.overflow.eq(1), count.eq(0)]
                     m.next = "load"
 
@@ -278,25 +281,25 @@ class Softmax(wiring.Component):
                     m.next = "load"
         return m
 
-    def _load(self, m, count, slot, wr, maximum, restart):
-        """State ``load``: each slice of a beat into the buffer, each lane's maximum kept; after the
-        group's last beat ``restart`` (the reads and sums from the start), then ``exp``. A group past
-        ``max_rows`` rows is drained and flagged."""
+    def _load(self, m, beat, count, slot, wr, maximum, restart):
+        """State ``load``: each slice of the registered ``beat`` into the buffer, each lane's maximum
+        kept; after the group's last beat ``restart`` (the reads and sums from the start), then
+        ``exp``. A group past ``max_rows`` rows is drained and flagged."""
         full = count == self.max_rows
-        m.d.comb += self.i.ready.eq(full | (slot == self.lanes // self.physical_lanes - 1))
-        with m.If(self.i.valid & full):
-            with m.If(self.i.payload.last):
+        m.d.comb += beat.ready.eq(full | (slot == self.lanes // self.physical_lanes - 1))
+        with m.If(beat.valid & full):
+            with m.If(beat.payload.last):
                 m.d.sync += [self.overflow.eq(1), count.eq(0)]
             with m.Else():
                 m.next = "drain"
-        with m.Elif(self.i.valid):
+        with m.Elif(beat.valid):
             m.d.comb += wr.en.eq(1)
             m.d.sync += slot.eq(slot + 1)
             m.d.sync += _turn(maximum, [Mux((count == 0) | (x > top), x, top)
                                        for x, top in zip(wr.data, maximum[0], strict=True)])
-            with m.If(self.i.valid & self.i.ready):
+            with m.If(beat.valid & beat.ready):
                 m.d.sync += [slot.eq(0), count.eq(count + 1)]
-                with m.If(self.i.payload.last):
+                with m.If(beat.payload.last):
                     m.d.sync += restart
                     m.next = "exp"
 

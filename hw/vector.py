@@ -333,8 +333,8 @@ class VectorUnit(wiring.Component):
         sat5, high5 = lanes_of(1, "sat5"), lanes_of(1, "high5")
         simple5, frac5 = lanes_of(signed(bits), "simple5"), lanes_of(max(table.seg_shift, 1), "frac5")
         leaky5 = lanes_of(1, "leaky5")
-        sat6, high6, simple6, scaled6 = (lanes_of(1, "sat6"), lanes_of(1, "high6"), lanes_of(signed(bits), "simple6"),
-                                         lanes_of(1, "scaled6"))
+        sat6, high6, scaled6 = lanes_of(1, "sat6"), lanes_of(1, "high6"), lanes_of(1, "scaled6")
+        simple6 = lanes_of(signed(bits), "simple6")
         valid = Signal(6)  # stages 2..7; the output is o.valid
         last = Signal(6)
         slot = [Signal(range(slices), name=f"slot{k}") for k in range(7)]  # the slice at stage k + 1
