@@ -86,15 +86,16 @@ class DeviceConfig:
 # 8-wide beat in 4 cycles) leave the 85F's router room; the smaller parts multiply serially in the
 # vector and softmax units, their DSPs going to the array. The data memory takes the block RAM the
 # buffers leave (a DP16KD holds 1,024 words): the digits training set, packed, needs about 46 K words;
-# the 12F has no room left for the gather unit.
+# the 12F has no room left for the gather unit, nor for those registers: it stays at 30 MHz (3 Mbaud is
+# a tenth of it).
 _ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=45_000_000,
              baud=3_000_000)
 
 BOARD_DEVICES: dict[str, DeviceConfig] = {
     "icebreaker": DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16, max_payload=256,
                                clk_hz=12_000_000, baud=3_000_000, vector_lanes=1, serial_multipliers=True),
-    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024}, vector_lanes=1,
-                              serial_multipliers=True),
+    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024, "clk_hz": 30_000_000},
+                              vector_lanes=1, serial_multipliers=True),
     "ulx3s-25f": DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2, serial_multipliers=True,
                               data_depth=16384),
     "ulx3s-45f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True,

@@ -1,6 +1,6 @@
 """Pipeline registers between streams."""
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream
 
 __all__ = ["registered"]
@@ -14,7 +14,8 @@ def registered(m: Module, source, name: str):
     ``ready``.
     """
     sink = stream.Signature(source.payload.shape()).create(path=(name,))
-    m.d.comb += source.ready.eq(~sink.valid | sink.ready)
+    payload = Signal(source.payload.shape(), name=f"{name}_payload", reset_less=True)
+    m.d.comb += [source.ready.eq(~sink.valid | sink.ready), sink.payload.eq(payload)]
     with m.If(source.ready):
-        m.d.sync += [sink.valid.eq(source.valid), sink.payload.eq(source.payload)]
+        m.d.sync += [sink.valid.eq(source.valid), payload.eq(source.payload)]
     return sink
