@@ -90,7 +90,10 @@ class Sequencer(wiring.Component):
         self._treg, self._missing = Signal(4), Signal()  # the register read; one needed is undefined
         self._defined = Signal(TENSORS)                   # tensor registers written since reset
         self._bad_shape = Signal()                        # the operands loaded so far disagree
-        self._extent = Signal(range(max(config.depth, config.data_depth) + 2))  # TENSOR: rows·pitch so far
+        limit = max(config.depth, config.data_depth)
+        self._extent = Signal(range(limit + 2))           # TENSOR: rows·pitch so far
+        self._limit = Signal(range(limit + 1))            # ... the depth of its buffer
+        self._room = Signal(range(-(1 << 16), limit + 1)) # ... and its words from its base to the end
         self._delta = Signal(signed(16))                  # an ADVANCE's
         self._moved = Signal(16)                          # ... and the base it moves the register to
         self._src_cols = Signal(12)                       # a GATHER's src
@@ -194,7 +197,8 @@ class Sequencer(wiring.Component):
                 with m.If((t.rows == 0) | (t.cols == 0) | narrow):
                     self._stop(m, Status.BAD_TENSOR)
                 with m.Else():
-                    m.d.sync += [self._extent.eq(0), self._row_bit.eq(len(t.rows) - 1)]
+                    m.d.sync += [self._extent.eq(0), self._row_bit.eq(len(t.rows) - 1),
+                                 *self._bounds(t.buf, t.base)]
                     m.next = "TENSOR"
             with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                 g, v = ins.args.gemm, ins.args.vec
@@ -239,7 +243,8 @@ class Sequencer(wiring.Component):
         with m.If(self._missing | (base < 0) | (base >= 1 << 16)):
             self._stop(m, Status.BAD_TENSOR)
         with m.Else():
-            m.d.sync += [self._moved.eq(base), self._extent.eq(0), self._row_bit.eq(len(reg.rows) - 1)]
+            m.d.sync += [self._moved.eq(base), self._extent.eq(0), self._row_bit.eq(len(reg.rows) - 1),
+                         *self._bounds(reg.buf, base)]
             m.next = "MOVE"
 
     def _load_gather(self, m):
@@ -275,16 +280,21 @@ class Sequencer(wiring.Component):
             with m.Else():
                 m.next = "START"
 
+    def _bounds(self, buf, base):
+        """What :meth:`_define` checks against, registered as it starts: the depth of ``buf`` and the
+        words from ``base`` to its end."""
+        depth = Mux(buf == Buf.D, self.config.data_depth, self.config.depth)
+        return [self._limit.eq(depth), self._room.eq(depth - base)]
+
     def _define(self, m, t, base, index):
         """``TENSOR`` (or ``ADVANCE``) of the matrix ``t`` at ``base`` into register ``index``: rows·pitch
         by shift and add, a bit of rows per cycle from the top, saturated above its buffer's depth;
         then the register is written if the matrix fits its buffer."""
-        depth = Mux(t.buf == Buf.D, self.config.data_depth, self.config.depth)
         product = (self._extent << 1) + Mux(t.rows.bit_select(self._row_bit, 1), t.pitch, 0)
-        m.d.sync += [self._extent.eq(Mux(product > depth, depth + 1, product)),
+        m.d.sync += [self._extent.eq(Mux(product > self._limit, self._limit + 1, product)),
                      self._row_bit.eq(self._row_bit - 1)]
         with m.If(self._row_bit == 0):
-            with m.If(base + product > depth):
+            with m.If(product > self._room):
                 self._stop(m, Status.BAD_TENSOR)
             with m.Else():
                 descriptor = Signal(TensorDescriptor())
