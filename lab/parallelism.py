@@ -14,12 +14,13 @@ arithmetic on them, :mod:`lab.parallelism_findings` the figures the prose quotes
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
 
 from bench import report
-from bench.measure import DIGITS, UART_BITS, SimStats, profile_step, train_steps, virtual
+from bench.measure import DIGITS, UART_BITS, SimStats, profile_step, resident_epoch, train_steps, virtual
 from host.compiler import Network, compile_network
 from host.data import Dataset, digits
 from host.driver import Driver
@@ -28,7 +29,7 @@ from hw.config import DeviceConfig
 from lab import TEMPLATES
 from lab.parallelism_findings import Findings
 from lab.parallelism_plots import draw
-from lab.parallelism_records import BATCH, ArrayRun, Board, Figures, Step
+from lab.parallelism_records import BATCH, ArrayRun, Board, Figures, Resident, Step, board_table
 
 __all__ = ["TITLE", "ARRAYS", "BATCHES", "STEPS", "CMD", "Figures", "device", "measure", "render"]
 
@@ -37,6 +38,8 @@ ARRAYS = ((1, 1), (2, 2), (4, 4), (8, 8))
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 STEPS = 2
 """Real training steps per (array, minibatch), to check the profiled cycles and count link bytes."""
+DATA_DEPTH = 1 << 16
+"""The data memory of the resident epochs' devices (the digits training set needs about 44.5 K words)."""
 CMD = "python -m lab --only parallelism"
 
 
@@ -74,8 +77,17 @@ def _step(driver: Driver, batch: int, train: Dataset) -> Step:
     return Step(**vars(profile), bytes_in=sent, bytes_out=received)
 
 
+def _resident(rows: int, cols: int, train: Dataset) -> Resident:
+    """The second resident digits epoch at :data:`BATCH` on the ``rows × cols`` device with a data memory."""
+    config = dataclasses.replace(device(rows, cols, BATCH), data_depth=DATA_DEPTH)
+    with virtual(config) as driver:
+        samples, link, cycles, _ = resident_epoch(driver, Network(DIGITS, batch=BATCH), train)
+    return Resident(rows, cols, samples, link, cycles)
+
+
 def measure() -> Figures:
-    """Every (array, minibatch) step, each array's device and timings, and the boards' clocks."""
+    """Every (array, minibatch) step, each array's device, timings and resident epoch, and the boards'
+    clocks."""
     from hw.boards import BOARDS
 
     train, _ = digits(seed=0)
@@ -89,7 +101,8 @@ def measure() -> Figures:
             steps += [_step(driver, m, train) for m in BATCHES]
         arrays.append(ArrayRun(rows, cols, config.depth, started, time.monotonic() - began, stats[0]))
     return Figures(steps, arrays, [Board(name, b.config.rows, b.config.cols, b.config.clk_hz, b.config.baud)
-                                   for name, b in BOARDS.items()])
+                                   for name, b in BOARDS.items()],
+                   [_resident(rows, cols, train) for rows, cols in ARRAYS])
 
 
 # -- the section -------------------------------------------------------------------------------------
@@ -100,4 +113,5 @@ def render(r: Figures, plots: Path) -> str:
     return report.render(TEMPLATES, "parallelism.md.j2", r=r, f=Findings.of(r),
                          plots=draw(r.steps, plots, CMD), cmd=CMD, steps_checked=STEPS, batch=BATCH,
                          uart_bits=UART_BITS, classes=DIGITS[-1], net="-".join(map(str, DIGITS)),
-                         nan=math.nan)
+                         nan=math.nan, resident=sorted(r.resident, key=lambda e: e.rows * e.cols),
+                         boards=board_table(r), data_depth=DATA_DEPTH)

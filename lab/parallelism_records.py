@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.measure import UART_BITS, GemmProfile, SimStats, StepProfile, gemm_kind
 
-__all__ = ["BATCH", "FORWARD", "BACKWARD", "UPDATE", "VECTOR_KINDS", "Step", "ArrayRun", "Board", "Figures",
-           "LinkRow", "index", "arrays", "batches", "at_batch", "speedups", "tile_fill", "drain_cap",
-           "perfect_gemms", "settled", "link_table"]
+__all__ = ["BATCH", "FORWARD", "BACKWARD", "UPDATE", "VECTOR_KINDS", "Step", "ArrayRun", "Board", "Resident",
+           "Figures", "LinkRow", "BoardRow", "index", "arrays", "batches", "at_batch", "speedups",
+           "tile_fill", "drain_cap", "perfect_gemms", "settled", "link_table", "board_table"]
 
 BATCH = 32
 """The minibatch of the array sweep (that of ``systolic train``)."""
@@ -79,12 +79,34 @@ class Board:
 
 
 @dataclass(frozen=True)
+class Resident:
+    """A digits epoch at :data:`BATCH` with the training set resident on one array's device: the
+    samples trained, the link bytes both ways and the ``RUN`` cycles."""
+
+    rows: int
+    cols: int
+    samples: int
+    bytes: int
+    cycles: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.rows}×{self.cols}"
+
+    def samples_per_s(self, clk_hz: int, baud: int) -> float:
+        """Samples per second at ``clk_hz`` and ``baud``: the bytes on the line, then the cycles."""
+        return self.samples / (self.bytes * UART_BITS / baud + self.cycles / clk_hz)
+
+
+@dataclass(frozen=True)
 class Figures:
-    """The section's figures: every (array, minibatch) step, each array's run, the boards."""
+    """The section's figures: every (array, minibatch) step, each array's run, the boards, and each
+    array's resident epoch."""
 
     steps: list[Step]
     arrays: list[ArrayRun]
     boards: list[Board]
+    resident: list[Resident] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -190,3 +212,27 @@ def link_table(r: Figures, batch: int = BATCH) -> list[LinkRow]:
     return [LinkRow(s.rows, s.cols, clk, baud, names, s.per_sample / clk,
                     (s.bytes_in + s.bytes_out) * UART_BITS / baud)
             for s in r.steps if s.batch == batch for (clk, baud), names in sorted(clocks.items())]
+
+
+@dataclass(frozen=True)
+class BoardRow:
+    """One board: samples/s of the resident epoch on each measured array at its clock and baud
+    (smallest array first), and its own array."""
+
+    name: str
+    clk_hz: int
+    baud: int
+    own: str
+    samples_per_s: list[tuple[str, float]]
+
+    @property
+    def gain(self) -> float:
+        """Samples/s on the biggest array over those on the smallest."""
+        return self.samples_per_s[-1][1] / self.samples_per_s[0][1]
+
+
+def board_table(r: Figures) -> list[BoardRow]:
+    """Per board: the resident epoch of every measured array modelled at the board's clock and baud."""
+    epochs = sorted(r.resident, key=lambda e: e.rows * e.cols)
+    return [BoardRow(b.name, b.clk_hz, b.baud, f"{b.rows}×{b.cols}",
+                     [(e.name, e.samples_per_s(b.clk_hz, b.baud)) for e in epochs]) for b in r.boards]

@@ -10,7 +10,7 @@ from lab import parallelism as par
 from lab import parallelism_records as rec
 from lab.__main__ import document, read
 from lab.parallelism_findings import Findings
-from lab.parallelism_records import BACKWARD, FORWARD, UPDATE, ArrayRun, Board, Figures, Step
+from lab.parallelism_records import BACKWARD, FORWARD, UPDATE, ArrayRun, Board, Figures, Resident, Step
 
 BOARDS = [Board("slow", 2, 2, 10_000_000, 1_000_000), Board("fast", 2, 2, 100_000_000, 1_000_000)]
 
@@ -31,7 +31,8 @@ def step(rows: int, cols: int, batch: int) -> Step:
 def results() -> Figures:
     steps = [step(r, r, m) for r in (1, 2) for m in (1, rec.BATCH, 128)]
     arrays = [ArrayRun(r, r, 1024, 1.0, 2.0, SimStats(1000, 1.0, 1000.0)) for r in (1, 2)]
-    return Figures(steps, arrays, BOARDS, 90.0)
+    resident = [Resident(r, r, 64, 200, 64 * 5000 // (r * r)) for r in (1, 2)]
+    return Figures(steps, arrays, BOARDS, resident, seconds=90.0)
 
 
 def test_speedups_are_per_sample_against_one_cell_at_the_same_minibatch(results):
@@ -45,6 +46,15 @@ def test_speedups_are_per_sample_against_one_cell_at_the_same_minibatch(results)
 def test_speedups_skip_minibatches_without_a_1x1_step(results):
     steps = [s for s in results.steps if (s.rows, s.batch) != (1, 128)]
     assert (2, 2, 128) not in rec.speedups(steps)
+
+
+def test_board_view_models_every_resident_epoch_at_every_board(results):
+    slow, fast = rec.board_table(results)
+    one = results.resident[0]
+    line_s, array_s = one.bytes * 10 / 1e6, one.cycles / 1e7
+    assert slow.samples_per_s[0] == ("1×1", pytest.approx(one.samples / (line_s + array_s)))
+    assert (slow.own, [name for name, _ in fast.samples_per_s]) == ("2×2", ["1×1", "2×2"])
+    assert slow.gain > fast.gain > 1      # the faster the clock, the more the line's bytes weigh
 
 
 def test_tile_fill_and_drain_cap():
