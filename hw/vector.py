@@ -304,7 +304,7 @@ class VectorUnit(wiring.Component):
         t_width = self._t_width()
 
         # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
-        # Stage 6 rounds an interpolation and a leaky product by the same ``point`` bits: a table's
+        # Stage 7 rounds an interpolation and a leaky product by the same ``point`` bits: a table's
         # rise is multiplied by ``frac << frac_up``, a leaky ReLU's input by ``slope << slope_up``.
         total = table.seg_shift + table.guard
         point = max(total, SLOPE.frac)
