@@ -43,7 +43,8 @@ class BufferSet(wiring.Component):
     Cycle contract: each reader has the :class:`hw.buffers.Buffer` contract of its buffer. X and Y
     requests travel together on ``steps`` and are taken together when Y's buffer is ready (their
     responses are taken together too); while not ``busy`` ``steps`` carries X alone, to X's buffer.
-    Responses are zero from a reader naming no buffer. X takes the rows of the array's lanes only.
+    Responses are zero from a reader naming no buffer. X takes the rows of the array's lanes only;
+    ``x_pending`` is high while one of its responses is queued or in flight.
 
     Parameters
     ----------
@@ -58,7 +59,7 @@ class BufferSet(wiring.Component):
             "buffers": In(data.StructLayout({"x": 2, "y": 2, "z": 2, "out": 2})),
             "steps": In(stream.Signature(Steps(config))),
             "z": In(stream.Signature(ReadRequest(config.banks, config.depth, Tag().size))),
-            "x_data": Out(stream.Signature(data.ArrayLayout(signed(16), config.rows))),
+            "x_data": Out(stream.Signature(data.ArrayLayout(signed(16), config.rows))), "x_pending": Out(1),
             "y_data": Out(stream.Signature(YResponse(config))),
             "z_data": Out(stream.Signature(lanes)),
             "write": In(stream.Signature(WriteRequest(config.banks, config.depth, 16), always_ready=True)),
@@ -94,6 +95,7 @@ class BufferSet(wiring.Component):
             self.steps.ready.eq(_pick([unit.rd.ready for unit in bufs], Mux(self.busy, sel.y, sel.x))),
             self.z.ready.eq(_pick([unit.rd.ready for unit in bufs], sel.z)),
         ]
+        m.d.comb += self.x_pending.eq(_any(bufs[k].pending & on_x[k] for k in range(len(bufs))))
         for port, on, lanes in ((self.x_data, on_x, cfg.rows), (self.z_data, on_z, cfg.cols)):
             m.d.comb += port.valid.eq(_any(bufs[k].rd_data.valid & on[k] for k in range(len(bufs))))
             for lane in range(lanes):

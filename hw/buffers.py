@@ -1,6 +1,6 @@
 """On-chip buffers: banked memories that read or write a row or a column segment of a matrix per cycle."""
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -64,20 +64,23 @@ class Buffer(wiring.Component):
     Cycle contract:
 
     - ``rd``: a request transfers on a cycle with ``rd.valid & rd.ready``; the banks are read at the
-      end of that cycle. ``rd.ready = ~rd_data.valid | rd_data.ready`` (it depends on
-      ``rd_data.ready`` in the same cycle), so with ``rd_data`` always ready one read is accepted
-      every cycle.
-    - ``rd_data``: the response of each read, in request order, ``latency = 1`` cycle after its
-      transfer; ``valid`` and the payload hold until ``ready``, during which ``rd`` waits.
+      end of the next cycle. The responses wait in a queue of four registers: ``rd.ready`` is high
+      while the responses queued and in flight are fewer than four, so it comes from registers, and
+      with ``rd_data`` always ready one read is accepted every cycle.
+    - ``rd_data``: the response of each read, in request order, from ``latency = 3`` cycles after
+      its transfer; ``valid`` and the payload (registers) hold until ``ready``. ``pending`` is high
+      while a response is queued or in flight.
     - ``wr``: always ready; a write transfers on every cycle with ``wr.valid`` and changes the banks
       at the end of that cycle. Lane ``l`` is written if ``mask[l]`` is set.
-    - Ordering: a read sees every write transferred on an earlier cycle. A lane read on the same
-      cycle as a write of its word is undefined (block RAM leaves it so, and emulating old data
-      would cost logic in every bank); the other lanes are not affected. A response waiting on
-      ``rd_data`` keeps the data read when its request transferred, whatever is written meanwhile.
+    - Ordering: a read sees every write transferred on the cycle of its transfer or earlier. A lane
+      whose word is written on the cycle after the read's transfer (the cycle the banks are read)
+      is undefined (block RAM leaves it so, and emulating old data would cost logic in every
+      bank); the other lanes are not affected. A queued response keeps the data read, whatever is
+      written meanwhile.
 
-    The request arithmetic (two additions deep) is combinational from the ``rd`` and ``wr`` payloads
-    to the banks: drive them from registers.
+    A read request's arithmetic is registered halfway (the lanes' steps, then their rotation and
+    one addition); a write request's (two additions deep) is combinational from the ``wr`` payload
+    to the banks: drive it from registers.
 
     Parameters
     ----------
@@ -96,12 +99,14 @@ class Buffer(wiring.Component):
         Read requests.
     rd_data : Out(stream.Signature(ReadResponse))
         Read responses: ``data[l]`` is lane ``l``.
+    pending : Out(1)
+        A response is queued or in flight.
     wr : In(stream.Signature(WriteRequest))
         Write requests.
     layout : Layout
         The mapping of matrices to banks.
     latency : int
-        Cycles from a read's transfer to its response (1).
+        Cycles from a read's transfer to its response (3).
 
     Raises
     ------
@@ -109,7 +114,8 @@ class Buffer(wiring.Component):
         If a parameter is out of range.
     """
 
-    latency = 1
+    latency = 3
+    queue = 4
 
     def __init__(self, banks: int, depth: int, width: int = 16, tag_width: int = 2):
         if not isinstance(banks, int) or banks < 1 or banks & (banks - 1):
@@ -121,7 +127,7 @@ class Buffer(wiring.Component):
         self.layout = Layout(banks)
         super().__init__({
             "rd": In(stream.Signature(ReadRequest(banks, depth, tag_width))),
-            "rd_data": Out(stream.Signature(ReadResponse(banks, width, tag_width))),
+            "rd_data": Out(stream.Signature(ReadResponse(banks, width, tag_width))), "pending": Out(1),
             "wr": In(stream.Signature(WriteRequest(banks, depth, width))),
         })
 
@@ -136,25 +142,44 @@ class Buffer(wiring.Component):
             m.submodules[f"bank_{b}"] = memory
             banks.append((memory.read_port(domain="comb"), memory.write_port()))
 
-        # Reads: each bank's word is registered on the accepting cycle and held while the response
-        # waits; the lanes are those words rotated back into access order.
+        # Reads: a request's start, lane steps and rotation are registered as it transfers, and its
+        # banks read the cycle after; each bank's word is registered every cycle (the block RAM's own
+        # register), and a request's words, rotated into access order, enter the queue the cycle
+        # after that. The queue is a ring: a response is written at ``tail`` and offered from
+        # ``head``, so taking one moves a pointer and no data.
         rd, out = self.rd, self.rd_data
-        addresses, rotation, _ = self._addresses(m, rd.payload, "rd")
-        held_rotation = Signal.like(rotation)
-        held_tag = Signal(self.tag_width)
+        addresses, rotation, _ = self._addresses(m, rd.payload, "rd", registered=True)
         words = [Signal(signed(self.width), name=f"rd_word_{b}", reset_less=True) for b in range(self.banks)]
-        m.d.comb += rd.ready.eq(~out.valid | out.ready)
         for (read, _), address, word in zip(banks, addresses, words, strict=True):
             m.d.comb += read.addr.eq(address)
-            with m.If(rd.ready):
-                m.d.sync += word.eq(read.data)
-        with m.If(rd.ready):
-            m.d.sync += [out.valid.eq(rd.valid), held_rotation.eq(rotation),
-                         held_tag.eq(rd.payload.tag)]
-        lanes = _rotate(m, words, held_rotation, "rd_lane")
-        m.d.comb += out.payload.tag.eq(held_tag)
-        for lane, value in enumerate(lanes):
-            m.d.comb += out.payload.data[lane].eq(value)
+            m.d.sync += word.eq(read.data)
+        tags = [Signal(self.tag_width, name=f"rd_tag_{n}", reset_less=True) for n in range(2)]
+        held_rotation = Signal.like(rotation, name="rd_held_rotation")
+        m.d.sync += [tags[0].eq(rd.payload.tag), tags[1].eq(tags[0]), held_rotation.eq(rotation)]
+        response = ReadResponse(self.banks, self.width, self.tag_width)
+        arriving = Signal(response)
+        m.d.comb += [arriving.data[lane].eq(value)
+                     for lane, value in enumerate(_rotate(m, words, held_rotation, "rd_lane"))]
+        m.d.comb += arriving.tag.eq(tags[1])
+        entries = [Signal(response, name=f"rd_entry_{e}", reset_less=True) for e in range(self.queue)]
+        flight, count = Signal(2), Signal(range(self.queue + 1))    # flight[n]: a request n + 1 cycles on
+        head, tail = Signal(range(self.queue)), Signal(range(self.queue))
+        taken = out.valid & out.ready
+        m.d.comb += [rd.ready.eq(count + flight[0] + flight[1] < self.queue), out.valid.eq(count != 0),
+                     self.pending.eq(flight.any() | (count != 0))]
+        with m.Switch(head):
+            for e, entry in enumerate(entries):
+                with m.Case(e):
+                    m.d.comb += out.payload.eq(entry)
+        m.d.sync += [flight.eq(Cat(rd.valid & rd.ready, flight[0])), count.eq(count + flight[1] - taken)]
+        with m.If(flight[1]):
+            with m.Switch(tail):
+                for e, entry in enumerate(entries):
+                    with m.Case(e):
+                        m.d.sync += entry.eq(arriving)
+            m.d.sync += tail.eq(_next(tail, self.queue))
+        with m.If(taken):
+            m.d.sync += head.eq(_next(head, self.queue))
 
         # Writes: lanes and their enables rotated into bank order.
         wr = self.wr
@@ -167,28 +192,27 @@ class Buffer(wiring.Component):
             m.d.comb += [write.addr.eq(address), write.data.eq(value), write.en.eq(enable)]
         return m
 
-    def _addresses(self, m: Module, request, name: str):
-        """Per-bank addresses of ``request``, its rotation ``r`` (bank ``b`` serves lane ``(b − r) mod B``)
-        and ``−r mod B``."""
+    def _addresses(self, m: Module, request, name: str, registered: bool = False):
+        """Per-bank addresses of ``request`` and its rotation ``r`` (bank ``b`` serves lane
+        ``(b − r) mod B``) and ``−r mod B``; with ``registered``, those of the request of the cycle
+        before: the start, the lanes' steps and the rotations are registered on the way."""
         count, shift = self.banks, self.layout.shift
         bits = max(1, ceil_log2(self.depth))
+        terms = m.d.sync if registered else m.d.comb
         column = request.mode == Mode.COLUMN
-        start = Signal(bits, name=f"{name}_start")      # address of lane 0
-        rotation_bits = max(1, shift)                   # avoids zero-width signals when B = 1
-        low = Signal(rotation_bits, name=f"{name}_low")  # q mod B of lane 0
-        rotation = Signal(rotation_bits, name=f"{name}_rotation")
-        m.d.comb += [
-            start.eq(request.row + (request.q >> shift)),
-            low.eq(request.q[:shift]),
-            rotation.eq((request.skew + request.q)[:shift]),
-        ]
+        low = request.q[:shift]                          # q mod B of lane 0
+        rotation_bits = max(1, shift)                    # avoids zero-width signals when B = 1
+        start = Signal(bits, name=f"{name}_start", reset_less=True)    # address of lane 0
+        rotation = Signal(rotation_bits, name=f"{name}_rotation", reset_less=True)
+        back = Signal(rotation_bits, name=f"{name}_back", reset_less=True)
+        terms += [start.eq(request.row + (request.q >> shift)),
+                  rotation.eq((request.skew + request.q)[:shift]),
+                  back.eq((-(request.skew + request.q))[:shift])]
         # Lane l's step from the start: column, l rows down; row, a carry once q mod B + l wraps a
         # pitch. Rotated into bank order: bank b serves lane (b − r) mod B.
-        steps = [Signal(bits, name=f"{name}_lane_step_{lane}") for lane in range(count)]
-        m.d.comb += [step.eq(Mux(column, times(request.pitch, lane, bits), low >= count - lane))
-                     for lane, step in enumerate(steps)]
-        back = Signal(rotation_bits, name=f"{name}_back")
-        m.d.comb += back.eq((-rotation)[:shift])
+        steps = [Signal(bits, name=f"{name}_lane_step_{lane}", reset_less=True) for lane in range(count)]
+        terms += [step.eq(Mux(column, times(request.pitch, lane, bits), low >= count - lane))
+                  for lane, step in enumerate(steps)]
         addresses = []
         for bank, step in enumerate(_rotate(m, steps, back, f"{name}_bank_step")):
             address = Signal(bits, name=f"{name}_address_{bank}")
@@ -209,6 +233,11 @@ def times(value, factor: int, bits: int):
         if factor >> i & 1:
             total = (total + (value << i))[:bits]
     return total
+
+
+def _next(pointer, size: int):
+    """``pointer + 1`` modulo ``size``."""
+    return Mux(pointer == size - 1, 0, pointer + 1)
 
 
 def _rotate(m: Module, values: list, amount, name: str) -> list:

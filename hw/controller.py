@@ -19,7 +19,7 @@ program runs.
 """
 
 
-from amaranth.hdl import Module, Mux
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In
 
@@ -97,7 +97,7 @@ class Controller(wiring.Component):
         wiring.connect(m, walk.z, buffers.z)
         m.d.comb += [buffers.buffers.x.eq(walk.x_buf), buffers.buffers.y.eq(job.y.buf),
                      buffers.buffers.z.eq(job.z.buf), buffers.use_z.eq(job.use_z),
-                     walk.x_pending.eq(buffers.x_data.valid)]
+                     walk.x_pending.eq(buffers.x_pending)]
 
         # Responses: into the datapath, or X's lane 0 to the host while idle.
         wiring.connect(m, buffers.y_data, datapath.y_data)
@@ -108,7 +108,6 @@ class Controller(wiring.Component):
             buffers.x_data.ready.eq(Mux(seq.busy, datapath.x_data.ready, host.read_data.ready)),
         ]
         wiring.connect(m, datapath.result, writer.result)
-        m.d.comb += datapath.counter.eq(writer.counter)
         streamed = writer.done & (~job.gemm | datapath.drained)
         if self.config.data_depth:
             self._data(m, seq, writer, walk, buffers, gathers, streamed)
@@ -146,7 +145,8 @@ class Controller(wiring.Component):
             host.read_data.payload.eq(Mux(memory.read_data.valid, memory.read_data.payload,
                                           buffers.x_data.payload[0])),
         ]
-        on = seq.busy & gathers
+        on = Signal()            # registered: a GATHER's first write comes cycles after it starts
+        m.d.sync += on.eq(seq.busy & gathers)
         m.d.comb += [buffers.write.valid.eq(Mux(on, gather.write.valid, writer.write.valid)),
                      buffers.write.payload.eq(Mux(on, gather.write.payload, writer.write.payload)),
                      buffers.buffers.out.eq(Mux(on, job.out.buf, writer.out_buf))]

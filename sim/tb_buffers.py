@@ -7,10 +7,11 @@ replays exactly.
 
 Requests carry ``row = base + p·pitch`` and ``skew = p mod B`` (:class:`Access` derives them),
 while the model predicts from ``(base, pitch, p, q)`` through :class:`hw.layout.Layout`. One driver
-loop offers reads and writes and takes responses cycle by cycle; at each transfer the model
-predicts the read (before applying a write of the same cycle) or applies the write, and the
-scoreboard compares responses in request order, except lanes whose word a write of the same cycle
-changes: the buffer leaves those undefined.
+loop offers reads and writes and takes responses cycle by cycle; the model applies each write as it
+transfers and predicts each read the cycle after its transfer (when the banks are read: after the
+writes of its own cycle, before those of that one), and the scoreboard compares responses in request
+order, except lanes whose word a write of the cycle after the read's transfer changes: the buffer
+leaves those undefined.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ class Bench:
         dut, rng = self.dut, self.rng
         reads, writes = deque(reads), deque(writes)
         expected, responses = deque(), []
+        pending = None                     # a read taken last cycle: its banks are read in this one
         cycle = idle = 0
-        while reads or writes or expected:
+        while reads or writes or expected or pending:
             await RisingEdge(dut.clk)
             read = reads[0] if reads and rng.random() < p_rd else False
             write = writes[0] if writes and rng.random() < p_wr else False
@@ -155,11 +157,15 @@ class Bench:
                 self.board.compare(what, got, (want_lanes, want_tag), defined)
                 responses.append(got[0])
                 moved = True
+            if pending:
+                taken, at = pending
+                what = f"{taken.mode.name} read of (base, pitch, p, q) = {taken.where()[1:]}, cycle {at}"
+                expected.append((self.model.read(*taken.where()), self.defined(taken, write), taken.tag,
+                                 at, what))
+                pending = None
             if read and dut.rd__ready.value:
                 reads.popleft()
-                what = f"{read.mode.name} read of (base, pitch, p, q) = {read.where()[1:]}, cycle {cycle}"
-                expected.append((self.model.read(*read.where()), self.defined(read, write), read.tag,
-                                 cycle, what))
+                pending = (read, cycle)
                 moved = True
             if write:
                 if not dut.wr__ready.value:
@@ -183,7 +189,8 @@ class Bench:
         return responses
 
     def defined(self, read: Access, write) -> np.ndarray:
-        """The lanes of ``read`` whose word ``write`` (on the same cycle, or none) leaves alone."""
+        """The lanes of ``read`` whose word ``write`` (on the cycle its banks are read, or none) leaves
+        alone."""
         if not write:
             return np.ones(B, dtype=bool)
         words = zip(*self.model.lanes(*write.where()), strict=True)
@@ -287,8 +294,9 @@ async def masked_writes_and_mixed_traffic(dut):
 
 @cocotb.test()
 async def read_during_write(dut):
-    """A read on the same cycle as a write to some of its words: its other lanes are right and the
-    write lands. A held response keeps its data while its word is written."""
+    """A read the cycle before a write to some of its words: its other lanes are right and the
+    write lands; a read on the cycle of a write sees it. A queued response keeps its data while its
+    word is written."""
     bench = await start(dut)
     matrices = await bench.load()
     rng, model = bench.rng, bench.model
@@ -297,11 +305,11 @@ async def read_during_write(dut):
         old = int(model.image[model.layout.unflat(word)])
         new = [old ^ 0x5A5A] + bench.junk()[1:]
         newer = [old ^ 0x0FF0] + bench.junk()[1:]
-        got = await bench.run([host(word)] * 2, [host(word, data=new)])
+        got = await bench.run([host(word)] * 2, [None, host(word, data=new)])
         assert got[1][0] == new[0], f"word {word}: {got} after writing {new[0]}"
         # The response waits on rd_data while the word is written again.
         got = await bench.run([host(word), None, None, host(word)],
-                              [None, host(word, data=newer)], ready=lambda cycle: cycle >= 5)
+                              [None, None, host(word, data=newer)], ready=lambda cycle: cycle >= 6)
         assert (got[0][0], got[1][0]) == (new[0], newer[0]), f"word {word}: {got}"
     for _ in range(40):
         write = bench.access(matrices, modes=(Mode.ROW, Mode.COLUMN), write=True)
@@ -311,7 +319,7 @@ async def read_during_write(dut):
             model.lanes(*crossing.where())
         except IndexError:
             continue
-        got = await bench.run([crossing, crossing], [write])
+        got = await bench.run([crossing, crossing], [None, write])
         assert got[1][0] == write.data[0], "the crossing element was not written"
 
 
