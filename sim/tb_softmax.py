@@ -1,16 +1,19 @@
 """cocotb testbench of :class:`hw.softmax.Softmax`, scored against :func:`sim.vector.softmax_groups`.
 
-Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``max_rows``, ``groups``, ``patience``
-(idle cycles before a hang is declared, default 1000) and ``shift`` (the input shift of every run;
-by default each run picks one, and ``test_groups`` covers 0, the largest and two between). The shift
-holds through a run and changes only between runs, while the unit is idle. Stimulus is seeded as in
-``sim/tb_vector.py``; ``SEED=<run seed>`` replays a run (see ``sim/runner.py``).
+Parameters (from :func:`sim.runner.tb_params`): ``lanes``, ``physical_lanes`` (of the unit, default
+``lanes``), ``serial`` (the unit multiplies serially: no ``test_latency``), ``max_rows``, ``groups``,
+``patience`` (idle cycles before a hang is declared, default 1000) and ``shift`` (the input shift of
+every run; by default each run picks one, and ``test_groups`` covers 0, the largest and two
+between). The shift holds through a run and changes only between runs, while the unit is idle.
+Stimulus is seeded as in ``sim/tb_vector.py``; ``SEED=<run seed>`` replays a run (see
+``sim/runner.py``).
 """
 
 from __future__ import annotations
 
 import cocotb
 import numpy as np
+from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.isa import SOFTMAX_SHIFT_MAX
 from hw.numerics import ACT, exp_table
@@ -149,3 +152,36 @@ async def scoreboard_bites(dut):
         dut._log.info("caught as expected: %s", error)
     else:
         raise AssertionError(f"the scoreboard missed a unit at shift {shift} scored at {shift + 1}")
+
+
+@cocotb.skipif(tb_params().get("serial", False), reason="serial multipliers step once per product")
+@cocotb.test()
+async def test_latency(dut):
+    """A group of n beats offered to an idle unit: its beats transfer in cycles 0, S, …, (n - 1)·S,
+    S = lanes / physical_lanes, and its results leave a beat per S cycles from cycle 2·n·S + 18·S + 13:
+    the last beat's slices are picked by cycle n·S, then exp takes n·S + 6 cycles, reciprocal 17·S and
+    output S + 6 to its first beat."""
+    await start(dut)
+    p = tb_params()
+    lanes = p.get("lanes", 4)
+    slices = lanes // p.get("physical_lanes", lanes)
+    rows = min(3, p.get("max_rows", 8))
+    last = np.zeros(rows, dtype=np.int64)
+    last[-1] = 1
+    words = pack([(np.arange(rows * lanes).reshape(rows, lanes), ACT.bits), (last, 1)])
+    dut.shift.value = 0
+    dut.o__ready.value = 1
+    taken, outputs = [], []
+    first = 2 * rows * slices + 18 * slices + 13
+    for cycle in range(first + rows * slices + 10):
+        dut.i__valid.value = int(len(taken) < rows)
+        dut.i__payload.value = words[min(len(taken), rows - 1)]
+        await ReadOnly()
+        if dut.i__valid.value == 1 and dut.i__ready.value == 1:
+            taken.append(cycle)
+        if dut.o__valid.value == 1:
+            outputs.append(cycle)
+        await RisingEdge(dut.clk)
+    assert taken == list(range(0, rows * slices, slices)), f"beats taken in cycles {taken}"
+    expected = list(range(first, first + rows * slices, slices))
+    assert outputs == expected, f"results in cycles {outputs}, expected {expected}"

@@ -19,7 +19,7 @@ def test_softmax():
 @pytest.mark.sim
 def test_softmax_on_one_physical_lane_with_serial_multipliers():
     run(Softmax(lanes=4, max_rows=10, physical_lanes=1, serial_multipliers=True), "softmax_l4p1s",
-        "sim.tb_softmax", {"lanes": 4, "max_rows": 10, "patience": 4000})
+        "sim.tb_softmax", {"lanes": 4, "max_rows": 10, "physical_lanes": 1, "serial": True, "patience": 4000})
 
 
 @pytest.mark.parametrize("kwargs, bad", [({"lanes": 0}, "0"), ({"max_rows": 0}, "0"),
