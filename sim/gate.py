@@ -23,7 +23,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 
-from hw.boards.build import installed
+from hw.boards.build import UNNAME_FIELDS, installed
 
 from .runner import BUILD, run_verilog, simulator
 
@@ -36,6 +36,7 @@ _MUTATED = "t:SB_MAC16 c:datapath.array.* %i"  # yosys selection: the DSPs of th
 
 _SCRIPT = f"""\
 read_rtlil design.il
+{UNNAME_FIELDS}
 synth_ice40 -dsp -top {{name}}
 tee -q -o cells.json stat -json
 select -assert-min 1 {_MUTATED}
@@ -45,8 +46,9 @@ rename -hide w:* c:*
 opt_clean -purge
 write_verilog -noattr netlist.v
 """
-"""Synthesis, the cell counts, the mutation, then the netlist with only the ports named (short
-names make the simulator build smaller)."""
+"""Synthesis (after the builds' renaming, :data:`hw.boards.build.BEFORE_SYNTH`), the cell counts, the
+mutation, then the netlist with only the ports named (short names make the simulator build
+smaller)."""
 
 VERILATOR_ARGS = ["-CFLAGS", "-O0"]
 """The netlist's C++ model built without optimisation: it compiles several times faster and still runs

