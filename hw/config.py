@@ -81,15 +81,14 @@ class DeviceConfig:
         return ACT.frac
 
 
-# 60 MHz (3 Mbaud is a twentieth of it): every block RAM output, and the handshakes between the
-# buffers and the units, end in registers. Two vector lanes (an 8-wide beat in 4 cycles) leave the
-# 85F's router room; the smaller parts multiply serially in the vector and softmax units, their DSPs
-# going to the array. The data memory takes the block RAM the buffers leave (a DP16KD holds 1,024
-# words): the digits training set, packed, needs about 46 K words. The 85F keeps its bitstream of
-# commit ``a56d0e5`` at 45 MHz (builds of later gateware have not finished routing), and the 12F, with
-# no room left for the gather unit nor for the registers, its bitstream of ``f936f0b`` at 30 MHz (3
-# Mbaud is a tenth of it).
-_ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=60_000_000,
+# 45 MHz (3 Mbaud is a fifteenth of it): the buffers' lanes reach the reduce and softmax units through
+# a register, and the vector unit rounds its interpolation in a stage of its own. Two vector lanes (an
+# 8-wide beat in 4 cycles) leave the 85F's router room; the smaller parts multiply serially in the
+# vector and softmax units, their DSPs going to the array. The data memory takes the block RAM the
+# buffers leave (a DP16KD holds 1,024 words): the digits training set, packed, needs about 46 K words;
+# the 12F has no room left for the gather unit, nor for those registers: it stays at 30 MHz (3 Mbaud is
+# a tenth of it).
+_ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=45_000_000,
              baud=3_000_000)
 
 BOARD_DEVICES: dict[str, DeviceConfig] = {
@@ -101,8 +100,7 @@ BOARD_DEVICES: dict[str, DeviceConfig] = {
                               data_depth=16384),
     "ulx3s-45f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True,
                               data_depth=49152),
-    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 45_000_000}, vector_lanes=2,
-                              data_depth=65536),
+    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, data_depth=65536),
 }
 """The device of every board, by board name (``hw.boards`` adds its part, clock and pins): what
 ``--board`` gives the virtual board and the golden model."""
