@@ -12,7 +12,7 @@ import random
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
 
-__all__ = ["pack", "unpack", "run_stream", "serial_send", "serial_receive"]
+__all__ = ["pack", "unpack", "run_stream", "transfer_cycles", "serial_send", "serial_receive"]
 
 
 def pack(fields: list[tuple[np.ndarray, int]]) -> list[int]:
@@ -103,6 +103,26 @@ async def run_stream(dut, words: list[int], n_out: int, *, rng: random.Random,
     out_ready.value = 0
     moved_both = first_in is not None and last_out is not None
     return received, last_out - first_in + 1 if moved_both else 0
+
+
+async def transfer_cycles(dut, cycles: int, payload) -> tuple[list[int], list[int]]:
+    """Over ``cycles`` cycles from now, with ``o`` always ready, offer on ``i`` the beat
+    ``payload(n)`` once ``n`` beats have transferred (``None``: no beat); returns the cycles in which
+    ``i`` transferred and those in which ``o`` was valid."""
+    dut.o__ready.value = 1
+    taken, outputs = [], []
+    for cycle in range(cycles):
+        word = payload(len(taken))
+        dut.i__valid.value = int(word is not None)
+        if word is not None:
+            dut.i__payload.value = word
+        await ReadOnly()
+        if dut.i__valid.value == 1 and dut.i__ready.value == 1:
+            taken.append(cycle)
+        if dut.o__valid.value == 1:
+            outputs.append(cycle)
+        await RisingEdge(dut.clk)
+    return taken, outputs
 
 
 async def serial_send(pin, wire: bytes, bit_ps: int) -> None:

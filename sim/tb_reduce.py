@@ -12,13 +12,13 @@ from collections import deque
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.isa import ReduceOp
 from hw.numerics import ACT
 from hw.reduce import Reduce
 from sim.reduce import reduce_groups
 from sim.runner import tb_params
+from sim.streams import transfer_cycles
 from sim.tb_vector import Scoreboard, Sink, Source, pack, pump, start, unpack
 
 BITS = ACT.bits
@@ -186,18 +186,9 @@ async def test_latency(dut):
     slices = lanes // p.get("physical_lanes", lanes)
     groups = 20
     dut.op.value = ReduceOp.ARGMAX.value
-    dut.o__ready.value = 1
-    dut.i__payload.value = pack([(np.zeros((1, lanes)), BITS), (np.zeros((1, lanes)), BITS),
-                                 (np.ones(1), 1)])[0]
-    taken, outputs = [], []
-    for cycle in range(slices * groups + 4 * Reduce.LATENCY):
-        dut.i__valid.value = int(len(taken) < groups)
-        await ReadOnly()
-        if dut.i__valid.value == 1 and dut.i__ready.value == 1:
-            taken.append(cycle)
-        if dut.o__valid.value == 1:
-            outputs.append(cycle)
-        await RisingEdge(dut.clk)
+    word = pack([(np.zeros((1, lanes)), BITS), (np.zeros((1, lanes)), BITS), (np.ones(1), 1)])[0]
+    taken, outputs = await transfer_cycles(dut, slices * groups + 4 * Reduce.LATENCY,
+                                           lambda n: word if n < groups else None)
     assert taken == list(range(0, slices * groups, slices)), f"groups taken in cycles {taken}"
     expected = [t + slices - 1 + Reduce.LATENCY for t in taken]
     assert outputs == expected, f"results in cycles {outputs}, expected {expected}"

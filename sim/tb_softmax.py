@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly, RisingEdge
 
 from hw.isa import SOFTMAX_SHIFT_MAX
 from hw.numerics import ACT, exp_table
 from sim.runner import tb_params
+from sim.streams import transfer_cycles
 from sim.tb_vector import Scoreboard, Sink, Source, pack, pump, start, unpack
 from sim.vector import softmax_groups
 
@@ -170,18 +170,9 @@ async def test_latency(dut):
     last[-1] = 1
     words = pack([(np.arange(rows * lanes).reshape(rows, lanes), ACT.bits), (last, 1)])
     dut.shift.value = 0
-    dut.o__ready.value = 1
-    taken, outputs = [], []
     first = 2 * rows * slices + 18 * slices + 13
-    for cycle in range(first + rows * slices + 10):
-        dut.i__valid.value = int(len(taken) < rows)
-        dut.i__payload.value = words[min(len(taken), rows - 1)]
-        await ReadOnly()
-        if dut.i__valid.value == 1 and dut.i__ready.value == 1:
-            taken.append(cycle)
-        if dut.o__valid.value == 1:
-            outputs.append(cycle)
-        await RisingEdge(dut.clk)
+    taken, outputs = await transfer_cycles(dut, first + rows * slices + 10,
+                                           lambda n: words[n] if n < rows else None)
     assert taken == list(range(0, rows * slices, slices)), f"beats taken in cycles {taken}"
     expected = list(range(first, first + rows * slices, slices))
     assert outputs == expected, f"results in cycles {outputs}, expected {expected}"
