@@ -10,6 +10,7 @@ arithmetic is :mod:`hw.numerics`; the HDL helpers here (:func:`requantize_hdl`, 
 from __future__ import annotations
 
 import operator
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
@@ -68,19 +69,19 @@ def thermometer(m: Module, value: Value, width: int) -> Value:
     return Cat(bits[:width], Const(0, max(width - len(bits), 0)))
 
 
-def shift_right(m: Module, value: Value, shift: Value, keep: int) -> tuple[Value, Value, Value]:
-    """``value >> shift`` (arithmetic) by a logarithmic shifter that keeps only ``keep`` bits.
+def shift_steps(m: Module, window: Value, sign: Value, shift: Value, steps, keep: int,
+                sticky: Value | int = 0, spill: Value | int = 0) -> tuple[Value, Value, Value]:
+    """Some steps of :func:`shift_right`: shift ``window`` right by the bits ``steps`` of ``shift``.
 
-    Returns the low ``keep`` bits of the shifted value, whether any bit shifted out below was set
-    (the *sticky* bit of rounding) and whether the shifted value fits ``signed(keep)`` (every bit
-    above those kept is a copy of their sign). The shifter takes the bits of ``shift`` from the
-    largest, so each step keeps just the bits that the smaller steps after it can still bring down.
+    ``steps`` are bit numbers of ``shift``, all above those any later call will take (so a shift runs
+    its high bits first, possibly in one pipeline stage, and the rest in the next); ``sign`` is the
+    sign of the value being shifted, and ``sticky`` and ``spill`` are those of the earlier steps. Each
+    step keeps just the bits that the steps below it can still bring down (``keep`` plus the largest
+    of those, less one). Returns the window, whether a set bit was shifted out below it (the sticky
+    bit of rounding) and whether one that is not a copy of ``sign`` was dropped above it (a spill).
     """
-    value, shift = Value.cast(value), Value.cast(shift)
-    sign = value[-1]
-    window = Cat(value, sign.replicate(max(keep - len(value), 0)))
-    sticky, spill = Const(0), Const(0)
-    for k in reversed(range(len(shift))):
+    window, shift, sticky, spill = (Value.cast(v) for v in (window, shift, sticky, spill))
+    for k in sorted(steps, reverse=True):
         step = 1 << k
         moved = Cat(window[step:], sign.replicate(min(step, len(window))))
         sticky = sticky | (shift[k] & window[:step].any())
@@ -90,8 +91,34 @@ def shift_right(m: Module, value: Value, shift: Value, keep: int) -> tuple[Value
         if len(after) > kept:
             spill = spill | (after[kept:] != sign.replicate(len(after) - kept))
         window = after[:kept]
-    fits = ~spill & (window[keep - 1] == sign)
-    return window[:keep], sticky, fits
+    return window, sticky, spill
+
+
+def shift_window(value: Value, keep: int) -> tuple[Value, Value]:
+    """The window :func:`shift_steps` starts from for ``value`` (at least ``keep`` bits), and its sign."""
+    value = Value.cast(value)
+    sign = value[-1]
+    return Cat(value, sign.replicate(max(keep - len(value), 0))), sign
+
+
+def shift_fits(window: Value, sign: Value, spill: Value, keep: int) -> Value:
+    """Whether the value shifted by all of :func:`shift_steps` fits ``signed(keep)``."""
+    return ~spill & (window[keep - 1] == sign)
+
+
+def shift_right(m: Module, value: Value, shift: Value, keep: int) -> tuple[Value, Value, Value]:
+    """``value >> shift`` (arithmetic) by a logarithmic shifter that keeps only ``keep`` bits.
+
+    Returns the low ``keep`` bits of the shifted value, whether any bit shifted out below was set
+    (the *sticky* bit of rounding) and whether the shifted value fits ``signed(keep)`` (every bit
+    above those kept is a copy of their sign). The shifter takes the bits of ``shift`` from the
+    largest, so each step keeps just the bits that the smaller steps after it can still bring down
+    (:func:`shift_steps` runs some of them, for a shifter split between pipeline stages).
+    """
+    shift = Value.cast(shift)
+    window, sign = shift_window(value, keep)
+    window, sticky, spill = shift_steps(m, window, sign, shift, range(len(shift)), keep)
+    return window[:keep], sticky, shift_fits(window, sign, spill, keep)
 
 
 def round_nearest_even(half: Value, sticky: Value, lsb: Value) -> Value:
@@ -109,27 +136,25 @@ def pwl_index(table: PwlTable, x: Value) -> tuple[Value, Value]:
     return index, frac
 
 
-def serial_product(m: Module, a: Value, b: Value, phase: Value, cycles: int, restart: Value) -> Value:
+def serial_product(m: Module, a: Value, b: Value, cycles: int, first: Value, ready: Value) -> Value:
     """``a * b`` by Horner's rule: one shift and add per cycle, from the top bit of ``b`` down.
 
-    ``b`` (at most ``cycles`` bits, or ``cycles - 1`` if unsigned) and ``a`` must hold while ``phase``
-    counts ``0 .. cycles - 1``; the product is valid, combinationally, in phase ``cycles - 1`` (where
-    the accumulator holds). A cycle with ``restart`` high clears the accumulator, so it must precede
-    phase 0. The sign digit of ``b``, first, is subtracted as ``~a + 1`` onto the cleared accumulator.
-    Call it outside any ``m.If`` or FSM state.
+    ``a`` and ``b`` (at most ``cycles`` bits, or ``cycles - 1`` if unsigned) must hold over ``cycles``
+    cycles, the first of them with ``first`` high and the last with ``ready`` high; the product is then
+    valid, combinationally, for as long as ``ready`` stays high (the accumulator holds). The sign digit
+    of ``b``, first, is subtracted as ``~a + 1``, its ``+ 1`` in the bit that shifting the accumulator
+    leaves free, so that a cycle takes one adder. Call it outside any ``m.If`` or FSM state.
     """
     a = Value.cast(a)
     wide = Signal(signed(cycles))
     m.d.comb += wide.eq(b)
-    digit = Cat(*(wide[k] for k in reversed(range(cycles)))).bit_select(phase, 1)
-    first = phase == 0
+    digits = Signal(cycles - 1)  # the digits of b after the sign digit still to take, the next on top
     acc = Signal(signed(len(a) + cycles))
-    total = (acc << 1) + Mux(digit, Mux(first, ~a, a), 0) + (digit & first)
-    with m.If(restart):
-        m.d.sync += acc.eq(0)
-    with m.Elif(phase != cycles - 1):
-        m.d.sync += acc.eq(total)
-    return total
+    digit = Mux(first, wide[-1], digits[-1])
+    total = Cat(digit & first, Mux(first, 0, acc)).as_signed() + Mux(digit, Mux(first, ~a, a), 0)
+    with m.If(~ready):
+        m.d.sync += [acc.eq(total), digits.eq(Mux(first, wide, digits << 1))]
+    return total[:len(acc)].as_signed()
 
 
 def _signed_width(values) -> int:
@@ -166,7 +191,7 @@ class VectorUnit(wiring.Component):
     ``o.ready`` is high or ``o.valid`` is low; ``i.ready`` is that condition (it depends
     combinationally on ``o.ready``) on the cycle of the last slice, and low on the others. A beat
     offered to an idle unit in cycle 0 has its result valid on ``o`` in cycle :attr:`latency`
-    (``LATENCY + S - 1``, with :attr:`LATENCY` = 7) when ``o`` is not stalled. With
+    (``LATENCY + S - 1``, with :attr:`LATENCY` = 10) when ``o`` is not stalled. With
     ``physical_lanes == lanes`` (the default) the unit takes a beat per cycle. With
     ``serial_multipliers``, every step of the pipeline takes ``max(fmt.bits, 16)`` cycles instead of
     one while ``op`` is ``MUL`` or ``SGD``, ``act`` is leaky ReLU (not ``deriv``) or a table: each
@@ -183,15 +208,22 @@ class VectorUnit(wiring.Component):
     ``rand`` is the lane's LFSR state, which every beat rounded in ``STOCHASTIC`` mode advances by
     :func:`numerics.lfsr_advance` after drawing it. The LFSR of lane ``l`` resets to
     ``lfsr_seed(1, l)``; a cycle with ``seed_load`` high (``seed`` need hold in that cycle only)
-    sets it to ``lfsr_seed(seed, l)`` over that cycle and the ``S - 1`` after it, in which the
-    pipeline holds (``i.ready`` is low). The configuration inputs must be stable, and ``seed_load``
-    low, while beats are in the pipeline.
+    sets it to ``lfsr_seed(seed, l)`` over the ``S`` cycles after it, in the last ``S - 1`` of which
+    the pipeline holds (``i.ready`` is low). The configuration inputs (``op``, ``b_shift``,
+    ``shift``, ``round``, ``act``, ``deriv``, ``slope``, ``scale``) must be stable from the cycle a
+    beat is offered on ``i`` until its result has left ``o``, and ``seed_load`` low while beats are
+    in the pipeline: stage 1 reads ``op`` and ``scale`` as they come, the later stages registered
+    copies of the configuration, a cycle late.
 
-    The stages: (1) a slice enters; (2) ``t``, by one adder and a conditional negation; (3) the
-    stochastic bias is added and ``t`` shifted, keeping the bits of ``x`` and the first bit shifted
-    out; (4) rounding and saturation; (5) the table read and the functions without a table; (6) the
-    interpolation's or the leaky slope's product (one multiplier serves both); (7) its rounding and
-    saturation, and the choice of ``y``.
+    The stages: (1) a slice enters, with the multiplier of ``a`` (``b``, or ``scale`` in ``SGD``);
+    (2) the operands of ``t``: ``b << b_shift`` and the product of ``a``, in pieces of one
+    multiplier block each (or by :func:`serial_product`); (3) ``t`` and the stochastic bias, by one
+    adder; (4) the requantising shift by the high bits of ``shift``, keeping the bits of ``x`` and
+    the first bit shifted out, then (5) by the low bits, and the rounding decision; (6) rounding
+    and saturation; (7) the table read and the functions without a table; (8) the table's words
+    (with serial multipliers, the segment's two samples) and the factors of (9) the
+    interpolation's or the leaky slope's product (one multiplier serves both); (10) its rounding
+    and saturation, and the choice of ``y``.
 
     Parameters
     ----------
@@ -239,7 +271,7 @@ class VectorUnit(wiring.Component):
         If a parameter is out of range, or the tables of ``fmt`` do not share one geometry.
     """
 
-    LATENCY = 7
+    LATENCY = 10
 
     @property
     def latency(self) -> int:
@@ -294,60 +326,63 @@ class VectorUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, phys, fmt, bits = self.lanes, self.physical_lanes, self.fmt, self.fmt.bits
-        slices = lanes // phys
+        slices, stages = lanes // phys, self.LATENCY
         table = self.tables[0]
         one = min(fmt.one, fmt.max)
-        stochastic = self.round == Rounding.STOCHASTIC
-        table_no = Mux(self.act == Act.TANH, 1, Mux(self.act == Act.SWISH, 2, 0))
-        is_table = (self.act == Act.SIGMOID) | (self.act == Act.TANH) | (self.act == Act.SWISH)
-
+        cfg = self._settle(m)
+        stochastic, is_table = cfg.stochastic, cfg.is_table
         t_width = self._t_width()
 
         # With serial multipliers, a step of the pipeline that multiplies takes ``cycles`` cycles.
-        # Stage 7 rounds an interpolation and a leaky product by the same ``point`` bits: a table's
+        # Stage 10 rounds an interpolation and a leaky product by the same ``point`` bits: a table's
         # rise is multiplied by ``frac << frac_up``, a leaky ReLU's input by ``slope << slope_up``.
         total = table.seg_shift + table.guard
         point = max(total, SLOPE.frac)
         frac_up, slope_up = point - total, point - SLOPE.frac
         cycles = max(bits, SLOPE.bits + slope_up, table.seg_shift + frac_up + 2)  # frac's top digits are 0
         phase = Signal(range(cycles))
+        ripe = Signal()  # phase == cycles - 1: the products of a step are ready
+        first = Signal(init=1)  # phase == 0
         if self.serial_multipliers:
-            slow = ((self.op == VecOp.MUL) | (self.op == VecOp.SGD) | is_table
-                    | ((self.act == Act.LEAKY_RELU) & ~self.deriv))
-            with m.If(slow & (phase != cycles - 1)):
-                m.d.sync += phase.eq(phase + 1)
+            slow = cfg.slow
 
             def mul(a, b):
-                return serial_product(m, a, b, phase, cycles, restart)
+                return serial_product(m, a, b, cycles, first, ripe)
         else:
             slow, mul = Const(0), operator.mul
 
         def lanes_of(shape, name):
-            return Signal(data.ArrayLayout(shape, phys), name=name)
+            return Signal(data.ArrayLayout(shape, phys), name=name, reset_less=True)
 
         a1, b1 = lanes_of(signed(self.acc_width), "a1"), lanes_of(signed(bits), "b1")
-        t2 = lanes_of(signed(t_width), "t2")
-        q3, up3, fits3, sign3 = (lanes_of(signed(bits), "q3"), lanes_of(1, "up3"), lanes_of(1, "fits3"),
-                                 lanes_of(1, "sign3"))
-        x4, sat4 = lanes_of(signed(bits), "x4"), lanes_of(1, "sat4")
-        sat5, high5 = lanes_of(1, "sat5"), lanes_of(1, "high5")
-        simple5, frac5 = lanes_of(signed(bits), "simple5"), lanes_of(max(table.seg_shift, 1), "frac5")
-        leaky5 = lanes_of(1, "leaky5")
-        sat6, high6, scaled6 = lanes_of(1, "sat6"), lanes_of(1, "high6"), lanes_of(1, "scaled6")
-        simple6 = lanes_of(signed(bits), "simple6")
-        valid = Signal(6)  # stages 2..7; the output is o.valid
-        last = Signal(6)
-        slot = [Signal(range(slices), name=f"slot{k}") for k in range(7)]  # the slice at stage k + 1
+        m1 = lanes_of(signed(max(bits, self.scale.shape().width)), "m1")  # the multiplier of a
+        valid = Signal(stages - 1)  # stages 2..LATENCY; the output is o.valid
+        last = Signal(stages - 1)
+        slot = [Signal(range(slices), name=f"slot{k}") for k in range(stages)]  # the slice at stage k + 1
 
-        # The slice entering: slice ``slot[0]`` of the beat on ``i``, which transfers with its last.
-        seeding = Signal(range(slices))  # the cycles of a seed load after its first
-        adv = (~self.o.valid | self.o.ready) & (~slow | (phase == cycles - 1)) & (seeding == 0)
-        restart = adv | ~slow  # the serial products start afresh with the next step
+        # The pipeline advances (adv) when o can take a beat and neither a serial step nor a seed load
+        # holds it: ``free`` says the latter, from a register. A seed load (registered: ``seed_load``)
+        # turns the LFSR rings over ``slices`` cycles, the pipeline holding in all but the first (which
+        # ``seeding`` counts down).
+        seed, seed_load = Signal(32, reset_less=True), Signal()
+        m.d.sync += [seed.eq(self.seed), seed_load.eq(self.seed_load)]
+        seeding = Signal(range(slices))
+        seeding_next = Mux(seed_load, slices - 1, Mux(seeding != 0, seeding - 1, 0))
+        free = Signal(init=1)  # (~slow | ripe) & (seeding == 0)
+        adv = (~self.o.valid | self.o.ready) & free
+        m.d.sync += seeding.eq(seeding_next)
         if self.serial_multipliers:
+            ripe_next = Mux(adv, 0, Mux(slow & ~ripe, phase == cycles - 2, ripe))  # cycles > 1
+            m.d.sync += [ripe.eq(ripe_next), free.eq((~cfg.slow_next | ripe_next) & (seeding_next == 0))]
             with m.If(adv):
-                m.d.sync += phase.eq(0)
+                m.d.sync += [phase.eq(0), first.eq(1)]
+            with m.Elif(slow & ~ripe):
+                m.d.sync += [phase.eq(phase + 1), first.eq(0)]
+        else:
+            m.d.sync += free.eq(seeding_next == 0)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)  # a transfer while the pipeline holds (serial step, seed load)
+        # The slice entering: slice ``slot[0]`` of the beat on ``i``, which transfers with its last.
         beat, entering = self.i.payload, self.i.valid
         enter = adv & entering
         m.d.comb += self.i.ready.eq(adv & (slot[0] == slices - 1))
@@ -361,97 +396,191 @@ class VectorUnit(wiring.Component):
                 Cat(*(lanes_value[k * phys + lane] for k in range(slices))).word_select(
                     slot[0], len(lanes_value[lane])).as_signed()
 
-        rand = self._lfsrs(m, seeding, adv & valid[1], stochastic)
+        def reg(value, name):
+            """``value`` in a register that takes it as the pipeline advances (no reset: ``valid``
+            says which registers hold a beat)."""
+            register = Signal.like(value, name=name, reset_less=True)
+            with m.If(adv):
+                m.d.sync += register.eq(value)
+            return register
+
+        rand = self._lfsrs(m, seed, seed_load, seeding, adv & valid[1], stochastic)
 
         # Activation tables: one ROM, one read port per lane, enabled as the pipeline advances.
         serial = self.serial_multipliers
         half = 1 << (table.guard - 1)  # the interpolation's rounding, added to the samples
         m.submodules.tables = rom = pwl_samples(self.tables, half) if serial else pwl_memory(self.tables)
-        table_id = Cat(self.deriv, table_no)
+        table_id = Cat(cfg.deriv, cfg.table_no)
         low = point - table.guard  # the bits of the rounding base below the sample's
-        leaky_base, fill = ((1 << (point - 1)) - 1) >> low, ~is_table  # its low bits are all ones
-        slope_deriv = requantize_hdl(self.slope, SLOPE.frac - fmt.frac, bits)
+        leaky_base = half  # the leaky product's rounding base, 2**(point - 1), is half << low
+        slope_deriv = requantize_hdl(cfg.slope, SLOPE.frac - fmt.frac, bits)
 
-        final = slot[6] == slices - 1
+        final = slot[stages - 1] == slices - 1
         with m.If(adv):
             m.d.sync += [
                 valid.eq(Value.cast(entering) | (valid << 1)),
                 last.eq(beat.last | (last << 1)),
                 *(a1[lane].eq(sliced(beat.a, lane)) for lane in range(phys)),
                 *(b1[lane].eq(sliced(beat.b, lane)) for lane in range(phys)),
-                *(slot[k + 1].eq(slot[k]) for k in range(6)),
-                self.o.valid.eq(valid[5] & final),
-                self.o.payload.last.eq(last[5]),
+                *(m1[lane].eq(Mux(self.op == VecOp.SGD, self.scale, sliced(beat.b, lane)))
+                  for lane in range(phys)),
+                *(slot[k + 1].eq(slot[k]) for k in range(stages - 1)),
+                self.o.valid.eq(valid[stages - 2] & final),
+                self.o.payload.last.eq(last[stages - 2]),
             ]
-        ones = thermometer(m, self.shift, 32)  # the bits of rand a stochastic rounding adds
         for lane in range(phys):
-            t = self._combine(a1[lane], b1[lane], mul)   # stage 2
-            # Stages 3 and 4: requantize t (the shift and its rounding), then round and saturate.
-            biased, u, up, fits = self._requantize(m, t2[lane], rand[lane] & ones, stochastic, t_width)
-            x, saturated = self._saturate(q3[lane], up3[lane], fits3[lane], sign3[lane])
-            # Stage 5: table read, and the functions that need no table.
-            index, frac = pwl_index(table, x4[lane])
+            # Stage 2: the operands of t, with the products of a (none of them added up yet).
+            product = self._product(a1[lane], m1[lane], mul)
+            left, terms, carries = self._terms(cfg, a1[lane], b1[lane], product)
+            left2, carries2 = reg(left, f"left2_{lane}"), reg(carries, f"carries2_{lane}")
+            terms2 = [(offset, reg(term, f"term2_{lane}_{k}")) for k, (offset, term) in enumerate(terms)]
+            # Stage 3: t plus the stochastic bias, in one adder.
+            biased = self._sum(left2, terms2, carries2, rand[lane] & cfg.bias, t_width)
+            biased3 = reg(biased, f"biased3_{lane}")
+            # Stages 4 and 5: the shift (its high bits, then the low ones and the rounding decision).
+            window4, sticky4, spill4, sign4 = (reg(v, f"{name}4_{lane}") for v, name in zip(
+                self._shift_high(m, cfg, biased3), ("window", "sticky", "spill", "sign"), strict=True))
+            q5, up5, fits5 = (reg(v, f"{name}5_{lane}") for v, name in zip(
+                self._shift_low(m, cfg, window4, sticky4, spill4, sign4), ("q", "up", "fits"),
+                strict=True))
+            sign5 = reg(sign4, f"sign5_{lane}")
+            # Stage 6: rounding and saturation.
+            x, saturated = self._saturate(q5, up5, fits5, sign5)
+            x6, sat6 = reg(x, f"x6_{lane}"), reg(saturated, f"sat6_{lane}")
+            # Stage 7: the table read (its address), and the functions that need no table.
+            index, frac = pwl_index(table, x6)
             port = rom.read_port()
+            simple7 = reg(self._simple(cfg, x6, one, slope_deriv), f"simple7_{lane}")
+            leaky7 = reg(cfg.leaky & (x6 < 0), f"leaky7_{lane}")
+            frac7, sat7 = reg(frac, f"frac7_{lane}"), reg(sat6, f"sat7_{lane}")
+            high7 = reg(x6[-1] ^ x6[-2], f"high7_{lane}")
+            # Stage 8: the table's words (with serial multipliers: the segment's two samples), and the
+            # factors of stage 9's product: the segment's rise and x's offset in it, or x and the slope.
             if serial:
-                sample, rise = self._serial_read(m, port, table_id, index, adv, phase == 0,
+                sample, rise = self._serial_read(m, port, table_id, index, adv, first,
                                                  Mux(is_table, port.data, leaky_base))
             else:
                 m.d.comb += [port.en.eq(adv), port.addr.eq(Cat(index, table_id))]
-                sample = Mux(is_table, port.data.y0 + half, leaky_base)
-                rise = port.data.slope
-            xv = x4[lane]
-            simple = self._simple(xv, one, slope_deriv)
-            leaky = (self.act == Act.LEAKY_RELU) & ~self.deriv & (xv < 0)  # scaled in stage 6
-            # Stage 6: a table's interpolation or a leaky slope's product (one multiplier serves both).
-            # Stage 7: the product rounded (one adder serves both), saturated and chosen; into the
+                sample, rise = port.data.y0, port.data.slope
+            sample8 = reg(sample, f"sample8_{lane}")
+            factor8 = reg(Mux(is_table, rise, simple7), f"factor8_{lane}")
+            multiplier8 = reg(Mux(is_table, frac7 << frac_up, cfg.slope << slope_up), f"multiplier8_{lane}")
+            simple8, leaky8 = reg(simple7, f"simple8_{lane}"), reg(leaky7, f"leaky8_{lane}")
+            sat8, high8 = reg(sat7, f"sat8_{lane}"), reg(high7, f"high8_{lane}")
+            # Stage 9: a table's interpolation or a leaky slope's product (one multiplier serves both).
+            # Stage 10: the product rounded (one adder serves both), saturated and chosen; into the
             # slice's lanes of the output beat. The interpolation is ``(sample + half) << low`` plus
-            # the product, floored; the leaky product is rounded to nearest-even by adding
-            # ``2**(point - 1) - 1`` and its lsb.
-            slope_product = mul(Mux(is_table, rise, simple5[lane]),
-                                Mux(is_table, frac5[lane] << frac_up, self.slope << slope_up))
-            product6 = Signal.like(slope_product, name=f"product6_{lane}")
-            base6 = Signal(signed(low + len(sample)), name=f"base6_{lane}")
-            rounded = (base6 + product6 + (fill & product6[point])) >> point
-            y = Mux(scaled6[lane], _saturate(rounded, bits), simple6[lane])
-            with m.If(adv):
-                m.d.sync += [t2[lane].eq(t), q3[lane].eq(u[1:]), up3[lane].eq(up), fits3[lane].eq(fits),
-                             sign3[lane].eq(biased[-1]), x4[lane].eq(x), sat4[lane].eq(saturated),
-                             sat5[lane].eq(sat4[lane]), high5[lane].eq(x4[lane][-1] ^ x4[lane][-2]),
-                             frac5[lane].eq(frac), simple5[lane].eq(simple), leaky5[lane].eq(leaky),
-                             product6.eq(slope_product), base6.eq(Cat(fill.replicate(low), sample)),
-                             scaled6[lane].eq(is_table | leaky5[lane]), simple6[lane].eq(simple5[lane]),
-                             sat6[lane].eq(sat5[lane]), high6[lane].eq(high5[lane])]
+            # the product, floored; the leaky product is rounded to nearest-even: ``2**(point - 1)``
+            # added, floored, and the lsb cleared on a tie (where adding ``2**(point - 1) - 1`` and
+            # the product's lsb would have kept it even).
+            sample = sample8 if serial else Mux(is_table, sample8 + half, leaky_base)
+            product9 = reg(mul(factor8, multiplier8), f"product9_{lane}")
+            base9, nearest9 = reg(sample << low, f"base9_{lane}"), reg(~is_table, f"nearest9_{lane}")
+            scaled9, simple9 = reg(is_table | leaky8, f"scaled9_{lane}"), reg(simple8, f"simple9_{lane}")
+            sat9, high9 = reg(sat8, f"sat9_{lane}"), reg(high8, f"high9_{lane}")
+            floor = (base9 + product9) >> point
+            tie = nearest9 & (product9[:point] == 1 << (point - 1))
+            y = Mux(scaled9, _saturate(Cat(floor[0] & ~tie, floor[1:]).as_signed(), bits), simple9)
             for k in range(slices):
-                with m.If(adv & (slot[6] == k)):
+                with m.If(adv & (slot[stages - 1] == k)):
                     m.d.sync += [self.o.payload.y[k * phys + lane].eq(y),
-                                 self.o.payload.saturated[k * phys + lane].eq(sat6[lane]),
-                                 self.o.payload.high[k * phys + lane].eq(high6[lane])]
+                                 self.o.payload.saturated[k * phys + lane].eq(sat9),
+                                 self.o.payload.high[k * phys + lane].eq(high9)]
         return m
 
-    def _requantize(self, m, t, bits, stochastic, t_width):
-        """Stage 3: add the stochastic bias (``bits`` of rand), shift keeping the first bit shifted
-        out, and decide the rounding. Returns the biased t, the shifted value, the rounding and
-        whether the result fits."""
-        biased = (t + Mux(stochastic, bits, 0))[:t_width]
-        u, sticky, fits = shift_right(m, Cat(Const(0, 1), biased), self.shift, self.fmt.bits + 1)
-        up = ~stochastic & round_nearest_even(u[0], sticky, u[1])
-        return biased, u, up, fits
+    def _settle(self, m) -> SimpleNamespace:
+        """The configuration as stages 2 on read it: in registers, a cycle late (it holds from the cycle
+        a beat is offered until its result leaves), with what is decoded from it, so that no path
+        starts at the configuration inputs but stage 1's (which reads ``op`` and ``scale``)."""
+        def settled(value, name):
+            register = Signal.like(value, name=f"{name}_q", reset_less=True)
+            m.d.sync += register.eq(value)
+            return register
+
+        op, act, deriv = self.op, self.act, self.deriv
+        is_table = (act == Act.SIGMOID) | (act == Act.TANH) | (act == Act.SWISH)
+        leaky = (act == Act.LEAKY_RELU) & ~deriv
+        multiply = (op == VecOp.MUL) | (op == VecOp.SGD)
+        stochastic = self.round == Rounding.STOCHASTIC
+        slow = multiply | is_table | leaky
+        return SimpleNamespace(
+            op=settled(op, "op"), b_shift=settled(self.b_shift, "b_shift"),
+            shift=settled(self.shift, "shift"), multiply=settled(multiply, "multiply"),
+            negate=settled((op == VecOp.SUB) | (op == VecOp.SGD), "negate"),
+            stochastic=settled(stochastic, "stochastic"),
+            bias=settled(Mux(stochastic, thermometer(m, self.shift, 32), 0), "bias"),  # rand's bits added
+            act=settled(act, "act"), deriv=settled(deriv, "deriv"), slope=settled(self.slope, "slope"),
+            is_table=settled(is_table, "is_table"), leaky=settled(leaky, "leaky"),
+            table_no=settled(Mux(act == Act.TANH, 1, Mux(act == Act.SWISH, 2, 0)), "table_no"),
+            slow=settled(slow, "slow"), slow_next=slow)  # a step takes cycles with serial multipliers
+
+    _SHIFT_SPLIT = 4
+    """Stage 4 shifts by the bits of ``shift`` from this one up, stage 5 by those below."""
+
+    def _product(self, a, multiplier, mul):
+        """Stage 2's product ``a * multiplier`` as ``(offset, value)`` pieces that add up to it, each
+        shifted by its offset: one with serial multipliers, else one per piece of ``a`` (17 bits
+        unsigned, the top one up to 18 signed), so that each maps to a multiplier block and nothing is
+        added after one in this stage."""
+        if self.serial_multipliers:
+            return [(0, mul(a, multiplier))]
+        pieces, offset = [], 0
+        while len(a) - offset > 18:
+            pieces.append((offset, a[offset:offset + 17] * multiplier))
+            offset += 17
+        return [*pieces, (offset, a[offset:].as_signed() * multiplier)]
+
+    def _terms(self, cfg, a, b, product):
+        """Stage 2: ``t = left + right`` or ``left - right`` as ``left``, terms ``(offset, value)`` and
+        ``carries`` that add up (each term shifted by its offset) to ``t``.
+
+        ``right`` is ``b << b_shift`` or ``a`` times the multiplier, ``product`` (:meth:`_product`'s
+        pieces). A negated term is complemented, and its ``+ 1`` (``-x`` is ``~x + 1``) is in
+        ``carries``.
+        """
+        multiply, negate = cfg.multiply, cfg.negate
+        shifted = b << cfg.b_shift
+        left = Mux(cfg.op == VecOp.SGD, shifted, Mux(cfg.op == VecOp.MUL, 0, a))
+        terms = []
+        for k, (offset, piece) in enumerate(product):
+            if k == 0:
+                right = Mux(multiply, piece, shifted)
+                terms.append((offset, Mux(negate, ~right, right)))
+            else:
+                terms.append((offset, Mux(multiply, Mux(negate, ~piece, piece), 0)))
+        carries = Mux(negate, Mux(multiply, sum(1 << offset for offset, _ in terms), 1), 0)
+        return left, terms, carries
+
+    def _sum(self, left, terms, carries, bias, t_width):
+        """Stage 3: ``t`` plus the stochastic ``bias``, from stage 2's addends."""
+        total = left + carries + bias
+        for offset, term in terms:
+            total = total + (term << offset)
+        return total[:t_width]
+
+    def _shift_high(self, m, cfg, biased):
+        """Stage 4: the steps of the requantising shift by the high bits of ``shift``, keeping the
+        first bit shifted out below ``x``. Returns the window, the sticky and spill bits, the sign."""
+        keep = self.fmt.bits + 1
+        window, sign = shift_window(Cat(Const(0, 1), biased), keep)
+        steps = range(self._SHIFT_SPLIT, len(cfg.shift))
+        return (*shift_steps(m, window, sign, cfg.shift, steps, keep), sign)
+
+    def _shift_low(self, m, cfg, window, sticky, spill, sign):
+        """Stage 5: the rest of the shift, and the rounding decision. Returns the shifted value, whether
+        nearest-even rounding raises it, and whether it fits."""
+        keep = self.fmt.bits + 1
+        window, sticky, spill = shift_steps(m, window, sign, cfg.shift, range(self._SHIFT_SPLIT), keep,
+                                            sticky, spill)
+        u = window[:keep]
+        up = ~cfg.stochastic & round_nearest_even(u[0], sticky, u[1])
+        return u[1:].as_signed(), up, shift_fits(window, sign, spill, keep)
 
     def _saturate(self, q, up, fits, sign):
-        """Stage 4: round ``q`` up if ``up``, and saturate; returns the result and whether it saturated."""
+        """Stage 6: round ``q`` up if ``up``, and saturate; returns the result and whether it saturated."""
         hi = self.fmt.max
         x = Mux(fits, Mux(q == hi, q, q + up), Mux(sign, self.fmt.min, hi))
-        return x, ~fits | ((q == hi) & up)
-
-    def _combine(self, a, b, mul):
-        """Stage 2: combine the operands, ``t = left + right`` or ``left - right`` with one adder."""
-        multiply = (self.op == VecOp.MUL) | (self.op == VecOp.SGD)
-        negate = (self.op == VecOp.SUB) | (self.op == VecOp.SGD)
-        shifted = b << self.b_shift
-        product = mul(a, Mux(self.op == VecOp.SGD, self.scale, b))
-        left = Mux(self.op == VecOp.SGD, shifted, Mux(self.op == VecOp.MUL, 0, a))
-        right = Mux(multiply, product, shifted)
-        return left + Mux(negate, ~right, right) + negate
+        return x[:self.fmt.bits].as_signed(), ~fits | ((q == hi) & up)
 
     def _t_width(self) -> int:
         """The width of t, and of t plus the bias of a stochastic rounding (below 2**32)."""
@@ -464,29 +593,26 @@ class VectorUnit(wiring.Component):
                    *products, *(q - p for q in shifted_range for p in products)]
         return _signed_width([*t_range, max(t_range) + (1 << 32) - 1])
 
-    def _lfsrs(self, m, seeding, turn, stochastic) -> list:
+    def _lfsrs(self, m, seed, seed_load, seeding, turn, stochastic) -> list:
         """The LFSRs, one per lane of the beat; the states of the slice in stage 3, one per physical lane.
 
         Those of a physical lane form a ring that turns as a slice leaves stage 3 (``turn``), so its
-        head is the state of the lanes of the slice in stage 3. A seed load turns every ring once, over
-        ``slices`` cycles (``seeding`` counts them; the pipeline holds), shifting in the seeds of its
-        lanes in order: each the previous one plus ``phys`` times the seed step.
+        head is the state of the lanes of the slice in stage 3. A seed load (``seed_load``, with
+        ``seed``, then ``seeding`` counting down the cycles after it; the pipeline holds) turns every
+        ring once, over ``slices`` cycles, shifting in the seeds of its lanes in order: each the
+        previous one plus ``phys`` times the seed step.
         """
-        phys, slices = self.physical_lanes, self.lanes // self.physical_lanes
+        phys = self.physical_lanes
+        seed_step = seed_load | (seeding != 0)
         rows = numerics.lfsr_matrix()
         states = [Signal(32, init=numerics.lfsr_seed(1, lane), name=f"lfsr{lane}")
                   for lane in range(self.lanes)]
-        seed_step = Value.cast(self.seed_load) | (seeding != 0)
-        with m.If(self.seed_load):
-            m.d.sync += seeding.eq(slices - 1)
-        with m.Elif(seeding != 0):
-            m.d.sync += seeding.eq(seeding - 1)
         for lane in range(phys):
             ring = states[lane::phys]
             advanced = Signal(32, name=f"lfsr{lane}_next")
             m.d.comb += [advanced[i].eq((ring[0] & rows[i]).xor()) for i in range(32)]
             chain = Signal(32, name=f"lfsr{lane}_seed")  # the raw seed of the next lane of the ring
-            seeded = Mux(self.seed_load, (self.seed + lane * 0x9E3779B9)[:32], chain)
+            seeded = Mux(seed_load, (seed + lane * 0x9E3779B9)[:32], chain)
             with m.If(seed_step):
                 m.d.sync += chain.eq((seeded + phys * 0x9E3779B9)[:32])
             with m.If(seed_step | turn):
@@ -497,8 +623,8 @@ class VectorUnit(wiring.Component):
 
     def _serial_read(self, m, port, table_id, index, adv, first, base):
         """The segment's sample (read as the pipeline steps, kept in the first phase, or ``base`` for
-        no table), then the next one; their difference is the rise, ready from phase 1, before the
-        product needs it. Returns the sample and the rise."""
+        no table), then the next one; their difference is the rise, ready from phase 1 (a slope of the
+        tables, so it is kept in their width). Returns the sample and the rise."""
         address = (table_id << (self.segments.bit_length() - 1)) + table_id + index
         here, sample = Signal.like(port.addr), Signal(signed(len(port.data)))
         with m.If(adv):
@@ -506,12 +632,13 @@ class VectorUnit(wiring.Component):
         with m.If(first):
             m.d.sync += sample.eq(base)
         m.d.comb += [port.en.eq(adv | first), port.addr.eq(Mux(first, here + 1, address))]
-        return sample, port.data - sample
+        rise_width = _signed_width([v for t in self.tables for v in t.slope])
+        return sample, (port.data - sample)[:rise_width].as_signed()
 
-    def _simple(self, x, one, slope_deriv):
+    def _simple(self, cfg, x, one, slope_deriv):
         """The functions that need no table, or their derivatives, of ``x``."""
         positive = Mux(x > 0, one, 0)
-        return Mux(self.act == Act.RELU, Mux(self.deriv, positive, Mux(x >= 0, x, 0)),
-                   Mux(self.act == Act.LEAKY_RELU,
-                       Mux(self.deriv, Mux(x > 0, one, slope_deriv), x),
-                       Mux(self.deriv, one, x)))
+        return Mux(cfg.act == Act.RELU, Mux(cfg.deriv, positive, Mux(x >= 0, x, 0)),
+                   Mux(cfg.act == Act.LEAKY_RELU,
+                       Mux(cfg.deriv, Mux(x > 0, one, slope_deriv), x),
+                       Mux(cfg.deriv, one, x)))

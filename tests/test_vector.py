@@ -52,8 +52,9 @@ def test_wrong_rounding_fails(monkeypatch):
 
 @pytest.mark.parametrize("physical_lanes", [1, 2, 4])
 def test_reseed_with_a_zero_lane_seed(physical_lanes):
-    """A seed whose raw value for lane 1 is zero (so that lane seeds 1), then stochastically rounded
-    beats offered at once, against the model (Amaranth's simulator)."""
+    """A seed whose raw value for lane 1 is zero (so that lane seeds 1), and stochastically rounded
+    beats offered from the seed load's cycle on, with the configuration set in that cycle too, against
+    the model (Amaranth's simulator)."""
     seed = -0x9E3779B9 % (1 << 32)
     a = np.random.default_rng(5).integers(-(1 << 30), 1 << 30, (12, 4))
     expected = VectorModel(4)
@@ -67,11 +68,9 @@ def test_reseed_with_a_zero_lane_seed(physical_lanes):
         ctx.set(dut.shift, 16)
         ctx.set(dut.o.ready, 1)
         ctx.set(dut.seed, seed)
-        ctx.set(dut.seed_load, 1)
-        await ctx.tick()
-        ctx.set(dut.seed_load, 0)
         pending = a.tolist()
-        for _ in range(200):
+        for cycle in range(200):
+            ctx.set(dut.seed_load, cycle == 0)
             ctx.set(dut.i.valid, bool(pending))
             if pending:
                 ctx.set(dut.i.payload.a, pending[0])
@@ -129,5 +128,67 @@ def test_shift_right_and_thermometer():
                 assert ctx.get(ones) == (1 << min(s, 12)) - 1, s
 
     sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+@pytest.mark.parametrize("split", [0, 2, 4])
+def test_shift_right_in_two_parts(split):
+    """The requantising shift as the unit splits it between two stages: the bits of ``shift`` from
+    ``split`` up, then those below it, with the first part's sticky and spill bits, against plain
+    integer arithmetic for every shift (Amaranth's simulator)."""
+    width, keep = 20, 5
+    m = Module()
+    value, shift = Signal(signed(width)), Signal(range(width + 6))
+    window, sign = vector.shift_window(value, keep)
+    window, sticky, spill = vector.shift_steps(m, window, sign, shift, range(split, len(shift)), keep)
+    window, sticky, spill = vector.shift_steps(m, window, sign, shift, range(split), keep, sticky, spill)
+    fits = vector.shift_fits(window, sign, spill, keep)
+    rng = np.random.default_rng(11)
+    samples = [-(1 << (width - 1)), (1 << (width - 1)) - 1, -1, 0, 1,
+               *rng.integers(-(1 << (width - 1)), 1 << (width - 1), 40).tolist()]
+
+    async def bench(ctx):
+        for v in samples:
+            for s in range(width + 6):
+                ctx.set(value, v)
+                ctx.set(shift, s)
+                shifted = v >> s
+                assert ctx.get(window[:keep]) == shifted & ((1 << keep) - 1), (v, s)
+                assert ctx.get(sticky) == (v & ((1 << s) - 1) != 0), (v, s)
+                assert ctx.get(fits) == (-(1 << (keep - 1)) <= shifted < 1 << (keep - 1)), (v, s)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_serial_product():
+    """:func:`vector.serial_product` over its ``cycles`` cycles, holding its product while ``ready``
+    stays high, then the next product at once, against plain multiplication (Amaranth's simulator)."""
+    cycles = 16
+    m = Module()
+    a, b = Signal(signed(20)), Signal(signed(cycles))
+    first, ready = Signal(), Signal()
+    product = vector.serial_product(m, a, b, cycles, first, ready)
+    rng = np.random.default_rng(13)
+    extremes = [(-(1 << 19), -(1 << 15)), ((1 << 19) - 1, (1 << 15) - 1), (-(1 << 19), (1 << 15) - 1),
+                (0, -1), (-1, 1)]
+    pairs = [*extremes, *zip(rng.integers(-(1 << 19), 1 << 19, 20).tolist(),
+                             rng.integers(-(1 << 15), 1 << 15, 20).tolist(), strict=True)]
+
+    async def bench(ctx):
+        for k, (x, y) in enumerate(pairs):
+            ctx.set(a, x)
+            ctx.set(b, y)
+            for step in range(cycles + k % 3):  # the last k % 3 hold the product
+                ctx.set(first, step == 0)
+                ctx.set(ready, step >= cycles - 1)
+                if step >= cycles - 1:
+                    assert ctx.get(product) == x * y, (x, y, step)
+                await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
     sim.add_testbench(bench)
     sim.run()
