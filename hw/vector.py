@@ -339,6 +339,7 @@ class VectorUnit(wiring.Component):
         total = table.seg_shift + table.guard
         point = max(total, SLOPE.frac)
         frac_up, slope_up = point - total, point - SLOPE.frac
+        multiplier_width = max(SLOPE.bits + slope_up, table.seg_shift + frac_up + 1)
         cycles = max(bits, SLOPE.bits + slope_up, table.seg_shift + frac_up + 2)  # frac's top digits are 0
         phase = Signal(range(cycles))
         ripe = Signal()  # phase == cycles - 1: the products of a step are ready
@@ -464,7 +465,11 @@ class VectorUnit(wiring.Component):
                 sample, rise = port.data.y0, port.data.slope
             sample8 = reg(sample, f"sample8_{lane}")
             factor8 = reg(Mux(is_table, rise, simple7), f"factor8_{lane}")
-            multiplier8 = reg(Mux(is_table, frac7 << frac_up, cfg.slope << slope_up), f"multiplier8_{lane}")
+            # The multiplier is no wider than its values (16 bits), so that the product fits an iCE40
+            # multiplier block's 32-bit output: yosys (0.70) registers the bits of a wider product
+            # above 32 a cycle late.
+            multiplier = Mux(is_table, frac7 << frac_up, cfg.slope << slope_up)
+            multiplier8 = reg(multiplier[:multiplier_width].as_signed(), f"multiplier8_{lane}")
             simple8, leaky8 = reg(simple7, f"simple8_{lane}"), reg(leaky7, f"leaky8_{lane}")
             sat8, high8 = reg(sat7, f"sat8_{lane}"), reg(high7, f"high8_{lane}")
             # Stage 9: a table's interpolation or a leaky slope's product (one multiplier serves both).
