@@ -96,7 +96,7 @@ BOARD_DEVICES: dict[str, DeviceConfig] = {
                                clk_hz=12_000_000, baud=3_000_000, vector_lanes=1, serial_multipliers=True),
     "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024, "clk_hz": 30_000_000},
                               vector_lanes=1, serial_multipliers=True),
-    "ulx3s-25f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "clk_hz": 60_000_000}, vector_lanes=2,
+    "ulx3s-25f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2,
                               serial_multipliers=True, data_depth=16384),
     "ulx3s-45f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 60_000_000}, vector_lanes=2,
                               serial_multipliers=True, data_depth=49152),
