@@ -143,7 +143,6 @@ def _ulx3s(size: str) -> Board:
 _ECP5_PLLS = {
     30_000_000: Ecp5Pll(clki_div=5, clkfb_div=6, clkop_div=20, clkop_cphase=9),
     45_000_000: Ecp5Pll(clki_div=5, clkfb_div=9, clkop_div=13, clkop_cphase=6),
-    60_000_000: Ecp5Pll(clki_div=5, clkfb_div=12, clkop_div=10, clkop_cphase=4),
     75_000_000: Ecp5Pll(clki_div=1, clkfb_div=3, clkop_div=8, clkop_cphase=4),
 }
 
