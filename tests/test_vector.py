@@ -104,47 +104,24 @@ def test_tables_are_stored_in_the_narrowest_signed_width(lo, hi, bits):
     assert vector._signed_width([lo, hi]) == bits
 
 
-def test_shift_right_and_thermometer():
-    """The requantising shifter's window, sticky bit and fit, and the stochastic mask, against plain
-    integer arithmetic for every shift (Amaranth's simulator)."""
+@pytest.mark.parametrize("split", [None, 0, 2, 4])
+def test_shift_right(split):
+    """The requantising shifter's window, sticky bit and fit against plain integer arithmetic for
+    every shift (Amaranth's simulator): whole (``split`` None), or as the unit splits it between two
+    stages, the bits of ``shift`` from ``split`` up, then those below it with the first part's sticky
+    and spill bits."""
     width, keep = 20, 5
     m = Module()
     value, shift = Signal(signed(width)), Signal(range(width + 6))
-    window, sticky, fits = vector.shift_right(m, value, shift, keep)
-    ones = vector.thermometer(m, shift, 12)
+    if split is None:
+        window, sticky, fits = vector.shift_right(m, value, shift, keep)
+    else:
+        window, sign = vector.shift_window(value, keep)
+        window, sticky, spill = vector.shift_steps(m, window, sign, shift, range(split, len(shift)), keep)
+        window, sticky, spill = vector.shift_steps(m, window, sign, shift, range(split), keep, sticky,
+                                                   spill)
+        fits = vector.shift_fits(window, sign, spill, keep)
     rng = np.random.default_rng(7)
-    samples = [-(1 << (width - 1)), (1 << (width - 1)) - 1, -1, 0, 1,
-               *rng.integers(-(1 << (width - 1)), 1 << (width - 1), 60).tolist()]
-
-    async def bench(ctx):
-        for v in samples:
-            for s in range(width + 6):
-                ctx.set(value, v)
-                ctx.set(shift, s)
-                shifted = v >> s
-                assert ctx.get(window) == shifted & ((1 << keep) - 1), (v, s)
-                assert ctx.get(sticky) == (v & ((1 << s) - 1) != 0), (v, s)
-                assert ctx.get(fits) == (-(1 << (keep - 1)) <= shifted < 1 << (keep - 1)), (v, s)
-                assert ctx.get(ones) == (1 << min(s, 12)) - 1, s
-
-    sim = Simulator(m)
-    sim.add_testbench(bench)
-    sim.run()
-
-
-@pytest.mark.parametrize("split", [0, 2, 4])
-def test_shift_right_in_two_parts(split):
-    """The requantising shift as the unit splits it between two stages: the bits of ``shift`` from
-    ``split`` up, then those below it, with the first part's sticky and spill bits, against plain
-    integer arithmetic for every shift (Amaranth's simulator)."""
-    width, keep = 20, 5
-    m = Module()
-    value, shift = Signal(signed(width)), Signal(range(width + 6))
-    window, sign = vector.shift_window(value, keep)
-    window, sticky, spill = vector.shift_steps(m, window, sign, shift, range(split, len(shift)), keep)
-    window, sticky, spill = vector.shift_steps(m, window, sign, shift, range(split), keep, sticky, spill)
-    fits = vector.shift_fits(window, sign, spill, keep)
-    rng = np.random.default_rng(11)
     samples = [-(1 << (width - 1)), (1 << (width - 1)) - 1, -1, 0, 1,
                *rng.integers(-(1 << (width - 1)), 1 << (width - 1), 40).tolist()]
 
@@ -157,6 +134,22 @@ def test_shift_right_in_two_parts(split):
                 assert ctx.get(window[:keep]) == shifted & ((1 << keep) - 1), (v, s)
                 assert ctx.get(sticky) == (v & ((1 << s) - 1) != 0), (v, s)
                 assert ctx.get(fits) == (-(1 << (keep - 1)) <= shifted < 1 << (keep - 1)), (v, s)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_thermometer():
+    """The stochastic rounding's mask: the low ``shift`` bits set, at most 12 (Amaranth's simulator)."""
+    m = Module()
+    shift = Signal(range(26))
+    ones = vector.thermometer(m, shift, 12)
+
+    async def bench(ctx):
+        for s in range(26):
+            ctx.set(shift, s)
+            assert ctx.get(ones) == (1 << min(s, 12)) - 1, s
 
     sim = Simulator(m)
     sim.add_testbench(bench)
