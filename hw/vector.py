@@ -340,7 +340,7 @@ class VectorUnit(wiring.Component):
         point = max(total, SLOPE.frac)
         frac_up, slope_up = point - total, point - SLOPE.frac
         multiplier_width = max(SLOPE.bits + slope_up, table.seg_shift + frac_up + 1)
-        cycles = max(bits, SLOPE.bits + slope_up, table.seg_shift + frac_up + 2)  # frac's top digits are 0
+        cycles = max(bits, multiplier_width, table.seg_shift + frac_up + 2)  # frac's top digits are 0
         phase = Signal(range(cycles))
         ripe = Signal()  # phase == cycles - 1: the products of a step are ready
         first = Signal(init=1)  # phase == 0
