@@ -93,9 +93,11 @@ class Datapath(wiring.Component):
         cfg, array, vec, tiles = self.config, self.array, self.vector, self.tiles
         x, y, z = self.x_data, self.y_data, self.z_data
         dim = dim_bits(cfg)
-        # The row leaving the array: rows past m are dropped here.
+        # The row leaving the array: rows past m are dropped here. ``keep`` (the row is one of m) is a
+        # register, set as the row before leaves: the array's drain, which shifts every result
+        # register, is then decided by few gates.
         drain_i0, drain_r, drain_j0 = Signal(dim), Signal(range(cfg.rows)), Signal(dim)
-        keep = (drain_i0 != tiles.last_i0) | (drain_r < tiles.last_rows)
+        keep = Signal(init=1)
         epi_valid = array.o.valid & (~self.job.use_z | z.valid)
         epi_take = epi_valid & (vec.i.ready | ~keep)
         for i in range(cfg.rows):
@@ -114,8 +116,10 @@ class Datapath(wiring.Component):
             vec.i.payload.a.eq(array.o.payload.y),
         ]
         with m.If(self.go):
-            m.d.sync += [drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0), self.drained.eq(0)]
+            m.d.sync += [drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0), self.drained.eq(0), keep.eq(1)]
         with m.If(epi_take):
+            m.d.sync += keep.eq((drain_r == cfg.rows - 1) | (drain_i0 != tiles.last_i0) |
+                                (drain_r + 1 < tiles.last_rows))
             with m.If(drain_r == cfg.rows - 1):
                 m.d.sync += drain_r.eq(0)
                 with m.If(drain_j0 == tiles.last_j0):

@@ -15,6 +15,7 @@ from .config import DeviceConfig
 from .controller import Controller
 from .frame import COBS_RUN, CRC_BYTES, HEADER_BYTES
 from .link import Link
+from .pipeline import registered
 from .uart import UARTRx, UARTTx, uart_divisor
 
 __all__ = ["SoC", "UartSoC", "frame_wire_bytes"]
@@ -73,9 +74,10 @@ class SoC(wiring.Component):
 class UartSoC(wiring.Component):
     """The device behind an 8N1 UART at ``config.baud`` from a ``config.clk_hz`` clock.
 
-    Received bytes pass a FIFO of :func:`frame_wire_bytes` (``max_payload``) bytes before the link,
-    so a host that sends its next frame while the previous one executes and is answered loses
-    nothing, as long as it keeps at most one whole frame ahead of the replies.
+    Received bytes pass a FIFO of :func:`frame_wire_bytes` (``max_payload``) bytes, then a register
+    (the FIFO's block-RAM output runs to no other logic), before the link: a host that sends its next
+    frame while the previous one executes and is answered loses nothing, as long as it keeps at most
+    one whole frame ahead of the replies.
 
     Parameters
     ----------
@@ -113,7 +115,7 @@ class UartSoC(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=8, depth=self.fifo_depth)
         m.submodules.soc = soc = SoC(self.config)
         wiring.connect(m, uart_rx.o, fifo.w_stream)
-        wiring.connect(m, fifo.r_stream, soc.i)
+        wiring.connect(m, registered(m, fifo.r_stream, "rx_byte"), soc.i)
         wiring.connect(m, soc.o, uart_tx.i)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
         return m
