@@ -100,7 +100,7 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pe[i][j]
 
-        # Control travels down the anti-diagonals: valid, first, last per stage.
+        # Control travels down the anti-diagonals: valid, first (of a step taken), last per stage.
         valid = Signal(stages)
         first = Signal(stages)
         last = Signal(stages)
@@ -113,7 +113,7 @@ class SystolicArray(wiring.Component):
         take = self.i.valid & self.i.ready
         m.d.sync += [
             valid.eq(Cat(take, valid[:-1])),
-            first.eq(Cat(step.first, first[:-1])),
+            first.eq(Cat(take & step.first, first[:-1])),
             last.eq(Cat(step.last, last[:-1])),
         ]
 
@@ -134,7 +134,7 @@ class SystolicArray(wiring.Component):
                 below = pe[i + 1][j].result if i + 1 < rows else Const(0, self.acc_width)
                 m.d.comb += [
                     cell.mac.eq(valid[s]),
-                    cell.clear.eq(first[s]),
+                    cell.clear.eq(first[s - 1]),       # the step reaching the cell next cycle
                     cell.capture.eq(last[s]),
                     cell.shift.eq(drain),
                     cell.result_i.eq(below),

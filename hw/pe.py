@@ -1,6 +1,6 @@
 """The processing element: one multiply-accumulate cell of the output-stationary systolic array."""
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,7 +15,9 @@ class ProcessingElement(wiring.Component):
     - ``a_o`` and ``b_o`` are ``a_i`` and ``b_i`` one cycle later. They are the registered operands
       of the multiplier and the operands passed on to the right (``a``) and downwards (``b``).
     - The product ``a_o * b_o`` is registered; on a cycle with ``mac`` high that registered product
-      is added to the accumulator: ``acc <= (clear ? 0 : acc) + product``.
+      is added to the accumulator: ``acc <= acc + product``. With ``clear`` high, ``acc <= 0``
+      instead: the next cycle's product starts a new sum (``clear`` is the next step's ``first``,
+      so the accumulator is a register with a synchronous reset and the adder has no multiplexer).
     - With ``capture`` high on the same cycle as ``mac``, the new sum is also copied into ``result``.
     - With ``shift`` high, ``result <= result_i``: a column of cells chained through ``result_i``
       is a shift register that drains a finished tile while the accumulators work on the next.
@@ -50,11 +52,13 @@ class ProcessingElement(wiring.Component):
         prod = Signal(signed(2 * self.width), reset_less=True)
         acc = Signal(signed(self.acc_width))
         m.d.sync += [self.a_o.eq(self.a_i), self.b_o.eq(self.b_i), prod.eq(self.a_o * self.b_o)]
-        total = Mux(self.clear, 0, acc) + prod
+        total = acc + prod
         with m.If(self.mac):
             m.d.sync += acc.eq(total)
             with m.If(self.capture):
                 m.d.sync += self.result.eq(total)
+        with m.If(self.clear):
+            m.d.sync += acc.eq(0)
         with m.If(self.shift):
             m.d.sync += self.result.eq(self.result_i)
         return m
