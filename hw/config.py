@@ -87,16 +87,14 @@ class DeviceConfig:
 # vector and softmax units, their DSPs going to the array. The data memory takes the block RAM the
 # buffers leave (a DP16KD holds 1,024 words): the digits training set, packed, needs about 46 K words;
 # the 12F has no room left for the gather unit. The 25F and the 12F run at 75 MHz (3 Mbaud is a
-# twenty-fifth), their critical paths registered; the 12F's sums are at most 256 deep (K ≤ k_max),
-# which its 1,024-word banks rarely exceed, and the narrower accumulators keep it in its 12,144 LUTs.
+# twenty-fifth), their critical paths registered.
 _ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=45_000_000,
              baud=3_000_000)
 
 BOARD_DEVICES: dict[str, DeviceConfig] = {
     "icebreaker": DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16, max_payload=256,
                                clk_hz=12_000_000, baud=3_000_000, vector_lanes=1, serial_multipliers=True),
-    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024, "k_max": 256,
-                                                 "clk_hz": 75_000_000},
+    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024, "clk_hz": 75_000_000},
                               vector_lanes=1, serial_multipliers=True),
     "ulx3s-25f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2,
                               serial_multipliers=True, data_depth=16384),
