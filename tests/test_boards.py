@@ -85,7 +85,7 @@ def test_parse_nextpnr_log_overfull():
 
 
 def test_area_lists_the_blocks_of_a_device():
-    from hw.boards.area import Block, _table, blocks
+    from hw.boards.area import Block, _table, blocks, rtlil_modules
 
     config = DeviceConfig(rows=2, cols=2, depth=16, imem=8, k_max=8, clk_hz=12_000_000)
     found = blocks(UartSoC(config), depth=4)
@@ -93,6 +93,8 @@ def test_area_lists_the_blocks_of_a_device():
     assert paths[0] == () and ("soc", "controller", "datapath", "vector") in paths
     assert all(len(p) <= 4 for p in paths) and ("soc", "controller", "sequencer", "memory") not in paths
     assert Block(("soc", "link"), "Link").module == "top.soc.link"
+    modules = rtlil_modules(rtlil.convert(UartSoC(config), name="top"))   # some names get a $N
+    assert all(b.module in modules for b in found) and modules["top.soc.link"] == "top.soc.link"
     rows = [(Block((), "Top"), {"ICESTORM_LC": 10}), (Block(("a",), "A"), {"ICESTORM_LC": 4})]
     table = _table(BOARDS["icebreaker"], rows)
     assert table[1].split()[:3] == ["top", "(Top)", "10"] and table[2].split()[:2] == ["(rest)", "6"]

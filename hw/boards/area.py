@@ -28,7 +28,7 @@ from ..soc import UartSoC
 from . import BOARDS, Board, board
 from .build import BEFORE_SYNTH, _tool_environment
 
-__all__ = ["Block", "blocks", "measure", "main"]
+__all__ = ["Block", "blocks", "rtlil_modules", "measure", "main"]
 
 # nextpnr cell types → column names, per family.
 _COLUMNS = {
@@ -50,7 +50,8 @@ class Block:
 
     @property
     def module(self) -> str:
-        """The name of its RTLIL module (Amaranth names them by hierarchy)."""
+        """Its hierarchical name; Amaranth names its RTLIL module so, with ``$N`` added where two
+        names collide (:func:`rtlil_modules`)."""
         return ".".join(("top", *self.path))
 
 
@@ -67,6 +68,11 @@ def blocks(design, depth: int) -> list[Block]:
 
     walk(Fragment.get(design, None), ())
     return found
+
+
+def rtlil_modules(text: str) -> dict[str, str]:
+    """The modules of an RTLIL ``text`` by :attr:`Block.module`: their names without ``$N``."""
+    return {re.sub(r"\$\d+", "", name): name for name in re.findall(r"^module \\(\S+)$", text, re.M)}
 
 
 def _pack(family: str, netlist: Path) -> dict[str, int]:
@@ -92,11 +98,13 @@ def measure(target: Board, depth: int = 4) -> list[tuple[Block, dict[str, int]]]
     found = blocks(design, depth)
     with tempfile.TemporaryDirectory(prefix="systolic-area-") as tmp:
         work = Path(tmp)
-        (work / "top.il").write_text(rtlil.convert(design, name="top"))
+        text = rtlil.convert(design, name="top")
+        (work / "top.il").write_text(text)
+        modules = rtlil_modules(text)
         script = ["read_rtlil top.il", BEFORE_SYNTH[family], f"{_SYNTH[family]} -top top",
                   "design -save synth"]
         for n, block in enumerate(found):
-            script += ["design -load synth", f"hierarchy -top {block.module}", "flatten",
+            script += ["design -load synth", f"hierarchy -top {modules[block.module]}", "flatten",
                        f"write_json block{n}.json"]
         (work / "area.ys").write_text("\n".join(script) + "\n")
         synth = subprocess.run([os.environ["YOSYS"], "-q", "-s", "area.ys"], cwd=work, capture_output=True,
