@@ -98,9 +98,9 @@ BOARD_DEVICES: dict[str, DeviceConfig] = {
                               vector_lanes=1, serial_multipliers=True),
     "ulx3s-25f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2,
                               serial_multipliers=True, data_depth=16384),
-    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True,
+    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2, serial_multipliers=True,
                               data_depth=49152),
-    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, data_depth=65536),
+    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2, data_depth=65536),
 }
 """The device of every board, by board name (``hw.boards`` adds its part, clock and pins): what
 ``--board`` gives the virtual board and the golden model."""

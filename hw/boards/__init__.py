@@ -92,6 +92,10 @@ class Board:
         The ``-b`` board name of openFPGALoader.
     bitstream : str
         The file suffix of the bitstream Amaranth's build produces (``"bin"`` or ``"bit"``).
+    placer : str
+        nextpnr's placer (``--placer``): ``"heap"``, its default, or ``"static"``, which spreads the
+        8×8 arrays' cells over the whole part where the heap placer crowds them round the DSP rows
+        into more wires than the router can untangle.
     """
 
     name: str
@@ -101,6 +105,7 @@ class Board:
     pll: Ice40Pll | Ecp5Pll | None
     loader: str
     bitstream: str
+    placer: str = "heap"
 
     def __post_init__(self):
         clk = self.pll.output_hz(self.osc_hz) if self.pll else self.osc_hz
@@ -132,11 +137,12 @@ class Board:
                               "pip install -e '.[boards]'") from error
 
 
-def _ulx3s(size: str) -> Board:
+def _ulx3s(size: str, placer: str = "heap") -> Board:
     name = f"ulx3s-{size.lower()}"
     config = BOARD_DEVICES[name]
     return Board(name=name, platform=f"amaranth_boards.ulx3s:ULX3S_{size}_Platform", osc_hz=25_000_000,
-                 config=config, pll=_ECP5_PLLS[config.clk_hz], loader="ulx3s", bitstream="bit")
+                 config=config, pll=_ECP5_PLLS[config.clk_hz], loader="ulx3s", bitstream="bit",
+                 placer=placer)
 
 
 # ecppll -i 25 -o F: clocks a 25 MHz oscillator makes that are whole multiples of the baud rate.
@@ -149,7 +155,7 @@ BOARDS: dict[str, Board] = {b.name: b for b in (
     Board(name="icebreaker", platform="amaranth_boards.icebreaker:ICEBreakerPlatform",
           osc_hz=12_000_000, config=BOARD_DEVICES["icebreaker"], pll=None, loader="ice40_generic",
           bitstream="bin"),
-    *(_ulx3s(size) for size in ("12F", "25F", "45F", "85F")),
+    _ulx3s("12F"), _ulx3s("25F"), _ulx3s("45F", placer="static"), _ulx3s("85F", placer="static"),
 )}
 """Every board, by name."""
 

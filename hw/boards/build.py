@@ -140,7 +140,7 @@ def build(target: Board, build_dir: Path) -> tuple[Report, float]:
     """
     _tool_environment()
     platform = target.platform_class()()
-    options = {"nextpnr_opts": "--timing-allow-fail"}
+    options = {"nextpnr_opts": f"--timing-allow-fail --placer {target.placer}"}
     if target.family == "ice40":
         options["synth_opts"] = "-dsp"
     if BEFORE_SYNTH[target.family]:
