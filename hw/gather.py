@@ -85,18 +85,16 @@ class Gather(wiring.Component):
             with m.State("INDEX"):
                 m.d.comb += [self.read_addr.eq(g.idx_base + j), self.read_en.eq(1)]
                 m.next = "SAMPLE"
-            with m.State("SAMPLE"):
-                index = self.read_data.as_unsigned()
-                with m.If(index >= g.src_rows):
-                    m.d.sync += self.fault.eq(1)
-                    m.next = "FINISH"
-                with m.Else():
-                    m.d.sync += self._index.eq(index)
-                    m.next = "ADDRESS"
+            with m.State("SAMPLE"):                           # a register between memory and check
+                m.d.sync += self._index.eq(self.read_data.as_unsigned())
+                m.next = "ADDRESS"
             with m.State("ADDRESS"):
                 m.d.sync += [self._sample.eq(g.src_base + self._index * g.src_pitch),
                              p.eq(0), written.eq(0), self._row.eq(job.out.base)]
                 m.next = "ROWS"
+                with m.If(self._index >= g.src_rows):
+                    m.d.sync += self.fault.eq(1)
+                    m.next = "FINISH"
             with m.State("ROWS"):
                 offset = Mux(g.mode == GatherMode.BYTES, p >> 1, Mux(g.mode == GatherMode.WORDS, p, 0))
                 with m.If(p < job.m):
