@@ -205,9 +205,9 @@ class Buffer(wiring.Component):
         start = Signal(bits, name=f"{name}_start", reset_less=True)    # address of lane 0
         rotation = Signal(rotation_bits, name=f"{name}_rotation", reset_less=True)
         back = Signal(rotation_bits, name=f"{name}_back", reset_less=True)
-        terms += [start.eq(request.row + (request.q >> shift)),
-                  rotation.eq((request.skew + request.q)[:shift]),
-                  back.eq((-(request.skew + request.q))[:shift])]
+        turn = request.skew + request.q
+        terms += [start.eq(request.row + (request.q >> shift)), rotation.eq(turn[:shift]),
+                  back.eq((-turn)[:shift])]
         # Lane l's step from the start: column, l rows down; row, a carry once q mod B + l wraps a
         # pitch. Rotated into bank order: bank b serves lane (b − r) mod B.
         steps = [Signal(bits, name=f"{name}_lane_step_{lane}", reset_less=True) for lane in range(count)]

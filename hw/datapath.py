@@ -118,17 +118,16 @@ class Datapath(wiring.Component):
         with m.If(self.go):
             m.d.sync += [drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0), self.drained.eq(0), keep.eq(1)]
         with m.If(epi_take):
-            m.d.sync += keep.eq((drain_r == cfg.rows - 1) | (drain_i0 != tiles.last_i0) |
-                                (drain_r + 1 < tiles.last_rows))
             with m.If(drain_r == cfg.rows - 1):
-                m.d.sync += drain_r.eq(0)
+                m.d.sync += [drain_r.eq(0), keep.eq(1)]
                 with m.If(drain_j0 == tiles.last_j0):
                     m.d.sync += [drain_j0.eq(0), drain_i0.eq(drain_i0 + cfg.rows),
                                  self.drained.eq(drain_i0 == tiles.last_i0)]
                 with m.Else():
                     m.d.sync += drain_j0.eq(drain_j0 + cfg.cols)
             with m.Else():
-                m.d.sync += drain_r.eq(drain_r + 1)
+                m.d.sync += [drain_r.eq(drain_r + 1),
+                             keep.eq((drain_i0 != tiles.last_i0) | (drain_r + 1 < tiles.last_rows))]
 
     def _pass(self, m):
         """VEC, SOFTMAX, ARGMAX and LOSS: Y and Z responses joined into beats of their unit."""
