@@ -81,26 +81,26 @@ class DeviceConfig:
         return ACT.frac
 
 
-# 45 MHz (3 Mbaud is a fifteenth of it): the buffers' lanes reach the reduce and softmax units through
-# a register, and the vector unit rounds its interpolation in a stage of its own. Two vector lanes (an
-# 8-wide beat in 4 cycles) leave the 85F's router room; the smaller parts multiply serially in the
-# vector and softmax units, their DSPs going to the array. The data memory takes the block RAM the
-# buffers leave (a DP16KD holds 1,024 words): the digits training set, packed, needs about 46 K words;
-# the 12F has no room left for the gather unit. The 25F and the 12F run at 75 MHz (3 Mbaud is a
-# twenty-fifth), their critical paths registered.
-_ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=45_000_000,
+# 75 MHz (3 Mbaud is a twenty-fifth of it), every critical path registered: the buffers' lanes reach
+# the reduce and softmax units through a register, the vector unit rounds its interpolation in a
+# stage of its own, block-RAM reads pass a register before any check, and the array's drain waits on
+# no unit after it. Two vector lanes (an 8-wide beat in 4 cycles) leave the 8×8 parts' router room;
+# the smaller parts multiply serially in the vector and softmax units, their DSPs going to the array.
+# The data memory takes the block RAM the buffers leave (a DP16KD holds 1,024 words): the digits
+# training set, packed, needs about 46 K words; the 12F has no room left for the gather unit.
+_ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=75_000_000,
              baud=3_000_000)
 
 BOARD_DEVICES: dict[str, DeviceConfig] = {
     "icebreaker": DeviceConfig(rows=2, cols=4, depth=256, imem=128, k_max=256, max_rows=16, max_payload=256,
                                clk_hz=12_000_000, baud=3_000_000, vector_lanes=1, serial_multipliers=True),
-    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024, "clk_hz": 75_000_000},
+    "ulx3s-12f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "depth": 1024},
                               vector_lanes=1, serial_multipliers=True),
-    "ulx3s-25f": DeviceConfig(rows=4, cols=4, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2,
+    "ulx3s-25f": DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2,
                               serial_multipliers=True, data_depth=16384),
-    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2, serial_multipliers=True,
+    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, serial_multipliers=True,
                               data_depth=49152),
-    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 75_000_000}, vector_lanes=2, data_depth=65536),
+    "ulx3s-85f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, data_depth=65536),
 }
 """The device of every board, by board name (``hw.boards`` adds its part, clock and pins): what
 ``--board`` gives the virtual board and the golden model."""

@@ -145,8 +145,11 @@ class Controller(wiring.Component):
             host.read_data.payload.eq(Mux(memory.read_data.valid, memory.read_data.payload,
                                           buffers.x_data.payload[0])),
         ]
-        on = Signal()            # registered: a GATHER's first write comes cycles after it starts
+        # Both registered: a GATHER's first write comes cycles after it starts, and the buffers'
+        # write addressing starts at flip-flops rather than behind this choice. A write then lands a
+        # cycle after its unit has let it go (``done``); the next read comes cycles later.
+        on = Signal()
         m.d.sync += on.eq(seq.busy & gathers)
-        m.d.comb += [buffers.write.valid.eq(Mux(on, gather.write.valid, writer.write.valid)),
+        m.d.sync += [buffers.write.valid.eq(Mux(on, gather.write.valid, writer.write.valid)),
                      buffers.write.payload.eq(Mux(on, gather.write.payload, writer.write.payload)),
                      buffers.buffers.out.eq(Mux(on, job.out.buf, writer.out_buf))]

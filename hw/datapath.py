@@ -12,6 +12,7 @@ from .buffer_set import YResponse
 from .config import DeviceConfig
 from .isa import Opcode, ReduceOp
 from .job import dim_bits, run_members
+from .pipeline import skid
 from .reduce import Reduce
 from .softmax import Softmax
 from .vector import VectorUnit
@@ -81,24 +82,25 @@ class Datapath(wiring.Component):
         ]
         for j in range(self.config.cols):
             m.d.comb += vec.i.payload.b[j].eq(self.z_data.payload[j])
+        # The array's drain enables every result register: it waits on no unit after the array.
+        rows = skid(m, self.array.o, "array_rows")
         with m.If(job.gemm):
-            self._gemm(m)
+            self._gemm(m, rows)
         with m.Else():
             self._pass(m)
         self._results(m)
         return m
 
-    def _gemm(self, m):
-        """X and Y responses into array steps; the array's rows and Z's into the epilogue."""
+    def _gemm(self, m, rows):
+        """X and Y responses into array steps; the array's ``rows`` and Z's into the epilogue."""
         cfg, array, vec, tiles = self.config, self.array, self.vector, self.tiles
         x, y, z = self.x_data, self.y_data, self.z_data
         dim = dim_bits(cfg)
         # The row leaving the array: rows past m are dropped here. ``keep`` (the row is one of m) is a
-        # register, set as the row before leaves: the array's drain, which shifts every result
-        # register, is then decided by few gates.
+        # register, set as the row before leaves.
         drain_i0, drain_r, drain_j0 = Signal(dim), Signal(range(cfg.rows)), Signal(dim)
         keep = Signal(init=1)
-        epi_valid = array.o.valid & (~self.job.use_z | z.valid)
+        epi_valid = rows.valid & (~self.job.use_z | z.valid)
         epi_take = epi_valid & (vec.i.ready | ~keep)
         for i in range(cfg.rows):
             m.d.comb += array.i.payload.a[i].eq(x.payload[i])
@@ -110,10 +112,10 @@ class Datapath(wiring.Component):
             array.i.valid.eq(self.running & x.valid & y.valid),
             x.ready.eq(array.i.ready & y.valid),
             y.ready.eq(array.i.ready & x.valid),
-            array.o.ready.eq(epi_take),
+            rows.ready.eq(epi_take),
             z.ready.eq(epi_take),
             vec.i.valid.eq(epi_valid & keep),
-            vec.i.payload.a.eq(array.o.payload.y),
+            vec.i.payload.a.eq(rows.payload.y),
         ]
         with m.If(self.go):
             m.d.sync += [drain_i0.eq(0), drain_j0.eq(0), drain_r.eq(0), self.drained.eq(0), keep.eq(1)]

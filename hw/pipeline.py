@@ -1,9 +1,9 @@
 """Pipeline registers between streams."""
 
-from amaranth.hdl import Module, Shape, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import stream
 
-__all__ = ["registered", "plain_word"]
+__all__ = ["registered", "skid", "plain_word"]
 
 
 def registered(m: Module, source, name: str):
@@ -18,6 +18,26 @@ def registered(m: Module, source, name: str):
     m.d.comb += [source.ready.eq(~sink.valid | sink.ready), sink.payload.eq(payload)]
     with m.If(source.ready):
         m.d.sync += [sink.valid.eq(source.valid), payload.eq(source.payload)]
+    return sink
+
+
+def skid(m: Module, source, name: str):
+    """A stream carrying ``source``'s beats in the same cycle, with ``source.ready`` from a register.
+
+    A beat the returned stream does not take waits in a spare register (``source.ready`` then falls
+    for as long as it waits), so a beat a cycle passes while the new stream is always ready, and
+    nothing on ``source``'s side depends combinationally on the new stream's ``ready``.
+    """
+    sink = stream.Signature(source.payload.shape()).create(path=(name,))
+    spare = Signal(source.payload.shape(), name=f"{name}_spare", reset_less=True)
+    waiting = Signal(name=f"{name}_waiting")
+    m.d.comb += [source.ready.eq(~waiting), sink.valid.eq(waiting | source.valid),
+                 sink.payload.eq(Mux(waiting, spare, source.payload))]
+    with m.If(waiting):
+        with m.If(sink.ready):
+            m.d.sync += waiting.eq(0)
+    with m.Elif(source.valid & ~sink.ready):
+        m.d.sync += [waiting.eq(1), spare.eq(source.payload)]
     return sink
 
 

@@ -1,10 +1,12 @@
 """The board table, the board tops and the build report, without the FPGA toolchains."""
 
+from dataclasses import replace
+
 import pytest
 from amaranth.back import rtlil
 
 from hw.boards import BOARDS, Board, Ecp5Pll, Ice40Pll, board
-from hw.boards.build import parse_nextpnr_log
+from hw.boards.build import build_options, parse_nextpnr_log
 from hw.boards.top import BoardTop
 from hw.config import DeviceConfig
 from hw.soc import UartSoC
@@ -47,6 +49,18 @@ def test_clock_mismatch_is_rejected():
         Board(name="x", platform="m:C", osc_hz=25_000_000, config=DeviceConfig(clk_hz=50_000_000),
               pll=Ecp5Pll(clki_div=1, clkfb_div=4, clkop_div=6, clkop_cphase=2), loader="x",
               bitstream="bit")
+
+
+def test_unknown_placer_is_rejected():
+    with pytest.raises(ValueError, match="heap, sa, static"):
+        replace(board("ulx3s-12f"), placer="fast")
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_build_places_with_the_boards_placer(name):
+    options = build_options(board(name)).get("nextpnr_opts", "").split()
+    assert options[options.index("--placer") + 1] == board(name).placer
+    assert "--timing-allow-fail" in options
 
 
 def test_pll_ranges():

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ..config import BOARD_DEVICES, DeviceConfig
 from ..uart import uart_divisor
 
-__all__ = ["Ice40Pll", "Ecp5Pll", "Board", "BOARDS", "board"]
+__all__ = ["Ice40Pll", "Ecp5Pll", "PLACERS", "Board", "BOARDS", "board"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,10 @@ class Ecp5Pll:
                              "(400..800) out of range")
 
 
+PLACERS = ("heap", "sa", "static")
+"""The placers nextpnr offers (``--placer``)."""
+
+
 @dataclass(frozen=True)
 class Board:
     """One board: its platform, its device and its clock.
@@ -93,9 +97,9 @@ class Board:
     bitstream : str
         The file suffix of the bitstream Amaranth's build produces (``"bin"`` or ``"bit"``).
     placer : str
-        nextpnr's placer (``--placer``): ``"heap"``, its default, or ``"static"``, which spreads the
-        8×8 arrays' cells over the whole part where the heap placer crowds them round the DSP rows
-        into more wires than the router can untangle.
+        nextpnr's placer (``--placer``, one of :data:`PLACERS`): ``"heap"``, its default, or
+        ``"static"``, which spreads the 8×8 arrays' cells over the whole part where the heap placer
+        crowds them round the DSP rows into more wires than the router can untangle.
     """
 
     name: str
@@ -108,6 +112,9 @@ class Board:
     placer: str = "heap"
 
     def __post_init__(self):
+        if self.placer not in PLACERS:
+            raise ValueError(f"board {self.name}: placer {self.placer!r} is not one of nextpnr's "
+                             f"{', '.join(PLACERS)}")
         clk = self.pll.output_hz(self.osc_hz) if self.pll else self.osc_hz
         if self.pll:
             self.pll.check(self.osc_hz)

