@@ -82,8 +82,10 @@ class Datapath(wiring.Component):
         ]
         for j in range(self.config.cols):
             m.d.comb += vec.i.payload.b[j].eq(self.z_data.payload[j])
-        # The array's drain enables every result register: it waits on no unit after the array.
-        rows = skid(m, self.array.o, "array_rows")
+        # The array's drain enables every result register. On arrays of more than 16 cells it waits
+        # on no unit after the array (a skid register); the smaller arrays' parts save its logic.
+        big = self.config.rows * self.config.cols > 16
+        rows = skid(m, self.array.o, "array_rows") if big else self.array.o
         with m.If(job.gemm):
             self._gemm(m, rows)
         with m.Else():
