@@ -57,10 +57,15 @@ def test_unknown_placer_is_rejected():
 
 
 @pytest.mark.parametrize("name", list(BOARDS))
-def test_build_places_with_the_boards_placer(name):
+def test_build_places_with_the_boards_placer_and_seed(name):
     options = build_options(board(name)).get("nextpnr_opts", "").split()
     assert options[options.index("--placer") + 1] == board(name).placer
     assert "--timing-allow-fail" in options
+    seed = board(name).seed
+    if seed is None:
+        assert "--seed" not in options
+    else:
+        assert options[options.index("--seed") + 1] == str(seed)
 
 
 def test_pll_ranges():

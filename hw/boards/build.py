@@ -131,9 +131,11 @@ def _tool_environment() -> None:
 
 
 def build_options(target: Board) -> dict[str, str]:
-    """The options of Amaranth's platform build for ``target``: nextpnr's (the board's placer, and
-    a report even when timing fails), yosys' DSP mapping on the iCE40 and :data:`BEFORE_SYNTH`."""
-    options = {"nextpnr_opts": f"--timing-allow-fail --placer {target.placer}"}
+    """The options of Amaranth's platform build for ``target``: nextpnr's (the board's placer and
+    seed, and a report even when timing fails), yosys' DSP mapping on the iCE40 and
+    :data:`BEFORE_SYNTH`."""
+    seed = "" if target.seed is None else f" --seed {target.seed}"
+    options = {"nextpnr_opts": f"--timing-allow-fail --placer {target.placer}{seed}"}
     if target.family == "ice40":
         options["synth_opts"] = "-dsp"
     if BEFORE_SYNTH[target.family]:
