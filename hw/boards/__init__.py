@@ -158,6 +158,7 @@ def _ulx3s(size: str, placer: str = "heap", seed: int | None = None) -> Board:
 
 # ecppll -i 25 -o F: clocks a 25 MHz oscillator makes that are whole multiples of the baud rate.
 _ECP5_PLLS = {
+    45_000_000: Ecp5Pll(clki_div=5, clkfb_div=9, clkop_div=13, clkop_cphase=6),
     75_000_000: Ecp5Pll(clki_div=1, clkfb_div=3, clkop_div=8, clkop_cphase=4),
 }
 
