@@ -13,6 +13,7 @@ from .buffers import Buffer, ReadRequest, WriteRequest
 from .config import DeviceConfig
 from .isa import OPERAND_BUFFERS
 from .job import Tag
+from .pipeline import registered
 
 __all__ = ["Steps", "YResponse", "BufferSet"]
 
@@ -40,11 +41,13 @@ class BufferSet(wiring.Component):
     operands are in different buffers, so each buffer serves at most one reader; ``buffers`` names
     them (3: none). The writer writes to ``buffers.out``.
 
-    Cycle contract: each reader has the :class:`hw.buffers.Buffer` contract of its buffer. X and Y
-    requests travel together on ``steps`` and are taken together when Y's buffer is ready (their
-    responses are taken together too); while not ``busy`` ``steps`` carries X alone, to X's buffer.
+    Cycle contract: each reader has the :class:`hw.buffers.Buffer` contract of its buffer, its
+    responses passing a register on the way (a cycle more than the buffer's ``latency``). X and Y
+    requests travel together on ``steps`` and are taken together when both their buffers are ready
+    (their responses are taken together too); while not ``busy`` ``steps`` carries X alone, to X's
+    buffer.
     Responses are zero from a reader naming no buffer. X takes the rows of the array's lanes only;
-    ``x_pending`` is high while one of its responses is queued or in flight.
+    ``x_pending`` is high while one of its responses is queued, in flight or in its register.
 
     Parameters
     ----------
@@ -72,36 +75,47 @@ class BufferSet(wiring.Component):
         for buf, unit in zip(OPERAND_BUFFERS, bufs, strict=True):
             m.submodules[f"buf_{buf.name.lower()}"] = unit
         sel = self.buffers
+        # Y and Z read only while busy: idle, X's buffer answers the host alone.
         on_x = [sel.x == index for index in range(len(bufs))]
-        on_y = [sel.y == index for index in range(len(bufs))]
-        on_z = [self.use_z & (sel.z == index) for index in range(len(bufs))]
+        on_y = [self.busy & (sel.y == index) for index in range(len(bufs))]
+        on_z = [self.busy & self.use_z & (sel.z == index) for index in range(len(bufs))]
+        # Each reader's responses, picked from its buffer, pass a register on their way out: the
+        # buffers' queues and the readers' selection run to no logic beyond.
+        picked = {}
+        for name in ("x", "y", "z"):
+            port = getattr(self, f"{name}_data")
+            picked[name] = stream.Signature(port.payload.shape()).create(path=(f"{name}_picked",))
+            wiring.connect(m, registered(m, picked[name], f"{name}_response"), wiring.flipped(port))
+        x_data, y_data, z_data = picked["x"], picked["y"], picked["z"]
+        # X and Y requests transfer together: each goes to its buffer when the other's can take it.
         steps = self.steps
+        x_free = (sel.x == len(bufs)) | _pick([unit.rd.ready for unit in bufs], sel.x)
+        y_free = _pick([unit.rd.ready for unit in bufs], sel.y)
         for index, unit in enumerate(bufs):
-            pick_x = steps.valid & on_x[index]
-            pick_y = steps.valid & self.busy & on_y[index]
+            pick_x = steps.valid & on_x[index] & (~self.busy | y_free)
+            pick_y = steps.valid & on_y[index] & x_free
             pick_z = self.z.valid & on_z[index]
-            x_ready = on_x[index] & self.x_data.ready
+            x_ready = on_x[index] & x_data.ready
             m.d.comb += [
                 unit.rd.valid.eq(pick_x | pick_y | pick_z),
                 unit.rd.payload.eq(Mux(pick_x, steps.payload.x,
                                        Mux(pick_y, steps.payload.y, self.z.payload))),
-                unit.rd_data.ready.eq(Mux(self.busy, x_ready | (on_y[index] & self.y_data.ready)
-                                          | (on_z[index] & self.z_data.ready), x_ready)),
+                unit.rd_data.ready.eq(x_ready | (on_y[index] & y_data.ready) | (on_z[index] & z_data.ready)),
                 unit.wr.valid.eq(self.write.valid & (sel.out == index)),
                 unit.wr.payload.eq(self.write.payload),
             ]
-        # X and Y requests are taken together, so Y's buffer stands for both while busy.
         m.d.comb += [
-            self.steps.ready.eq(_pick([unit.rd.ready for unit in bufs], Mux(self.busy, sel.y, sel.x))),
+            self.steps.ready.eq(x_free & (~self.busy | y_free)),
             self.z.ready.eq(_pick([unit.rd.ready for unit in bufs], sel.z)),
         ]
-        m.d.comb += self.x_pending.eq(_any(bufs[k].pending & on_x[k] for k in range(len(bufs))))
-        for port, on, lanes in ((self.x_data, on_x, cfg.rows), (self.z_data, on_z, cfg.cols)):
+        m.d.comb += self.x_pending.eq(_any(bufs[k].pending & on_x[k] for k in range(len(bufs)))
+                                      | self.x_data.valid)
+        for port, on, lanes in ((x_data, on_x, cfg.rows), (z_data, on_z, cfg.cols)):
             m.d.comb += port.valid.eq(_any(bufs[k].rd_data.valid & on[k] for k in range(len(bufs))))
             for lane in range(lanes):
                 m.d.comb += port.payload[lane].eq(
                     _any(Mux(on[k], bufs[k].rd_data.payload.data[lane], 0) for k in range(len(bufs))))
-        y = self.y_data
+        y = y_data
         m.d.comb += [
             y.valid.eq(_any(bufs[k].rd_data.valid & on_y[k] for k in range(len(bufs)))),
             y.payload.tag.eq(_any(Mux(on_y[k], bufs[k].rd_data.payload.tag, 0) for k in range(len(bufs)))),

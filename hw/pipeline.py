@@ -14,7 +14,7 @@ def registered(m: Module, source, name: str):
     ``ready``.
     """
     sink = stream.Signature(source.payload.shape()).create(path=(name,))
-    payload = Signal(source.payload.shape(), name=f"{name}_payload", reset_less=True)
+    payload = Signal(Shape.cast(source.payload.shape()).width, name=f"{name}_payload", reset_less=True)
     m.d.comb += [source.ready.eq(~sink.valid | sink.ready), sink.payload.eq(payload)]
     with m.If(source.ready):
         m.d.sync += [sink.valid.eq(source.valid), payload.eq(source.payload)]

@@ -66,7 +66,8 @@ class SoC(wiring.Component):
         wiring.connect(m, link.rx_hdr, command.rx_hdr)
         wiring.connect(m, link.rx_data, command.rx_data)
         wiring.connect(m, command.tx_hdr, link.tx_hdr)
-        wiring.connect(m, command.tx_data, link.tx_data)
+        # The reply's bytes pass a register: the host-read path behind them runs to no framing logic.
+        wiring.connect(m, registered(m, command.tx_data, "tx_byte"), link.tx_data)
         wiring.connect(m, command.host, controller.host)
         return m
 
