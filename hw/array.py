@@ -100,7 +100,7 @@ class SystolicArray(wiring.Component):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pe[i][j]
 
-        # Control travels down the anti-diagonals: valid, and first and last of a step taken, per stage.
+        # Control travels down the anti-diagonals: valid, first (of a step taken), last per stage.
         valid = Signal(stages)
         first = Signal(stages)
         last = Signal(stages)
@@ -114,7 +114,7 @@ class SystolicArray(wiring.Component):
         m.d.sync += [
             valid.eq(Cat(take, valid[:-1])),
             first.eq(Cat(take & step.first, first[:-1])),
-            last.eq(Cat(take & step.last, last[:-1])),
+            last.eq(Cat(step.last, last[:-1])),
         ]
 
         # Skew: row i of A waits i cycles, column j of B waits j cycles, before entering the grid.

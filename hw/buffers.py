@@ -64,10 +64,10 @@ class Buffer(wiring.Component):
     Cycle contract:
 
     - ``rd``: a request transfers on a cycle with ``rd.valid & rd.ready``; the banks are read at the
-      end of the next cycle. The responses wait in a queue of four registers: ``rd.ready`` is high
-      while the responses queued and in flight are fewer than four, so it comes from registers, and
+      end of the next cycle. The responses wait in a queue of five registers: ``rd.ready`` is high
+      while the responses queued and in flight are fewer than five, so it comes from registers, and
       with ``rd_data`` always ready one read is accepted every cycle.
-    - ``rd_data``: the response of each read, in request order, from ``latency = 3`` cycles after
+    - ``rd_data``: the response of each read, in request order, from ``latency = 4`` cycles after
       its transfer; ``valid`` and the payload (registers) hold until ``ready``. ``pending`` is high
       while a response is queued or in flight.
     - ``wr``: always ready; a write transfers on every cycle with ``wr.valid`` and changes the banks
@@ -106,7 +106,7 @@ class Buffer(wiring.Component):
     layout : Layout
         The mapping of matrices to banks.
     latency : int
-        Cycles from a read's transfer to its response (3).
+        Cycles from a read's transfer to its response (4).
 
     Raises
     ------
@@ -114,8 +114,8 @@ class Buffer(wiring.Component):
         If a parameter is out of range.
     """
 
-    latency = 3
-    queue = 4
+    latency = 4
+    queue = 5
 
     def __init__(self, banks: int, depth: int, width: int = 16, tag_width: int = 2):
         if not isinstance(banks, int) or banks < 1 or banks & (banks - 1):
@@ -144,35 +144,38 @@ class Buffer(wiring.Component):
 
         # Reads: a request's start, lane steps and rotation are registered as it transfers, and its
         # banks read the cycle after; each bank's word is registered every cycle (the block RAM's own
-        # register), and a request's words, rotated into access order, enter the queue the cycle
-        # after that. The queue is a ring: a response is written at ``tail`` and offered from
-        # ``head``, so taking one moves a pointer and no data.
+        # register) and copied the cycle after (so that the block RAM's slow output runs to no
+        # logic), and a request's words, rotated into access order, enter the queue the cycle after
+        # that. The queue is a ring: a response is written at ``tail`` and offered from ``head``, so
+        # taking one moves a pointer and no data.
         rd, out = self.rd, self.rd_data
         addresses, rotation, _ = self._addresses(m, rd.payload, "rd", registered=True)
         words = [Signal(signed(self.width), name=f"rd_word_{b}", reset_less=True) for b in range(self.banks)]
-        for (read, _), address, word in zip(banks, addresses, words, strict=True):
+        copies = [Signal(signed(self.width), name=f"rd_copy_{b}", reset_less=True) for b in range(self.banks)]
+        for (read, _), address, word, copy in zip(banks, addresses, words, copies, strict=True):
             m.d.comb += read.addr.eq(address)
-            m.d.sync += word.eq(read.data)
-        tags = [Signal(self.tag_width, name=f"rd_tag_{n}", reset_less=True) for n in range(2)]
-        held_rotation = Signal.like(rotation, name="rd_held_rotation")
-        m.d.sync += [tags[0].eq(rd.payload.tag), tags[1].eq(tags[0]), held_rotation.eq(rotation)]
+            m.d.sync += [word.eq(read.data), copy.eq(word)]
+        tags = [Signal(self.tag_width, name=f"rd_tag_{n}", reset_less=True) for n in range(3)]
+        rotations = [Signal.like(rotation, name=f"rd_held_rotation_{n}") for n in range(2)]
+        m.d.sync += [tags[0].eq(rd.payload.tag), tags[1].eq(tags[0]), tags[2].eq(tags[1]),
+                     rotations[0].eq(rotation), rotations[1].eq(rotations[0])]
         response = ReadResponse(self.banks, self.width, self.tag_width)
         arriving = Signal(response)
         m.d.comb += [arriving.data[lane].eq(value)
-                     for lane, value in enumerate(_rotate(m, words, held_rotation, "rd_lane"))]
-        m.d.comb += arriving.tag.eq(tags[1])
+                     for lane, value in enumerate(_rotate(m, copies, rotations[1], "rd_lane"))]
+        m.d.comb += arriving.tag.eq(tags[2])
         entries = [Signal(response, name=f"rd_entry_{e}", reset_less=True) for e in range(self.queue)]
-        flight, count = Signal(2), Signal(range(self.queue + 1))    # flight[n]: a request n + 1 cycles on
+        flight, count = Signal(3), Signal(range(self.queue + 1))    # flight[n]: a request n + 1 cycles on
         head, tail = Signal(range(self.queue)), Signal(range(self.queue))
         taken = out.valid & out.ready
-        m.d.comb += [rd.ready.eq(count + flight[0] + flight[1] < self.queue), out.valid.eq(count != 0),
-                     self.pending.eq(flight.any() | (count != 0))]
+        m.d.comb += [rd.ready.eq(count + flight[0] + flight[1] + flight[2] < self.queue),
+                     out.valid.eq(count != 0), self.pending.eq(flight.any() | (count != 0))]
         with m.Switch(head):
             for e, entry in enumerate(entries):
                 with m.Case(e):
                     m.d.comb += out.payload.eq(entry)
-        m.d.sync += [flight.eq(Cat(rd.valid & rd.ready, flight[0])), count.eq(count + flight[1] - taken)]
-        with m.If(flight[1]):
+        m.d.sync += [flight.eq(Cat(rd.valid & rd.ready, flight[:2])), count.eq(count + flight[2] - taken)]
+        with m.If(flight[2]):
             with m.Switch(tail):
                 for e, entry in enumerate(entries):
                     with m.Case(e):

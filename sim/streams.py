@@ -56,12 +56,12 @@ async def run_stream(dut, words: list[int], n_out: int, *, rng: random.Random,
                      settle: int = 0, i: str = "i", o: str = "o") -> tuple[list[int], int]:
     """Send ``words`` into stream ``i`` and collect ``n_out`` payloads from stream ``o``.
 
-    Each cycle ``i.valid`` is offered with probability ``p_valid`` and ``o.ready`` with ``p_ready``
-    (seeded by ``rng``). Returns the collected payloads and the number of cycles from the first
-    input transfer to the last output transfer, both included (0 when either stream moved nothing,
-    as when no reply is expected). Fails if nothing moves for
-    ``timeout`` cycles (a hang), or if ``o`` offers another beat within ``settle`` cycles after
-    the last one expected.
+    Each cycle ``i.valid`` is offered with probability ``p_valid`` (random junk on ``i.payload``
+    otherwise) and ``o.ready`` with ``p_ready`` (seeded by ``rng``). Returns the collected payloads
+    and the number of cycles from the first input transfer to the last output transfer, both
+    included (0 when either stream moved nothing, as when no reply is expected). Fails if nothing
+    moves for ``timeout`` cycles (a hang), or if ``o`` offers another beat within ``settle`` cycles
+    after the last one expected.
     """
     clk = dut.clk
     in_valid, in_ready = getattr(dut, f"{i}__valid"), getattr(dut, f"{i}__ready")
@@ -74,8 +74,8 @@ async def run_stream(dut, words: list[int], n_out: int, *, rng: random.Random,
         await RisingEdge(clk)
         offer = sent < len(words) and rng.random() < p_valid
         in_valid.value = int(offer)
-        if offer:
-            in_payload.value = words[sent]
+        # Without valid the payload means nothing: junk there must not reach a result.
+        in_payload.value = words[sent] if offer else rng.getrandbits(len(in_payload))
         out_ready.value = int(rng.random() < p_ready)
         await ReadOnly()
         moved = False
