@@ -71,7 +71,9 @@ class BufferSet(wiring.Component):
     def elaborate(self, platform):
         cfg = self.config
         m = Module()
-        bufs = [Buffer(cfg.banks, cfg.depth, tag_width=Tag().size) for _ in OPERAND_BUFFERS]
+        # Eight banks lie far apart on the part: each bank's word is copied before the rotation.
+        copy = cfg.banks > 4
+        bufs = [Buffer(cfg.banks, cfg.depth, tag_width=Tag().size, copy=copy) for _ in OPERAND_BUFFERS]
         for buf, unit in zip(OPERAND_BUFFERS, bufs, strict=True):
             m.submodules[f"buf_{buf.name.lower()}"] = unit
         sel = self.buffers

@@ -64,10 +64,10 @@ class Buffer(wiring.Component):
     Cycle contract:
 
     - ``rd``: a request transfers on a cycle with ``rd.valid & rd.ready``; the banks are read at the
-      end of the next cycle. The responses wait in a queue of five registers: ``rd.ready`` is high
-      while the responses queued and in flight are fewer than five, so it comes from registers, and
-      with ``rd_data`` always ready one read is accepted every cycle.
-    - ``rd_data``: the response of each read, in request order, from ``latency = 4`` cycles after
+      end of the next cycle. The responses wait in a queue of ``queue`` registers (four, five with
+      ``copy``): ``rd.ready`` is high while fewer responses are queued and in flight, so it comes
+      from registers, and with ``rd_data`` always ready one read is accepted every cycle.
+    - ``rd_data``: the response of each read, in request order, from ``latency`` cycles after
       its transfer; ``valid`` and the payload (registers) hold until ``ready``. ``pending`` is high
       while a response is queued or in flight.
     - ``wr``: always ready; a write transfers on every cycle with ``wr.valid`` and changes the banks
@@ -105,8 +105,12 @@ class Buffer(wiring.Component):
         Write requests.
     layout : Layout
         The mapping of matrices to banks.
+    copy : bool
+        Copy each bank's word into a register of its own before the rotation (default ``False``):
+        a cycle more of latency and one more response queued, for parts whose block RAMs lie far
+        from the logic they feed.
     latency : int
-        Cycles from a read's transfer to its response (4).
+        Cycles from a read's transfer to its response: 3, or 4 with ``copy``.
 
     Raises
     ------
@@ -114,16 +118,16 @@ class Buffer(wiring.Component):
         If a parameter is out of range.
     """
 
-    latency = 4
-    queue = 5
-
-    def __init__(self, banks: int, depth: int, width: int = 16, tag_width: int = 2):
+    def __init__(self, banks: int, depth: int, width: int = 16, tag_width: int = 2, copy: bool = False):
         if not isinstance(banks, int) or banks < 1 or banks & (banks - 1):
             raise ValueError(f"banks must be a positive power of two, not {banks!r}")
         for name, value in (("depth", depth), ("width", width), ("tag_width", tag_width)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(copy, bool):
+            raise ValueError(f"copy must be True or False, not {copy!r}")
         self.banks, self.depth, self.width, self.tag_width = banks, depth, width, tag_width
+        self.copy, self.latency, self.queue = copy, 3 + copy, 4 + copy
         self.layout = Layout(banks)
         super().__init__({
             "rd": In(stream.Signature(ReadRequest(banks, depth, tag_width))),
@@ -144,38 +148,43 @@ class Buffer(wiring.Component):
 
         # Reads: a request's start, lane steps and rotation are registered as it transfers, and its
         # banks read the cycle after; each bank's word is registered every cycle (the block RAM's own
-        # register) and copied the cycle after (so that the block RAM's slow output runs to no
-        # logic), and a request's words, rotated into access order, enter the queue the cycle after
-        # that. The queue is a ring: a response is written at ``tail`` and offered from ``head``, so
-        # taking one moves a pointer and no data.
+        # register), with ``copy`` copied the cycle after (the block RAM's slow output then runs to
+        # no logic), and a request's words, rotated into access order, enter the queue the cycle
+        # after that. The queue is a ring: a response is written at ``tail`` and offered from
+        # ``head``, so taking one moves a pointer and no data.
         rd, out = self.rd, self.rd_data
         addresses, rotation, _ = self._addresses(m, rd.payload, "rd", registered=True)
         words = [Signal(signed(self.width), name=f"rd_word_{b}", reset_less=True) for b in range(self.banks)]
-        copies = [Signal(signed(self.width), name=f"rd_copy_{b}", reset_less=True) for b in range(self.banks)]
-        for (read, _), address, word, copy in zip(banks, addresses, words, copies, strict=True):
+        for (read, _), address, word in zip(banks, addresses, words, strict=True):
             m.d.comb += read.addr.eq(address)
-            m.d.sync += [word.eq(read.data), copy.eq(word)]
-        tags = [Signal(self.tag_width, name=f"rd_tag_{n}", reset_less=True) for n in range(3)]
-        rotations = [Signal.like(rotation, name=f"rd_held_rotation_{n}") for n in range(2)]
-        m.d.sync += [tags[0].eq(rd.payload.tag), tags[1].eq(tags[0]), tags[2].eq(tags[1]),
-                     rotations[0].eq(rotation), rotations[1].eq(rotations[0])]
+            m.d.sync += word.eq(read.data)
+        if self.copy:
+            words = [_registered(m, word, f"rd_copy_{b}") for b, word in enumerate(words)]
+        stages = self.latency - 1        # cycles from a request's transfer to its words' rotation
+        tag, held_rotation = rd.payload.tag, rotation
+        for n in range(stages):
+            tag = _registered(m, tag, f"rd_tag_{n}")
+        for n in range(stages - 1):
+            held_rotation = _registered(m, held_rotation, f"rd_held_rotation_{n}")
         response = ReadResponse(self.banks, self.width, self.tag_width)
         arriving = Signal(response)
         m.d.comb += [arriving.data[lane].eq(value)
-                     for lane, value in enumerate(_rotate(m, copies, rotations[1], "rd_lane"))]
-        m.d.comb += arriving.tag.eq(tags[2])
+                     for lane, value in enumerate(_rotate(m, words, held_rotation, "rd_lane"))]
+        m.d.comb += arriving.tag.eq(tag)
         entries = [Signal(response, name=f"rd_entry_{e}", reset_less=True) for e in range(self.queue)]
-        flight, count = Signal(3), Signal(range(self.queue + 1))    # flight[n]: a request n + 1 cycles on
+        flight = Signal(stages)                         # flight[n]: a request n + 1 cycles on
+        count = Signal(range(self.queue + 1))
         head, tail = Signal(range(self.queue)), Signal(range(self.queue))
         taken = out.valid & out.ready
-        m.d.comb += [rd.ready.eq(count + flight[0] + flight[1] + flight[2] < self.queue),
-                     out.valid.eq(count != 0), self.pending.eq(flight.any() | (count != 0))]
+        in_flight = sum(flight[n] for n in range(stages))
+        m.d.comb += [rd.ready.eq(count + in_flight < self.queue), out.valid.eq(count != 0),
+                     self.pending.eq(flight.any() | (count != 0))]
         with m.Switch(head):
             for e, entry in enumerate(entries):
                 with m.Case(e):
                     m.d.comb += out.payload.eq(entry)
-        m.d.sync += [flight.eq(Cat(rd.valid & rd.ready, flight[:2])), count.eq(count + flight[2] - taken)]
-        with m.If(flight[2]):
+        m.d.sync += [flight.eq(Cat(rd.valid & rd.ready, flight[:-1])), count.eq(count + flight[-1] - taken)]
+        with m.If(flight[-1]):
             with m.Switch(tail):
                 for e, entry in enumerate(entries):
                     with m.Case(e):
@@ -236,6 +245,13 @@ def times(value, factor: int, bits: int):
         if factor >> i & 1:
             total = (total + (value << i))[:bits]
     return total
+
+
+def _registered(m: Module, value, name: str):
+    """``value`` one cycle later, in a register without reset."""
+    register = Signal.like(value, name=name, reset_less=True)
+    m.d.sync += register.eq(value)
+    return register
 
 
 def _next(pointer, size: int):

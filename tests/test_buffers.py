@@ -56,7 +56,8 @@ def test_rejects_bad_parameters():
                             ({"banks": 0}, "not 0"),
                             ({"depth": 0}, "depth must be a positive integer, not 0"),
                             ({"width": "16"}, "width must be a positive integer, not '16'"),
-                            ({"tag_width": 0}, "tag_width")):
+                            ({"tag_width": 0}, "tag_width"),
+                            ({"copy": 1}, "copy must be True or False, not 1")):
         with pytest.raises(ValueError, match=message):
             Buffer(**{"banks": 4, "depth": 16, **kwargs})
 
@@ -70,10 +71,10 @@ def test_request_layouts():
 
 
 @pytest.mark.sim
-@pytest.mark.parametrize("banks", [1, 4, 8])
-def test_buffer(banks):
-    dut = Buffer(banks, DEPTH)
-    run(dut, f"buffer_{banks}x{DEPTH}", "sim.tb_buffers",
+@pytest.mark.parametrize(("banks", "copy"), [(1, False), (4, False), (8, True)])
+def test_buffer(banks, copy):
+    dut = Buffer(banks, DEPTH, copy=copy)
+    run(dut, f"buffer_{banks}x{DEPTH}{'_copy' if copy else ''}", "sim.tb_buffers",
         {"banks": banks, "depth": DEPTH, "width": dut.width, "tag_width": dut.tag_width,
          "latency": dut.latency, "rd": fields(ReadRequest(banks, DEPTH, dut.tag_width)),
          "wr": fields(WriteRequest(banks, DEPTH, dut.width)),
