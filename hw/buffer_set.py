@@ -100,8 +100,9 @@ class BufferSet(wiring.Component):
             x_ready = on_x[index] & x_data.ready
             m.d.comb += [
                 unit.rd.valid.eq(pick_x | pick_y | pick_z),
-                unit.rd.payload.eq(Mux(pick_x, steps.payload.x,
-                                       Mux(pick_y, steps.payload.y, self.z.payload))),
+                # A buffer serves one reader: its request is chosen by that alone, not by readiness.
+                unit.rd.payload.eq(Mux(on_x[index], steps.payload.x,
+                                       Mux(on_y[index], steps.payload.y, self.z.payload))),
                 unit.rd_data.ready.eq(x_ready | (on_y[index] & y_data.ready) | (on_z[index] & z_data.ready)),
                 unit.wr.valid.eq(self.write.valid & (sel.out == index)),
                 unit.wr.payload.eq(self.write.payload),

@@ -174,11 +174,12 @@ class Buffer(wiring.Component):
         entries = [Signal(response, name=f"rd_entry_{e}", reset_less=True) for e in range(self.queue)]
         flight = Signal(stages)                         # flight[n]: a request n + 1 cycles on
         count = Signal(range(self.queue + 1))
+        room = Signal(range(self.queue + 1), init=self.queue)    # queue − count − requests in flight
         head, tail = Signal(range(self.queue)), Signal(range(self.queue))
         taken = out.valid & out.ready
-        in_flight = sum(flight[n] for n in range(stages))
-        m.d.comb += [rd.ready.eq(count + in_flight < self.queue), out.valid.eq(count != 0),
+        m.d.comb += [rd.ready.eq(room != 0), out.valid.eq(count != 0),
                      self.pending.eq(flight.any() | (count != 0))]
+        m.d.sync += room.eq(room - (rd.valid & rd.ready) + taken)
         with m.Switch(head):
             for e, entry in enumerate(entries):
                 with m.Case(e):
