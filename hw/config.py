@@ -87,7 +87,8 @@ class DeviceConfig:
 # no unit after it. Two vector lanes (an 8-wide beat in 4 cycles) leave the 8×8 parts' router room;
 # the smaller parts multiply serially in the vector and softmax units, their DSPs going to the array.
 # The data memory takes the block RAM the buffers leave (a DP16KD holds 1,024 words): the digits
-# training set, packed, needs about 46 K words; the 12F has no room left for the gather unit.
+# training set, packed, needs about 46 K words; the 12F has no room left for the gather unit. The 45F
+# stays at 45 MHz (a fifteenth of it is 3 Mbaud) until its reads' ready path meets 75 MHz.
 _ECP5 = dict(depth=2048, imem=256, k_max=1024, max_rows=16, max_payload=1024, clk_hz=75_000_000,
              baud=3_000_000)
 
@@ -98,7 +99,7 @@ BOARD_DEVICES: dict[str, DeviceConfig] = {
                               vector_lanes=1, serial_multipliers=True),
     "ulx3s-25f": DeviceConfig(rows=4, cols=4, **_ECP5, vector_lanes=2,
                               serial_multipliers=True, data_depth=16384),
-    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2,
+    "ulx3s-45f": DeviceConfig(rows=8, cols=8, **{**_ECP5, "clk_hz": 45_000_000}, vector_lanes=2,
                               serial_multipliers=True, data_depth=49152),
     "ulx3s-85f": DeviceConfig(rows=8, cols=8, **_ECP5, vector_lanes=2, data_depth=65536),
 }
